@@ -1,0 +1,208 @@
+// Command roomlog runs roomlog: a WebSocket relay whose rooms live in a Kafka
+// log (roomlog relay), or the embedded broker alone (roomlog broker).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/roomlog/roomlog/relay"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `roomlog: scale realtime apps on a log.
+
+Usage:
+  roomlog relay [flags]    run a relay (embedded broker unless --brokers is set)
+  roomlog broker [flags]   run the embedded broker alone, for several local relays
+  roomlog version          print the version
+
+Run "roomlog <command> --help" for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch args[0] {
+	case "relay":
+		err = runRelay(ctx, args[1:], stderr)
+	case "broker":
+		err = runBroker(ctx, args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "roomlog", version)
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "roomlog: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(stderr, "roomlog %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+var errUsage = errors.New("usage")
+
+type logFlags struct{ level, format string }
+
+func (l *logFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&l.format, "log-format", "text", "log format: text or json")
+}
+
+func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(l.level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", l.level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(l.format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", l.format)
+}
+
+func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlagSet("relay", "Runs a relay: WebSocket clients at ws://<listen>/ws, every event appended to the log.\n"+
+		"With no --brokers it starts an embedded broker persisting to --data-dir.", stderr)
+	var (
+		cfg        relay.Config
+		brokers    listFlag
+		lf         logFlags
+		dataDir    string
+		embListen  string
+		fsync      bool
+		partitions int
+		rf         int
+		shutdownT  time.Duration
+	)
+	fs.StringVar(&cfg.Listen, "listen", relay.DefaultListen, "HTTP/WebSocket listen address")
+	fs.Var(&brokers, "brokers", "Kafka seed brokers, host:port,... (empty: embedded broker)")
+	fs.StringVar(&cfg.Topic, "topic", relay.DefaultTopic, "events topic, created when missing")
+	fs.IntVar(&partitions, "partitions", relay.DefaultPartitions, "partitions of the events topic when the relay creates it")
+	fs.IntVar(&rf, "replication-factor", relay.DefaultReplicationFactor, "replication factor when the relay creates the topic (-1: broker default)")
+	fs.StringVar(&dataDir, "data-dir", "./roomlog-data", "embedded broker: data folder")
+	fs.StringVar(&embListen, "embedded-listen", "127.0.0.1:0", "embedded broker: Kafka listen address (port 0: any free port)")
+	fs.BoolVar(&fsync, "fsync", false, "embedded broker: fsync every batch before acknowledging it")
+	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", relay.DefaultMaxMessageBytes, "largest client frame accepted, in bytes (larger: close 1009)")
+	fs.IntVar(&cfg.SendQueue, "send-queue", relay.DefaultSendQueue, "frames queued per socket before it is closed as slow (4001)")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", relay.DefaultWriteTimeout, "deadline for one socket write")
+	fs.DurationVar(&cfg.PingInterval, "ping-interval", relay.DefaultPingInterval, "interval between WebSocket pings")
+	fs.DurationVar(&cfg.PongTimeout, "pong-timeout", relay.DefaultPongTimeout, "how long a client may take to answer a ping")
+	fs.DurationVar(&cfg.ProduceTimeout, "produce-timeout", relay.DefaultProduceTimeout, "how long a record may wait for the log before the client gets log_unavailable")
+	fs.DurationVar(&cfg.ProduceLinger, "produce-linger", 0, "producer linger (0: send at once, batch while requests are in flight)")
+	fs.IntVar(&cfg.MaxInflight, "max-inflight", relay.DefaultMaxInflight, "unacknowledged records per connection before its reads pause")
+	fs.IntVar(&cfg.MaxRoomsPerConn, "max-rooms", relay.DefaultMaxRoomsPerConn, "rooms one connection may be in")
+	fs.DurationVar(&shutdownT, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
+	lf.register(fs)
+	if err := parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		fmt.Fprintln(stderr, err)
+		return errUsage
+	}
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	if partitions < 1 || partitions > 1<<20 {
+		return fmt.Errorf("--partitions %d: want 1 or more", partitions)
+	}
+	if rf == 0 || rf < -1 || rf > 1<<14 {
+		return fmt.Errorf("--replication-factor %d: want -1 or a positive number", rf)
+	}
+	cfg.Partitions, cfg.ReplicationFactor, cfg.Logger = int32(partitions), int16(rf), log
+	cfg.Brokers = brokers
+	if len(brokers) == 0 {
+		emb, err := relay.StartEmbedded(relay.EmbeddedConfig{Listen: embListen, DataDir: dataDir, SyncWrites: fsync, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer emb.Close()
+		cfg.Brokers = emb.Addrs()
+		log.Info("embedded broker started", "addr", strings.Join(cfg.Brokers, ","), "data_dir", dataDir)
+	}
+	srv, err := relay.New(cfg)
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	err = srv.Start(startCtx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	log.Info("serving", "ws", fmt.Sprintf("ws://%s/ws", srv.Addr()), "version", version)
+	<-ctx.Done()
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownT)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("broker", "Runs the embedded Kafka-protocol broker alone, so several relays on one machine can share it\n"+
+		"(roomlog relay --brokers <listen>). For production, use Apache Kafka, Redpanda or MSK.", stderr)
+	var (
+		listen, dataDir string
+		fsync           bool
+		lf              logFlags
+	)
+	fs.StringVar(&listen, "listen", "127.0.0.1:9092", "Kafka listen address")
+	fs.StringVar(&dataDir, "data-dir", "./roomlog-data", "data folder")
+	fs.BoolVar(&fsync, "fsync", false, "fsync every batch before acknowledging it")
+	lf.register(fs)
+	if err := parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		fmt.Fprintln(stderr, err)
+		return errUsage
+	}
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	emb, err := relay.StartEmbedded(relay.EmbeddedConfig{Listen: listen, DataDir: dataDir, SyncWrites: fsync, Logger: log})
+	if err != nil {
+		return err
+	}
+	log.Info("broker started", "addr", strings.Join(emb.Addrs(), ","), "data_dir", dataDir)
+	fmt.Fprintln(stdout, strings.Join(emb.Addrs(), ","))
+	<-ctx.Done()
+	log.Info("broker stopping")
+	emb.Close()
+	return nil
+}

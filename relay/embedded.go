@@ -1,0 +1,98 @@
+package relay
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// EmbeddedConfig configures the in-process broker used when no brokers are
+// given. Zero values take the defaults noted.
+type EmbeddedConfig struct {
+	// Listen is the broker's host:port (default 127.0.0.1:0, a free port).
+	Listen string
+	// DataDir holds the log; it survives restarts. Required.
+	DataDir string
+	// SyncWrites fsyncs every batch before acknowledging it. Off by
+	// default, as in Kafka: an acknowledged record survives a process crash
+	// (it is in the page cache) but not a power loss.
+	SyncWrites bool
+	Logger     *slog.Logger
+}
+
+// Embedded is a single-node Kafka-protocol broker (franz-go's kfake) running
+// in this process, persisting to a data folder that only one process may use
+// at a time.
+type Embedded struct {
+	cluster *kfake.Cluster
+	lock    *os.File
+}
+
+// StartEmbedded starts the broker. It refuses a data folder another process
+// is using.
+func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+	if cfg.DataDir == "" {
+		return nil, fmt.Errorf("embedded broker: no data dir")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(cfg.DataDir, "roomlog.lock"), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("embedded broker: data dir %s is in use by another roomlog process "+
+			"(run one `roomlog broker` and point relays at it with --brokers): %w", cfg.DataDir, err)
+	}
+	listen := cfg.Listen
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.DataDir(cfg.DataDir),
+		kfake.ClusterID("roomlog-embedded"),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, listen) }),
+		kfake.WithLogger(kfakeLogger{cfg.Logger}),
+	}
+	if cfg.SyncWrites {
+		opts = append(opts, kfake.SyncWrites())
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("embedded broker on %s, data dir %s: %w", cfg.Listen, cfg.DataDir, err)
+	}
+	return &Embedded{cluster: c, lock: lock}, nil
+}
+
+// Addrs are the broker's addresses, for Config.Brokers.
+func (e *Embedded) Addrs() []string { return e.cluster.ListenAddrs() }
+
+// Close stops the broker, syncing its data to disk, and releases the folder.
+func (e *Embedded) Close() {
+	e.cluster.Close()
+	e.lock.Close()
+}
+
+// kfakeLogger forwards kfake's warnings and errors to slog.
+type kfakeLogger struct{ l *slog.Logger }
+
+func (k kfakeLogger) Logf(level kfake.LogLevel, msg string, args ...any) {
+	switch level {
+	case kfake.LogLevelError:
+		k.l.Error("embedded broker: " + fmt.Sprintf(msg, args...))
+	case kfake.LogLevelWarn:
+		k.l.Debug("embedded broker: " + fmt.Sprintf(msg, args...))
+	}
+}
