@@ -12,10 +12,10 @@ import (
 
 // WebSocket close codes the relay sends, documented in docs/protocol.md.
 const (
-	CloseGoingAway      = websocket.CloseGoingAway      // 1001: relay shutting down; reconnect
+	CloseGoingAway       = websocket.CloseGoingAway       // 1001: relay shutting down; reconnect
 	CloseUnsupportedData = websocket.CloseUnsupportedData // 1003: binary frame
-	CloseTooBig         = websocket.CloseMessageTooBig  // 1009: frame over --max-message-bytes
-	CloseSlowClient     = 4001                           // send queue overflowed or a write timed out
+	CloseTooBig          = websocket.CloseMessageTooBig   // 1009: frame over --max-message-bytes
+	CloseSlowClient      = 4001                           // send queue overflowed or a write timed out
 )
 
 // outFrame is one queued server frame: a prepared message shared by a room's
