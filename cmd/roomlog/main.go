@@ -26,16 +26,17 @@ const usage = `roomlog: scale realtime apps on a log.
 Usage:
   roomlog relay [flags]    run a relay (embedded broker unless --brokers is set)
   roomlog broker [flags]   run the embedded broker alone, for several local relays
+  roomlog client [flags]   join a room, print what arrives, publish lines from stdin
   roomlog version          print the version
 
 Run "roomlog <command> --help" for a command's flags.
 `
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -48,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runRelay(ctx, args[1:], stderr)
 	case "broker":
 		err = runBroker(ctx, args[1:], stdout, stderr)
+	case "client":
+		err = runClient(ctx, args[1:], stdin, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "roomlog", version)
 	case "help", "-h", "--help", "-help":

@@ -1,0 +1,40 @@
+# roomlog. `make run` starts a relay on the embedded broker; `make test` runs
+# every test, including the real-Kafka run (installing what it needs).
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+GO      ?= go
+
+.PHONY: build run test test-short lint bench fuzz clean
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/roomlog ./cmd/roomlog
+
+# A relay on ws://localhost:8080/ws with the embedded broker in ./roomlog-data.
+run: build
+	./bin/roomlog relay
+
+# Everything: unit, fuzz seeds, integration on kfake and on real Kafka (-race).
+test:
+	testenv/test.sh
+
+# Fast loop: kfake only, no real broker.
+test-short:
+	$(GO) test -count=1 ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Runs each fuzz target for FUZZTIME (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzParsePos$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeFrame$$' -fuzztime $(FUZZTIME)
+
+clean:
+	rm -rf bin

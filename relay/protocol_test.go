@@ -1,0 +1,133 @@
+package relay
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/roomlog/roomlog/record"
+)
+
+func TestDecodeFrame(t *testing.T) {
+	tests := []struct {
+		name  string
+		in    string
+		code  ErrorCode // empty: valid
+		event string
+		data  string
+		id    string
+	}{
+		{name: "publish", in: `{"op":"publish","room":"lobby","event":"chat","data":{"a":1},"id":"3"}`, event: "chat", data: `{"a":1}`, id: `"3"`},
+		{name: "publish default event", in: `{"op":"publish","room":"lobby","data":1}`, event: "message", data: `1`},
+		{name: "publish no data", in: `{"op":"publish","room":"lobby","id":7}`, event: "message", data: `null`, id: `7`},
+		{name: "join", in: `{"op":"join","room":"lobby","id":"1"}`, id: `"1"`},
+		{name: "null id", in: `{"op":"join","room":"lobby","id":null}`, id: `null`},
+		{name: "unknown fields ignored", in: `{"op":"leave","room":"x","future":true}`},
+		{name: "garbage", in: `nope`, code: CodeBadRequest},
+		{name: "truncated", in: `{"op":"join"`, code: CodeBadRequest},
+		{name: "op not string", in: `{"op":1}`, code: CodeBadRequest},
+		{name: "no op", in: `{}`, code: CodeUnknownOp},
+		{name: "unknown op", in: `{"op":"nuke"}`, code: CodeUnknownOp},
+		{name: "bool id", in: `{"op":"join","room":"a","id":true}`, code: CodeInvalidID},
+		{name: "long id", in: `{"op":"join","room":"a","id":"` + strings.Repeat("i", 200) + `"}`, code: CodeInvalidID},
+		{name: "no room", in: `{"op":"join"}`, code: CodeInvalidRoom},
+		{name: "tab in room", in: `{"op":"join","room":"a\tb"}`, code: CodeInvalidRoom},
+		{name: "long event", in: `{"op":"publish","room":"a","event":"` + strings.Repeat("e", record.MaxEventBytes+1) + `"}`, code: CodeInvalidEvent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := decodeFrame([]byte(tt.in))
+			if tt.code != "" {
+				if err == nil || err.Code != tt.code {
+					t.Fatalf("got %v, want %s", err, tt.code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Event != tt.event || string(f.ID) != tt.id || (tt.data != "" && string(f.Data) != tt.data) {
+				t.Fatalf("got event %q data %s id %s", f.Event, f.Data, f.ID)
+			}
+		})
+	}
+}
+
+func TestAppendString(t *testing.T) {
+	for _, s := range []string{"", "plain", `q"uote\back`, "tab\tnl\ncr\r", "\x00\x1f\x7f", "ünï€😀", "bad\xffutf8", "<html>&", "\u2028\u2029"} {
+		got := appendString(nil, s)
+		var back string
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatalf("appendString(%q) = %s: not JSON: %v", s, got, err)
+		}
+		if want := strings.ToValidUTF8(s, "\ufffd"); back != want {
+			t.Fatalf("appendString(%q) round trip = %q", s, back)
+		}
+	}
+}
+
+func TestServerFramesAreJSON(t *testing.T) {
+	pos := record.Pos{Epoch: 0xabc, Partition: 2, Offset: 99}
+	ev := record.Event{Type: record.TypePublish, Room: "r\"1", Event: "e", Data: json.RawMessage(`{"x":[1,2]}`), From: "c-1"}
+	frames := [][]byte{
+		appendWelcome(nil, "abcd-1", "abcd"),
+		appendAck(nil, json.RawMessage(`"id"`), pos, true),
+		appendAck(nil, nil, pos, false),
+		appendError(nil, json.RawMessage(`5`), errorf(CodeInvalidRoom, "room %q bad", "a\x00")),
+		appendMessage(nil, &ev, pos),
+	}
+	for _, f := range frames {
+		var m map[string]any
+		if err := json.Unmarshal(f, &m); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+	}
+	var m struct{ Room, Pos string }
+	_ = json.Unmarshal(appendMessage(nil, &ev, pos), &m)
+	if m.Room != ev.Room || m.Pos != pos.String() {
+		t.Fatalf("message frame decoded to %+v", m)
+	}
+}
+
+// FuzzDecodeFrame: no input crashes the decoder; whatever it accepts is
+// valid, and the error frame built for whatever it rejects is valid JSON.
+func FuzzDecodeFrame(f *testing.F) {
+	for _, s := range []string{
+		`{"op":"publish","room":"lobby","event":"chat","data":{"a":1},"id":"3"}`,
+		`{"op":"join","room":"lobby","id":1}`,
+		`{"op":"leave","room":"","id":null}`,
+		`{"op":"publish","room":"a","data":"\u0000"}`,
+		`[]`, `{`, `"x"`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr, err := decodeFrame(b)
+		if err != nil {
+			out := appendError(nil, fr.ID, err)
+			if !json.Valid(out) {
+				t.Fatalf("error frame %s is not JSON", out)
+			}
+			if !utf8.Valid(out) {
+				t.Fatalf("error frame %q is not UTF-8", out)
+			}
+			return
+		}
+		if record.ValidName(fr.Room, record.MaxRoomBytes) != nil {
+			t.Fatalf("accepted room %q", fr.Room)
+		}
+		if fr.Op == opPublish {
+			if !json.Valid(fr.Data) || record.ValidName(fr.Event, record.MaxEventBytes) != nil {
+				t.Fatalf("accepted publish %+v", fr)
+			}
+			ev := record.Event{Type: record.TypePublish, Room: fr.Room, Event: fr.Event, Data: fr.Data, From: "c"}
+			if out := appendMessage(nil, &ev, record.Pos{}); !json.Valid(out) {
+				t.Fatalf("message frame %s is not JSON", out)
+			}
+		}
+		if out := appendAck(nil, fr.ID, record.Pos{}, true); !json.Valid(out) {
+			t.Fatalf("ack frame %s is not JSON", out)
+		}
+	})
+}

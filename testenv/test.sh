@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, fuzz seeds, and the integration suite twice,
+# on the in-process kfake broker and on a real Apache Kafka broker started
+# here (testenv/kafka) and stopped on exit. The real-broker run is required:
+# it fails, never skips, when the broker or kcat is missing.
+#
+# Usage: testenv/test.sh [go test flags...]   (default: -race -count=1 ./...)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+testenv/setup.sh
+
+started=""
+if [[ -z "${ROOMLOG_TEST_BROKERS:-}" ]]; then
+  trap 'testenv/kafka/stop.sh >&2' EXIT
+  line="$(testenv/kafka/start.sh | tail -n 1)"
+  export "${line?}"
+  started=1
+fi
+echo "test: real broker at $ROOMLOG_TEST_BROKERS${started:+ (started here)}" >&2
+
+export ROOMLOG_REQUIRE_KAFKA=1
+if (($#)); then
+  go test "$@"
+else
+  go test -race -count=1 -timeout 20m ./...
+fi
