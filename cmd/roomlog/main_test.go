@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/roomlog/roomlog/record"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "roomlog-bin")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "roomlog")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startProc runs the binary and waits until addr accepts TCP connections.
+func startProc(t *testing.T, addr string, env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return cmd
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v did not listen on %s: %s", args, addr, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type frame struct {
+	Op, Pos, Conn, Code string
+	Data               json.RawMessage
+}
+
+func wsDial(t *testing.T, addr string) *websocket.Conn {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	var f frame
+	if err := ws.ReadJSON(&f); err != nil || f.Op != "welcome" {
+		t.Fatalf("welcome: %+v %v", f, err)
+	}
+	return ws
+}
+
+// roundTrip joins room, publishes data, and returns the message's position.
+func roundTrip(t *testing.T, ws *websocket.Conn, room, data string) record.Pos {
+	t.Helper()
+	for _, m := range []map[string]any{
+		{"op": "join", "room": room, "id": "j"},
+		{"op": "publish", "room": room, "data": data, "id": "p"},
+	} {
+		if err := ws.WriteJSON(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		var f frame
+		if err := ws.ReadJSON(&f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Op == "error" {
+			t.Fatalf("error frame %+v", f)
+		}
+		if f.Op == "message" {
+			if want, _ := json.Marshal(data); string(f.Data) != string(want) {
+				t.Fatalf("got data %s, want %s", f.Data, want)
+			}
+			p, err := record.ParsePos(f.Pos)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+	}
+}
+
+// TestRelayEmbedded: `roomlog relay` alone is a durable server configured
+// from the environment; SIGTERM closes clients with 1001 and exits 0; a
+// restart on the same data folder continues the same log.
+func TestRelayEmbedded(t *testing.T) {
+	dir := t.TempDir()
+	addr := freePort(t)
+	env := []string{"ROOMLOG_LISTEN=" + addr, "ROOMLOG_DATA_DIR=" + dir, "ROOMLOG_PARTITIONS=3"}
+	cmd := startProc(t, addr, env, "relay")
+	ws := wsDial(t, addr)
+	first := roundTrip(t, ws, "lobby", "one")
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		_, _, err := ws.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+			t.Fatalf("on SIGTERM the client got %v, want close 1001", err)
+		}
+		break
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("relay exit: %v", err)
+	}
+
+	// A second process on the same folder while the first runs is refused.
+	cmd = startProc(t, addr, env, "relay")
+	out, err := exec.Command(bin, "relay", "--listen", freePort(t), "--data-dir", dir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "in use by another roomlog process") {
+		t.Fatalf("second relay on the same data dir: %v\n%s", err, out)
+	}
+	second := roundTrip(t, wsDial(t, addr), "lobby", "two")
+	if second.Epoch != first.Epoch || second.Partition != first.Partition || second.Offset <= first.Offset {
+		t.Fatalf("after restart the log is new: %v then %v", first, second)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("relay exit: %v", err)
+	}
+}
+
+// TestSharedBroker: two relays on one `roomlog broker`.
+func TestSharedBroker(t *testing.T) {
+	kafka, a, b := freePort(t), freePort(t), freePort(t)
+	startProc(t, kafka, nil, "broker", "--listen", kafka, "--data-dir", t.TempDir())
+	startProc(t, a, nil, "relay", "--brokers", kafka, "--listen", a)
+	startProc(t, b, []string{"ROOMLOG_BROKERS=" + kafka}, "relay", "--listen", b)
+	wa, wb := wsDial(t, a), wsDial(t, b)
+	if err := wa.WriteJSON(map[string]any{"op": "join", "room": "x", "id": 1}); err != nil {
+		t.Fatal(err)
+	}
+	var ack frame
+	if err := wa.ReadJSON(&ack); err != nil || ack.Op != "ack" {
+		t.Fatalf("join: %+v %v", ack, err)
+	}
+	pos := roundTrip(t, wb, "x", "across")
+	_ = wa.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var m frame
+	if err := wa.ReadJSON(&m); err != nil || m.Op != "message" || m.Pos != pos.String() {
+		t.Fatalf("relay A got %+v %v, want the message at %v", m, err, pos)
+	}
+}
+
+func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
+	out, _ := exec.Command(bin, "relay", "--help").CombinedOutput()
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	n := 0
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if !strings.HasPrefix(line, "--") {
+			continue
+		}
+		n++
+		name := strings.Fields(line)[0][2:]
+		if !strings.Contains(line, "("+envName(name)+", default ") {
+			t.Errorf("help line %q lacks its variable and default", line)
+		}
+	}
+	if n < 15 {
+		t.Fatalf("help lists %d flags:\n%s", n, out)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  []string
+		code int
+		want string
+	}{
+		{"no command", nil, nil, 2, "Usage"},
+		{"unknown command", []string{"nope"}, nil, 2, "unknown command"},
+		{"bad flag", []string{"relay", "--no-such-flag"}, nil, 2, "no-such-flag"},
+		{"bad env", []string{"relay"}, []string{"ROOMLOG_PARTITIONS=many"}, 2, "ROOMLOG_PARTITIONS"},
+		{"bad partitions", []string{"relay", "--partitions", "0"}, nil, 1, "--partitions"},
+		{"bad log level", []string{"relay", "--log-level", "loud"}, nil, 1, "--log-level"},
+		{"too big frames", []string{"relay", "--brokers", "127.0.0.1:1", "--max-message-bytes", "99999999"}, nil, 1, "over the limit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(bin, tt.args...)
+			cmd.Env = append(os.Environ(), tt.env...)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != tt.code || !strings.Contains(string(out), tt.want) {
+				t.Fatalf("exit %v, output %q; want code %d mentioning %q", err, out, tt.code, tt.want)
+			}
+		})
+	}
+}
