@@ -1,15 +1,22 @@
-// Package consumer reads the roomlog events topic inside every relay process
-// and hands each record, decoded and in log order, to a Sink (the relay's hub,
-// which fans it out to the local sockets of the record's room).
+// Package consumer reads the roomlog events topic inside every relay process,
+// folds each record into the shared state of its room (presence, key-value
+// state, recent history, deduplication, relay leases), and hands each record
+// with the fold's result to a Sink (the relay's hub, which fans it out to the
+// local sockets of the room).
 //
 // It reads every partition directly, without a consumer group: each relay must
-// see every record, because any of its sockets may be in any room. Records are
-// routed by their key (the room), never by the partition they arrived on, so a
-// third-party producer with another partitioner still reaches the room.
+// see every record, because any of its sockets may be in any room. At start it
+// replays every partition from the beginning of the log, so that the state of
+// every room is a pure function of the log prefix: every relay that has folded
+// the same offsets holds the same state, and a replay reproduces it. Records
+// are routed to sockets by key (the room), not by partition, so a third-party
+// producer with another partitioner still reaches the room.
 //
-// Concurrency: one goroutine polls the log and calls Sink.Deliver for each
-// record, in partition order; Deliver must not block (the hub only enqueues).
-// Start, Stop and the accessors are safe to call from any goroutine.
+// Concurrency: one goroutine polls the log, folds each record into its
+// partition's State (under that partition's write lock) and then calls
+// Sink.Deliver, in offset order per partition. Deliver must not block. Readers
+// of the state (presence, get, history) take a partition's read lock. Start,
+// Stop and the accessors are safe from any goroutine.
 package consumer
 
 import (
@@ -27,12 +34,17 @@ import (
 	"github.com/roomlog/roomlog/record"
 )
 
-// Delivery is one decoded record handed to the Sink. It is only valid for the
-// duration of the Deliver call.
+// Delivery is one folded record handed to the Sink. It and its fields are
+// valid only during the Deliver call. When Deliver runs, the partition's state
+// is exactly the state after this record: the consumer goroutine is its only
+// writer, so the sink may read it (under Part.RLock) without racing the fold.
 type Delivery struct {
 	Event     record.Event
 	Pos       record.Pos
 	Timestamp time.Time
+	Result    *Result
+	Part      *Partition
+	Live      bool // false while replaying the log up to where it was at Start
 }
 
 // Sink receives the records of the log. Deliver is called from the consumer's
@@ -52,6 +64,9 @@ type Config struct {
 	Epoch uint64
 	// Sink receives every record. Required.
 	Sink Sink
+	// HistoryWindow is how many recent publishes per room are kept in
+	// memory for recovery and history (default 64; negative: none).
+	HistoryWindow int
 	// FetchMaxWait bounds how long a fetch waits for new records
 	// (default 250ms); records are returned as soon as any arrive.
 	FetchMaxWait time.Duration
@@ -59,22 +74,30 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// DefaultHistoryWindow is Config.HistoryWindow's default.
+const DefaultHistoryWindow = 64
+
 // Stats are counters since Start.
 type Stats struct {
-	Records   uint64 // records read from the log
-	Delivered uint64 // records handed to the sink
-	Skipped   uint64 // records that did not decode (logged)
+	Records uint64 // records folded
+	Skipped uint64 // records that did not decode (logged)
+	Lag     int64  // records between the fold and the end offsets seen at start, while replaying
 }
 
 // Consumer tails the events topic. Create with New, then Start.
 type Consumer struct {
-	cfg Config
-	cl  *kgo.Client
+	cfg   Config
+	cl    *kgo.Client
+	state *State
+
+	ready     chan struct{} // closed once caught up with the end offsets seen at Start
+	readyOnce sync.Once
+	ends      map[int32]int64
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	records, delivered, skipped atomic.Uint64
+	records, skipped atomic.Uint64
 }
 
 // New validates cfg and fills its defaults.
@@ -88,25 +111,34 @@ func New(cfg Config) (*Consumer, error) {
 	if cfg.FetchMaxWait <= 0 {
 		cfg.FetchMaxWait = 250 * time.Millisecond
 	}
+	switch {
+	case cfg.HistoryWindow == 0:
+		cfg.HistoryWindow = DefaultHistoryWindow
+	case cfg.HistoryWindow < 0:
+		cfg.HistoryWindow = 0
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Consumer{cfg: cfg}, nil
+	return &Consumer{cfg: cfg, state: NewState(cfg.HistoryWindow), ready: make(chan struct{})}, nil
 }
 
-// Start resolves the current end of every partition and begins tailing from
-// there. When Start returns, every record produced afterwards will be
-// delivered; records already in the log are not.
+// Start lists the end of every partition, then folds the whole log from its
+// start in the background. Ready is closed once the fold has reached those
+// ends; records after them are live.
 func (c *Consumer) Start(ctx context.Context) error {
 	opts := append([]kgo.Opt{
 		kgo.FetchMaxWait(c.cfg.FetchMaxWait),
 		kgo.ClientID("roomlog-consumer"),
+		kgo.FetchMaxBytes(64 << 20),
+		kgo.FetchMaxPartitionBytes(8 << 20),
 	}, c.cfg.ClientOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("consumer: client: %w", err)
 	}
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, c.cfg.Topic)
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, c.cfg.Topic)
 	if err == nil {
 		err = ends.Error()
 	}
@@ -114,22 +146,44 @@ func (c *Consumer) Start(ctx context.Context) error {
 		cl.Close()
 		return fmt.Errorf("consumer: list end offsets of %q: %w", c.cfg.Topic, err)
 	}
+	c.ends = make(map[int32]int64)
 	start := make(map[int32]kgo.Offset)
 	ends.Each(func(o kadm.ListedOffset) {
-		start[o.Partition] = kgo.NewOffset().At(o.Offset)
+		c.ends[o.Partition] = o.Offset
+		start[o.Partition] = kgo.NewOffset().AtStart()
+		p := c.state.Partition(o.Partition)
+		p.next = 0
 	})
 	if len(start) == 0 {
 		cl.Close()
 		return fmt.Errorf("consumer: topic %q has no partitions", c.cfg.Topic)
 	}
+	// Partitions whose log is empty (or fully deleted) are caught up at
+	// once; find their start so an empty partition counts as folded.
+	starts, err := adm.ListStartOffsets(ctx, c.cfg.Topic)
+	if err == nil {
+		starts.Each(func(o kadm.ListedOffset) {
+			if o.Err == nil {
+				c.state.Partition(o.Partition).next = o.Offset
+			}
+		})
+	}
 	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{c.cfg.Topic: start})
 	c.cl = cl
+	c.checkReady()
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c.cancel = cancel
 	c.wg.Add(1)
 	go c.run(runCtx)
 	return nil
 }
+
+// Ready is closed once the fold has caught up with the log's end as it was
+// at Start.
+func (c *Consumer) Ready() <-chan struct{} { return c.ready }
+
+// State is the folded state. Read it under each partition's read lock.
+func (c *Consumer) State() *State { return c.state }
 
 // Stop ends the poll loop and closes the client. It returns once the loop's
 // goroutine has ended; no Deliver call happens after Stop returns.
@@ -144,12 +198,50 @@ func (c *Consumer) Stop() {
 
 // Stats returns the counters.
 func (c *Consumer) Stats() Stats {
-	return Stats{Records: c.records.Load(), Delivered: c.delivered.Load(), Skipped: c.skipped.Load()}
+	return Stats{Records: c.records.Load(), Skipped: c.skipped.Load()}
+}
+
+// WaitFor blocks until partition p has folded every offset below next, or
+// ctx ends.
+func (c *Consumer) WaitFor(ctx context.Context, p int32, next int64) error {
+	part := c.state.parts[p]
+	if part == nil {
+		return fmt.Errorf("consumer: no partition %d", p)
+	}
+	for {
+		got, ch := part.Progress()
+		if got >= next {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("consumer: partition %d folded to %d, waiting for %d: %w", p, got, next, ctx.Err())
+		}
+	}
+}
+
+func (c *Consumer) checkReady() {
+	for p, end := range c.ends {
+		if c.state.parts[p].next < end {
+			return
+		}
+	}
+	c.readyOnce.Do(func() { close(c.ready) })
 }
 
 func (c *Consumer) run(ctx context.Context) {
 	defer c.wg.Done()
-	var d Delivery
+	var (
+		d   Delivery
+		res Result
+	)
+	live := false
+	select {
+	case <-c.ready:
+		live = true
+	default:
+	}
 	for {
 		fetches := c.cl.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -160,15 +252,31 @@ func (c *Consumer) run(ctx context.Context) {
 				c.cfg.Logger.Warn("consumer fetch error", "topic", topic, "partition", p, "err", err)
 			}
 		})
-		fetches.EachRecord(func(r *kgo.Record) { c.handle(r, &d) })
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			part := c.state.Partition(fp.Partition)
+			for _, r := range fp.Records {
+				c.handle(part, r, &d, &res, live)
+			}
+			if len(fp.Records) > 0 {
+				part.Advance()
+			}
+		})
+		if !live {
+			c.checkReady()
+			select {
+			case <-c.ready:
+				live = true
+			default:
+			}
+		}
 	}
 }
 
-// handle decodes one record and delivers it. Kept separate from run so the
+// handle folds one record and delivers it. Kept separate from run so the
 // benchmark measures exactly the per-record path.
-func (c *Consumer) handle(r *kgo.Record, d *Delivery) {
+func (c *Consumer) handle(part *Partition, r *kgo.Record, d *Delivery, res *Result, live bool) {
 	c.records.Add(1)
-	ev, err := record.Decode(r)
+	ev, err := part.Apply(r, res)
 	if err != nil {
 		c.skipped.Add(1)
 		c.cfg.Logger.Warn("skipping undecodable record", "partition", r.Partition, "offset", r.Offset, "err", err)
@@ -178,7 +286,9 @@ func (c *Consumer) handle(r *kgo.Record, d *Delivery) {
 		Event:     ev,
 		Pos:       record.Pos{Epoch: c.cfg.Epoch, Partition: r.Partition, Offset: r.Offset},
 		Timestamp: r.Timestamp,
+		Result:    res,
+		Part:      part,
+		Live:      live,
 	}
 	c.cfg.Sink.Deliver(d)
-	c.delivered.Add(1)
 }

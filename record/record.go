@@ -6,14 +6,21 @@
 // (and the replay tools) must agree on it byte for byte; a copy in either would
 // drift.
 //
-// Layout of a roomlog record:
+// Layout of a roomlog record (docs/protocol.md has the full table):
 //
-//	key      room name (UTF-8)
-//	value    the publish's data, exactly as the client sent it (JSON)
-//	headers  rl-type   record type: "publish", "join", "leave"
-//	         rl-event  event name (publish only)
-//	         rl-from   sender connection id
-//	         rl-mid    client message id (optional)
+//	key      room name (UTF-8); for lease and expire records, "~relay/<name>"
+//	value    publish: the data exactly as the client sent it (JSON);
+//	         set, cas: the new value (JSON); incr: the delta (JSON integer)
+//	headers  rl-type     publish, join, leave, set, del, incr, cas, lease, expire
+//	         rl-event    event name (publish)
+//	         rl-from     sender connection id
+//	         rl-mid      client message id, for deduplication (publish)
+//	         rl-req      the request id to echo in the sender's ack
+//	         rl-user     authenticated user id
+//	         rl-relay    relay name (join, lease, expire)
+//	         rl-session  relay session (join, lease, expire)
+//	         rl-key      state key (set, del, incr, cas)
+//	         rl-version  expected version (cas); last lease offset (expire)
 //
 // A record with no rl-type header was written by a plain Kafka producer
 // (kcat -P -K:, a backend service): it is a publish of event "message" to the
@@ -28,6 +35,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"unicode"
 	"unicode/utf8"
 
@@ -36,10 +44,16 @@ import (
 
 // Header keys. They are part of the public record format: never rename them.
 const (
-	HeaderType  = "rl-type"
-	HeaderEvent = "rl-event"
-	HeaderFrom  = "rl-from"
-	HeaderMID   = "rl-mid"
+	HeaderType    = "rl-type"
+	HeaderEvent   = "rl-event"
+	HeaderFrom    = "rl-from"
+	HeaderMID     = "rl-mid"
+	HeaderReq     = "rl-req"
+	HeaderUser    = "rl-user"
+	HeaderRelay   = "rl-relay"
+	HeaderSession = "rl-session"
+	HeaderKey     = "rl-key"
+	HeaderVersion = "rl-version"
 )
 
 // Type is the kind of a record.
@@ -51,7 +65,22 @@ const (
 	TypePublish Type = "publish"
 	TypeJoin    Type = "join"
 	TypeLeave   Type = "leave"
+	TypeSet     Type = "set"
+	TypeDel     Type = "del"
+	TypeIncr    Type = "incr"
+	TypeCAS     Type = "cas"
+	TypeLease   Type = "lease"
+	TypeExpire  Type = "expire"
 )
+
+// IsState reports whether t changes a room's key-value state.
+func (t Type) IsState() bool {
+	return t == TypeSet || t == TypeDel || t == TypeIncr || t == TypeCAS
+}
+
+// RelayKeyPrefix starts the key of lease and expire records: they belong to
+// a relay, not a room, and are written to every partition.
+const RelayKeyPrefix = "~relay/"
 
 // DefaultEvent is the event name of a publish that names none, and of every
 // record written by a plain Kafka producer.
@@ -63,6 +92,8 @@ const (
 	MaxEventBytes = 100
 	MaxFromBytes  = 100
 	MaxMIDBytes   = 128
+	MaxKeyBytes   = 200
+	MaxUserBytes  = 200
 )
 
 // Errors a caller may branch on.
@@ -70,17 +101,25 @@ var (
 	ErrNoKey        = errors.New("record has no key (room)")
 	ErrUnknownType  = errors.New("unknown record type")
 	ErrInvalidValue = errors.New("record value is not valid JSON")
+	ErrBadHeader    = errors.New("malformed roomlog header")
 )
 
 // Event is one decoded roomlog event: what a record means, independent of
 // where in the log it sits.
 type Event struct {
-	Type  Type
-	Room  string
-	Event string          // publish only
-	Data  json.RawMessage // publish only; always valid JSON
-	From  string          // sender connection id; empty for plain Kafka producers
-	MID   string          // client message id, if the client gave one
+	Type    Type
+	Room    string          // the key; for lease and expire, RelayKeyPrefix+Relay
+	Event   string          // publish
+	Data    json.RawMessage // publish, set, cas: valid JSON; incr: a JSON integer
+	From    string          // sender connection id; empty for plain Kafka producers
+	MID     string          // client message id for deduplication (publish)
+	Req     string          // request id (JSON text) to echo in the sender's ack
+	User    string          // authenticated user id, if any
+	Relay   string          // relay name (join, lease, expire)
+	Session string          // relay session (join, lease, expire)
+	Key     string          // state key (set, del, incr, cas)
+	Version int64           // cas: expected version; expire: the lease offset it ends
+	Delta   int64           // incr (decoded from Data)
 }
 
 // ValidName reports why s cannot be a room or event name, or nil: it must be
@@ -106,17 +145,31 @@ func ValidName(s string, max int) error {
 // relay does, with ValidName); Encode does not copy Data.
 func Encode(e *Event) *kgo.Record {
 	r := &kgo.Record{Key: []byte(e.Room)}
-	r.Headers = make([]kgo.RecordHeader, 0, 4)
-	r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderType, Value: []byte(e.Type)})
-	if e.Type == TypePublish {
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderEvent, Value: []byte(e.Event)})
+	r.Headers = make([]kgo.RecordHeader, 0, 6)
+	add := func(k, v string) {
+		if v != "" {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
+		}
+	}
+	add(HeaderType, string(e.Type))
+	switch e.Type {
+	case TypePublish:
+		add(HeaderEvent, e.Event)
 		r.Value = e.Data
+	case TypeSet, TypeCAS:
+		r.Value = e.Data
+	case TypeIncr:
+		r.Value = strconv.AppendInt(nil, e.Delta, 10)
 	}
-	if e.From != "" {
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderFrom, Value: []byte(e.From)})
-	}
-	if e.MID != "" {
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderMID, Value: []byte(e.MID)})
+	add(HeaderFrom, e.From)
+	add(HeaderMID, e.MID)
+	add(HeaderReq, e.Req)
+	add(HeaderUser, e.User)
+	add(HeaderRelay, e.Relay)
+	add(HeaderSession, e.Session)
+	add(HeaderKey, e.Key)
+	if e.Type == TypeCAS || e.Type == TypeExpire {
+		add(HeaderVersion, strconv.FormatInt(e.Version, 10))
 	}
 	return r
 }
@@ -132,7 +185,7 @@ func Decode(r *kgo.Record) (Event, error) {
 	if err := ValidName(e.Room, MaxRoomBytes); err != nil {
 		return e, fmt.Errorf("room %w", err)
 	}
-	var typ, ev []byte
+	var typ, ev, version []byte
 	var hasType bool
 	for _, h := range r.Headers {
 		switch h.Key {
@@ -144,6 +197,18 @@ func Decode(r *kgo.Record) (Event, error) {
 			e.From = string(h.Value)
 		case HeaderMID:
 			e.MID = string(h.Value)
+		case HeaderReq:
+			e.Req = string(h.Value)
+		case HeaderUser:
+			e.User = string(h.Value)
+		case HeaderRelay:
+			e.Relay = string(h.Value)
+		case HeaderSession:
+			e.Session = string(h.Value)
+		case HeaderKey:
+			e.Key = string(h.Value)
+		case HeaderVersion:
+			version = h.Value
 		}
 	}
 	if !hasType {
@@ -152,26 +217,63 @@ func Decode(r *kgo.Record) (Event, error) {
 	e.Type = Type(typ)
 	switch e.Type {
 	case TypePublish:
+		e.Event = string(ev)
+		if e.Event == "" {
+			e.Event = DefaultEvent
+		} else if err := ValidName(e.Event, MaxEventBytes); err != nil {
+			return e, fmt.Errorf("event %w", err)
+		}
+		switch {
+		case len(r.Value) == 0:
+			e.Data = json.RawMessage("null")
+		case json.Valid(r.Value):
+			e.Data = r.Value
+		default:
+			return e, ErrInvalidValue
+		}
 	case TypeJoin, TypeLeave:
-		return e, nil
+		if e.From == "" {
+			return e, fmt.Errorf("%w: %s without %s", ErrBadHeader, e.Type, HeaderFrom)
+		}
+	case TypeSet, TypeCAS, TypeDel, TypeIncr:
+		if err := ValidName(e.Key, MaxKeyBytes); err != nil {
+			return e, fmt.Errorf("%w: state key %v", ErrBadHeader, err)
+		}
+		switch e.Type {
+		case TypeIncr:
+			d, err := strconv.ParseInt(string(r.Value), 10, 64)
+			if err != nil {
+				return e, fmt.Errorf("%w: incr delta %q", ErrInvalidValue, truncate(r.Value))
+			}
+			e.Delta = d
+		case TypeSet, TypeCAS:
+			if !json.Valid(r.Value) {
+				return e, ErrInvalidValue
+			}
+			e.Data = r.Value
+		}
+	case TypeLease, TypeExpire:
+		if e.Relay == "" || e.Session == "" {
+			return e, fmt.Errorf("%w: %s without relay or session", ErrBadHeader, e.Type)
+		}
 	default:
-		return e, fmt.Errorf("%w %q", ErrUnknownType, typ)
+		return e, fmt.Errorf("%w %q", ErrUnknownType, truncate(typ))
 	}
-	e.Event = string(ev)
-	if e.Event == "" {
-		e.Event = DefaultEvent
-	} else if err := ValidName(e.Event, MaxEventBytes); err != nil {
-		return e, fmt.Errorf("event %w", err)
-	}
-	switch {
-	case len(r.Value) == 0:
-		e.Data = json.RawMessage("null")
-	case json.Valid(r.Value):
-		e.Data = r.Value
-	default:
-		return e, ErrInvalidValue
+	if e.Type == TypeCAS || e.Type == TypeExpire {
+		v, err := strconv.ParseInt(string(version), 10, 64)
+		if err != nil || v < 0 {
+			return e, fmt.Errorf("%w: %s %q", ErrBadHeader, HeaderVersion, truncate(version))
+		}
+		e.Version = v
 	}
 	return e, nil
+}
+
+func truncate(b []byte) string {
+	if len(b) > 32 {
+		return string(b[:32]) + "..."
+	}
+	return string(b)
 }
 
 // decodeForeign maps a record without roomlog headers to a publish of event

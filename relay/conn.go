@@ -16,6 +16,7 @@ const (
 	CloseUnsupportedData = websocket.CloseUnsupportedData // 1003: binary frame
 	CloseTooBig          = websocket.CloseMessageTooBig   // 1009: frame over --max-message-bytes
 	CloseSlowClient      = 4001                           // send queue overflowed or a write timed out
+	CloseSessionEnded    = 4002                           // the relay's lease ended (it was cut off from the log); reconnect and rejoin
 )
 
 // outFrame is one queued server frame: a prepared message shared by a room's
@@ -25,59 +26,107 @@ type outFrame struct {
 	data []byte
 }
 
+// joined is a room the connection asked to be in. The hub subscription
+// (sub) is made when the relay folds the join record.
+type joined struct {
+	presence bool       // wants joined/left events
+	since    record.Pos // recovery position, if hasSince
+	hasSince bool
+	id       json.RawMessage
+}
+
 // conn is one WebSocket client. Its reader goroutine (readLoop) owns the
 // socket's read side and handles every client frame; its writer goroutine
-// (writeLoop) is the only one that writes frames. Other goroutines (the hub,
-// produce callbacks) hand frames to the writer through enqueue, which never
-// blocks: a queue over its limit closes the connection.
+// (writeLoop) is the only one that writes frames. Other goroutines (the
+// consumer through Server.Deliver, produce callbacks, recoveries) hand frames
+// to the writer through enqueue, which never blocks: a queue over its limit
+// closes the connection.
 type conn struct {
-	s  *Server
-	id string
-	ws *websocket.Conn
+	s       *Server
+	id      string
+	session string // the relay session this conn belongs to
+	ws      *websocket.Conn
 
-	mu     sync.Mutex // guards queue and rooms
-	queue  []outFrame
-	rooms  map[string]struct{}
-	wake   chan struct{} // cap 1: queue became non-empty
-	closed bool
+	mu        sync.Mutex // guards queue, closed, rooms, lastWrite
+	queue     []outFrame
+	closed    bool
+	rooms     map[string]*joined
+	lastWrite map[int32]int64 // partition → offset of this conn's newest record
 
+	wake      chan struct{} // cap 1: queue became non-empty
+	space     chan struct{} // cap 1: the writer took the queue
 	done      chan struct{} // closed by shutdown
 	closeOnce sync.Once
 	closeCode int
 	closeText string
 
-	inflight chan struct{} // publish/join/leave records awaiting the log's ack
+	inflight chan struct{} // records awaiting the log's ack
 }
 
-func newConn(s *Server, ws *websocket.Conn, id string) *conn {
+func newConn(s *Server, ws *websocket.Conn, id, session string) *conn {
 	return &conn{
 		s:        s,
 		id:       id,
+		session:  session,
 		ws:       ws,
 		wake:     make(chan struct{}, 1),
+		space:    make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		inflight: make(chan struct{}, s.cfg.MaxInflight),
 	}
 }
 
-// enqueue hands f to the writer. Safe from any goroutine; never blocks.
-func (c *conn) enqueue(f outFrame) {
+// enqueue hands frames to the writer, in order. Safe from any goroutine;
+// never blocks.
+func (c *conn) enqueue(fs ...outFrame) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return
 	}
-	if len(c.queue) >= c.s.cfg.SendQueue {
+	if len(c.queue)+len(fs) > c.s.cfg.SendQueue {
 		c.mu.Unlock()
 		c.s.stats.slowCloses.Add(1)
 		c.shutdown(CloseSlowClient, "send queue full: client too slow")
 		return
 	}
-	c.queue = append(c.queue, f)
+	c.queue = append(c.queue, fs...)
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
 	default:
+	}
+}
+
+// enqueueWait hands frames to the writer, waiting for room in the queue
+// instead of closing the connection. For backlogs, never on the consumer's
+// goroutine.
+func (c *conn) enqueueWait(fs []outFrame) {
+	for len(fs) > 0 {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return
+		}
+		n := min(c.s.cfg.SendQueue-len(c.queue), len(fs))
+		if n > 0 {
+			c.queue = append(c.queue, fs[:n]...)
+			fs = fs[n:]
+		}
+		c.mu.Unlock()
+		if n > 0 {
+			select {
+			case c.wake <- struct{}{}:
+			default:
+			}
+		}
+		if len(fs) > 0 {
+			select {
+			case <-c.space:
+			case <-c.done:
+				return
+			}
+		}
 	}
 }
 
@@ -112,6 +161,10 @@ func (c *conn) writeLoop() {
 			c.mu.Lock()
 			batch, c.queue = c.queue, batch[:0]
 			c.mu.Unlock()
+			select {
+			case c.space <- struct{}{}:
+			default:
+			}
 			for i, f := range batch {
 				if err := c.write(f); err != nil {
 					c.s.stats.slowCloses.Add(1)
@@ -187,71 +240,107 @@ func (c *conn) handle(b []byte) {
 	switch f.Op {
 	case opJoin:
 		c.join(&f)
-	case opLeave:
-		c.leave(&f)
+		return
 	case opPublish:
 		c.publish(&f)
+		return
+	}
+	c.mu.Lock()
+	_, in := c.rooms[f.Room]
+	c.mu.Unlock()
+	if !in {
+		c.sendError(f.ID, errorf(CodeNotJoined, "not in room %q: join it first", f.Room))
+		return
+	}
+	switch f.Op {
+	case opLeave:
+		c.leave(&f)
+	case opSet, opDel, opIncr, opCAS:
+		c.stateOp(&f)
+	case opGet:
+		c.s.get(c, &f)
+	case opPresence:
+		c.s.presence(c, &f)
+	case opHistory:
+		c.s.history(c, &f)
 	}
 }
 
 func (c *conn) join(f *clientFrame) {
+	if f.hasSince {
+		if f.since.Epoch != c.s.epoch {
+			c.sendError(f.ID, errorf(CodeStalePosition, "since is a position in another topic, or in an earlier incarnation of this one: join without since, then resync with get and history"))
+			return
+		}
+		if p := c.s.partitionOf(f.Room); f.since.Partition != p.ID() {
+			c.sendError(f.ID, errorf(CodeBadPosition, "since is not a position of room %q", f.Room))
+			return
+		}
+	}
 	c.mu.Lock()
 	_, already := c.rooms[f.Room]
 	full := !already && len(c.rooms) >= c.s.cfg.MaxRoomsPerConn
 	if !already && !full {
 		if c.rooms == nil {
-			c.rooms = make(map[string]struct{})
+			c.rooms = make(map[string]*joined)
 		}
-		c.rooms[f.Room] = struct{}{}
+		c.rooms[f.Room] = &joined{presence: f.Presence, since: f.since, hasSince: f.hasSince, id: f.ID}
 	}
 	c.mu.Unlock()
 	switch {
 	case already:
-		c.send(appendAck(nil, f.ID, record.Pos{}, false))
+		c.send(appendAckWith(nil, f.ID, ack{}))
 		return
 	case full:
 		c.sendError(f.ID, errorf(CodeTooManyRooms, "a connection may be in at most %d rooms", c.s.cfg.MaxRoomsPerConn))
 		return
 	}
-	c.s.hub.add(f.Room, c)
-	room, id := f.Room, f.ID
-	c.appendRecord(&record.Event{Type: record.TypeJoin, Room: room, From: c.id}, id, func(err error) {
-		if err == nil {
-			return
-		}
-		// The log never heard of this join: undo it so local membership
-		// matches the log.
+	room := f.Room
+	c.appendRecord(&record.Event{Type: record.TypeJoin, Room: room, From: c.id, Relay: c.s.cfg.RelayName, Session: c.session}, f.ID, func() {
+		// The log never heard of this join: forget it.
 		c.mu.Lock()
 		delete(c.rooms, room)
 		c.mu.Unlock()
-		c.s.hub.remove(room, c)
 	})
 }
 
 func (c *conn) leave(f *clientFrame) {
 	c.mu.Lock()
-	_, ok := c.rooms[f.Room]
 	delete(c.rooms, f.Room)
 	c.mu.Unlock()
-	if !ok {
-		c.sendError(f.ID, errorf(CodeNotJoined, "not in room %q", f.Room))
-		return
-	}
 	c.s.hub.remove(f.Room, c)
 	c.appendRecord(&record.Event{Type: record.TypeLeave, Room: f.Room, From: c.id}, f.ID, nil)
 }
 
 func (c *conn) publish(f *clientFrame) {
 	c.s.stats.publishes.Add(1)
-	ev := &record.Event{Type: record.TypePublish, Room: f.Room, Event: f.Event, Data: f.Data, From: c.id, MID: idString(f.ID)}
+	ev := &record.Event{Type: record.TypePublish, Room: f.Room, Event: f.Event, Data: f.Data, From: c.id, MID: f.MID}
 	c.appendRecord(ev, f.ID, nil)
 }
 
-// appendRecord appends ev to the log and answers the client once the log has
-// it (ack with its position) or has failed to take it (log_unavailable). It
-// blocks while MaxInflight records of this connection are unacknowledged,
-// which pushes back on a client that publishes faster than the log accepts.
-func (c *conn) appendRecord(ev *record.Event, id json.RawMessage, after func(error)) {
+func (c *conn) stateOp(f *clientFrame) {
+	ev := &record.Event{Room: f.Room, Key: *f.Key, From: c.id}
+	switch f.Op {
+	case opSet:
+		ev.Type, ev.Data = record.TypeSet, f.Value
+	case opDel:
+		ev.Type = record.TypeDel
+	case opIncr:
+		ev.Type, ev.Delta = record.TypeIncr, f.delta
+	case opCAS:
+		ev.Type, ev.Data, ev.Version = record.TypeCAS, f.Value, f.version
+	}
+	c.appendRecord(ev, f.ID, nil)
+}
+
+// appendRecord appends ev to the log. The client's ack is sent when this
+// relay folds the record (Server.Deliver), so it reflects the record's
+// effect; if the log does not take the record, the client gets
+// log_unavailable and undo (if set) runs. It blocks while MaxInflight
+// records of this connection await the log, which pushes back on a client
+// that writes faster than the log accepts.
+func (c *conn) appendRecord(ev *record.Event, id json.RawMessage, undo func()) {
+	ev.Req = idString(id)
 	select {
 	case c.inflight <- struct{}{}:
 	case <-c.done:
@@ -259,16 +348,30 @@ func (c *conn) appendRecord(ev *record.Event, id json.RawMessage, after func(err
 	}
 	c.s.produce(ev, func(pos record.Pos, err error) {
 		<-c.inflight
-		if after != nil {
-			after(err)
-		}
 		if err != nil {
+			if undo != nil {
+				undo()
+			}
 			c.s.stats.produceErrors.Add(1)
 			c.sendError(id, errorf(CodeLogUnavailable, "the log did not take the record: %v", err))
 			return
 		}
-		c.send(appendAck(nil, id, pos, true))
+		c.mu.Lock()
+		if c.lastWrite == nil {
+			c.lastWrite = make(map[int32]int64)
+		}
+		if pos.Offset > c.lastWrite[pos.Partition] {
+			c.lastWrite[pos.Partition] = pos.Offset
+		}
+		c.mu.Unlock()
 	})
+}
+
+// room returns the connection's join of room, or nil.
+func (c *conn) room(name string) *joined {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rooms[name]
 }
 
 // cleanup runs when the reader ends: the connection leaves its rooms, and the

@@ -6,19 +6,15 @@ import (
 	"sync/atomic"
 
 	"github.com/gorilla/websocket"
-
-	"github.com/roomlog/roomlog/consumer"
-	"github.com/roomlog/roomlog/record"
 )
 
-// hub maps rooms to the local connections in them. It is the consumer's Sink:
-// for each record it encodes the outgoing frame once and enqueues it, without
-// blocking, on every member's send queue.
+// hub maps rooms to the local connections subscribed to them, and fans a
+// frame out to a room's subscribers: encoded once, enqueued on each without
+// blocking.
 //
 // Rooms are spread over shards, each with its own lock, so joins in one room
-// never wait on fan-out in another. Lock order: a shard lock is taken alone; a
-// conn's queue lock (conn.mu) may be taken while holding a shard read lock,
-// never the other way round.
+// never wait on fan-out in another. Lock order: a shard lock, then a sub's
+// lock, then a conn's queue lock (conn.mu); never the other way round.
 type hub struct {
 	seed   maphash.Seed
 	shards [hubShards]hubShard
@@ -36,8 +32,20 @@ type hubShard struct {
 // hubRoom's members are a slice for fast iteration, with an index for O(1)
 // removal.
 type hubRoom struct {
-	members []*conn
-	index   map[*conn]int
+	members  []*sub
+	index    map[*conn]int
+	presence int // members that want joined/left events
+}
+
+// sub is one connection's subscription to one room. While recovering, the
+// room's live frames for it are held in buf, behind the backlog being read
+// from the log; finishRecovery sends the backlog, then buf, then goes live.
+type sub struct {
+	c          *conn
+	presence   bool
+	recovering atomic.Bool
+	mu         sync.Mutex
+	buf        []outFrame
 }
 
 func newHub() *hub {
@@ -52,30 +60,33 @@ func (h *hub) shard(room string) *hubShard {
 	return &h.shards[maphash.String(h.seed, room)%hubShards]
 }
 
-// add puts c in room; it reports false if c was already there.
-func (h *hub) add(room string, c *conn) bool {
-	s := h.shard(room)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.rooms[room]
+// add subscribes s.c to room; it reports false if it already was.
+func (h *hub) add(room string, s *sub) bool {
+	sh := h.shard(room)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r := sh.rooms[room]
 	if r == nil {
 		r = &hubRoom{index: make(map[*conn]int)}
-		s.rooms[room] = r
+		sh.rooms[room] = r
 	}
-	if _, ok := r.index[c]; ok {
+	if _, ok := r.index[s.c]; ok {
 		return false
 	}
-	r.index[c] = len(r.members)
-	r.members = append(r.members, c)
+	r.index[s.c] = len(r.members)
+	r.members = append(r.members, s)
+	if s.presence {
+		r.presence++
+	}
 	return true
 }
 
-// remove takes c out of room; it reports false if c was not there.
+// remove unsubscribes c from room; it reports false if c was not there.
 func (h *hub) remove(room string, c *conn) bool {
-	s := h.shard(room)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.rooms[room]
+	sh := h.shard(room)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r := sh.rooms[room]
 	if r == nil {
 		return false
 	}
@@ -83,55 +94,94 @@ func (h *hub) remove(room string, c *conn) bool {
 	if !ok {
 		return false
 	}
+	if r.members[i].presence {
+		r.presence--
+	}
 	last := len(r.members) - 1
 	if i != last {
 		r.members[i] = r.members[last]
-		r.index[r.members[i]] = i
+		r.index[r.members[i].c] = i
 	}
 	r.members[last] = nil
 	r.members = r.members[:last]
 	delete(r.index, c)
 	if len(r.members) == 0 {
-		delete(s.rooms, room)
+		delete(sh.rooms, room)
 	}
 	return true
 }
 
-// rooms returns the number of rooms with at least one local member.
+// rooms returns the number of rooms with at least one local subscriber.
 func (h *hub) rooms() int {
 	n := 0
 	for i := range h.shards {
-		s := &h.shards[i]
-		s.mu.RLock()
-		n += len(s.rooms)
-		s.mu.RUnlock()
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		n += len(sh.rooms)
+		sh.mu.RUnlock()
 	}
 	return n
 }
 
-// Deliver implements consumer.Sink. It runs on the consumer goroutine: it
-// must never block, so a full send queue closes that connection instead.
-func (h *hub) Deliver(d *consumer.Delivery) {
-	if d.Event.Type != record.TypePublish {
+// broadcast sends the frame built by encode to the room's subscribers (only
+// those that asked for presence events, if presenceOnly), except the
+// connection with id except. encode runs at most once, and only if someone
+// may receive the frame.
+func (h *hub) broadcast(room string, presenceOnly bool, except string, encode func() []byte) {
+	sh := h.shard(room)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	r := sh.rooms[room]
+	if r == nil || (presenceOnly && r.presence == 0) {
 		return
 	}
-	s := h.shard(d.Event.Room)
-	s.mu.RLock()
-	r := s.rooms[d.Event.Room]
-	if r == nil {
-		s.mu.RUnlock()
-		return
-	}
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, appendMessage(nil, &d.Event, d.Pos))
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, encode())
 	if err != nil { // only on a compression failure, which we never ask for
-		s.mu.RUnlock()
 		return
 	}
-	for _, c := range r.members {
-		c.enqueue(outFrame{pm: pm})
+	f := outFrame{pm: pm}
+	n := 0
+	for _, s := range r.members {
+		if (presenceOnly && !s.presence) || (except != "" && s.c.id == except) {
+			continue
+		}
+		s.send(f)
+		n++
 	}
-	h.delivered.Add(uint64(len(r.members)))
-	s.mu.RUnlock()
+	h.delivered.Add(uint64(n))
 }
 
-var _ consumer.Sink = (*hub)(nil)
+// send delivers f to the subscriber, holding it back while the subscription
+// is recovering.
+func (s *sub) send(f outFrame) {
+	if s.recovering.Load() {
+		s.mu.Lock()
+		if s.recovering.Load() {
+			if len(s.buf) >= s.c.s.cfg.SendQueue {
+				s.mu.Unlock()
+				s.c.s.stats.slowCloses.Add(1)
+				s.c.shutdown(CloseSlowClient, "too many messages during recovery")
+				return
+			}
+			s.buf = append(s.buf, f)
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+	}
+	s.c.enqueue(f)
+}
+
+// finishRecovery sends backlog (waiting for the writer to make room, so a
+// long backlog is not mistaken for a slow client), then after, then what
+// arrived live meanwhile, then lets live frames through. It runs on the
+// recovery's goroutine, never the consumer's.
+func (s *sub) finishRecovery(backlog []outFrame, after outFrame) {
+	s.c.enqueueWait(backlog)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.c.enqueue(after)
+	s.c.enqueue(s.buf...)
+	s.buf = nil
+	s.recovering.Store(false)
+}

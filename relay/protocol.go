@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"unicode/utf8"
 
+	"github.com/roomlog/roomlog/consumer"
 	"github.com/roomlog/roomlog/record"
 )
 
@@ -16,9 +18,22 @@ import (
 
 // Client ops.
 const (
-	opJoin    = "join"
-	opLeave   = "leave"
-	opPublish = "publish"
+	opJoin     = "join"
+	opLeave    = "leave"
+	opPublish  = "publish"
+	opSet      = "set"
+	opDel      = "del"
+	opIncr     = "incr"
+	opCAS      = "cas"
+	opGet      = "get"
+	opPresence = "presence"
+	opHistory  = "history"
+)
+
+// History page sizes.
+const (
+	DefaultHistoryLimit = 50
+	MaxHistoryLimit     = 1000
 )
 
 // ErrorCode is the stable code of an error frame, documented in
@@ -32,7 +47,18 @@ const (
 	CodeInvalidEvent   ErrorCode = "invalid_event"   // event name too long or with control characters
 	CodeInvalidID      ErrorCode = "invalid_id"      // id is not a string or number, or too long
 	CodeInvalidData    ErrorCode = "invalid_data"    // data is not JSON
-	CodeNotJoined      ErrorCode = "not_joined"      // leave of a room the connection is not in
+	CodeNotJoined      ErrorCode = "not_joined"      // an op on a room the connection is not in
+	CodeInvalidKey     ErrorCode = "invalid_key"     // state key missing, too long, or with control characters
+	CodeInvalidValue   ErrorCode = "invalid_value"   // set/cas without a value; incr delta or cas version not an integer
+	CodeBadPosition    ErrorCode = "bad_position"    // since/after/before is not a position
+	CodeStalePosition  ErrorCode = "stale_position"  // a position from another topic or an earlier incarnation of it
+	CodeTimeout        ErrorCode = "timeout"         // the relay could not catch up with a position, or read the log, in time
+	CodeConflict       ErrorCode = "conflict"        // cas: the key's version is not the expected one
+	CodeNotInteger     ErrorCode = "not_integer"     // incr of a value that is not an integer
+	CodeOverflow       ErrorCode = "overflow"        // incr beyond the int64 range
+	CodeStateFull      ErrorCode = "state_full"      // a new key in a room that has the most keys allowed
+	CodeValueTooLarge  ErrorCode = "value_too_large" // a state value over the size limit
+	CodeRelayRestarted ErrorCode = "relay_restarted" // the join's relay session ended before the join took effect; rejoin
 	CodeTooManyRooms   ErrorCode = "too_many_rooms"  // join beyond the per-connection room limit
 	CodeLogUnavailable ErrorCode = "log_unavailable" // the log did not take the record in time; retry
 	CodeShuttingDown   ErrorCode = "shutting_down"   // the relay is draining; reconnect elsewhere
@@ -52,11 +78,27 @@ func errorf(code ErrorCode, format string, args ...any) *frameError {
 
 // clientFrame is a decoded client frame.
 type clientFrame struct {
-	Op    string          `json:"op"`
-	ID    json.RawMessage `json:"id"`
-	Room  string          `json:"room"`
-	Event string          `json:"event"`
-	Data  json.RawMessage `json:"data"`
+	Op       string          `json:"op"`
+	ID       json.RawMessage `json:"id"`
+	Room     string          `json:"room"`
+	Event    string          `json:"event"`
+	Data     json.RawMessage `json:"data"`
+	MID      string          `json:"mid"`
+	Key      *string         `json:"key"`
+	Value    json.RawMessage `json:"value"`
+	Delta    json.RawMessage `json:"delta"`
+	Version  json.RawMessage `json:"version"`
+	Since    string          `json:"since"`
+	After    string          `json:"after"`
+	Before   string          `json:"before"`
+	Limit    int             `json:"limit"`
+	Presence bool            `json:"presence"`
+
+	// Parsed from the above by decodeFrame.
+	since, after, before record.Pos
+	hasSince, hasAfter   bool
+	hasBefore            bool
+	delta, version       int64
 }
 
 const maxIDBytes = record.MaxMIDBytes
@@ -78,14 +120,20 @@ func decodeFrame(b []byte) (clientFrame, *frameError) {
 		return f, err
 	}
 	switch f.Op {
-	case opJoin, opLeave:
-		if err := record.ValidName(f.Room, record.MaxRoomBytes); err != nil {
-			return f, errorf(CodeInvalidRoom, "room %v", err)
-		}
+	case opJoin, opLeave, opPublish, opSet, opDel, opIncr, opCAS, opGet, opPresence, opHistory:
+	case "":
+		return f, errorf(CodeUnknownOp, "frame has no op")
+	default:
+		return f, errorf(CodeUnknownOp, "unknown op %q", truncate(f.Op, 32))
+	}
+	if err := record.ValidName(f.Room, record.MaxRoomBytes); err != nil {
+		return f, errorf(CodeInvalidRoom, "room %v", err)
+	}
+	var perr *frameError
+	switch f.Op {
+	case opJoin:
+		f.since, f.hasSince, perr = parsePos("since", f.Since)
 	case opPublish:
-		if err := record.ValidName(f.Room, record.MaxRoomBytes); err != nil {
-			return f, errorf(CodeInvalidRoom, "room %v", err)
-		}
 		if f.Event == "" {
 			f.Event = record.DefaultEvent
 		} else if err := record.ValidName(f.Event, record.MaxEventBytes); err != nil {
@@ -94,12 +142,75 @@ func decodeFrame(b []byte) (clientFrame, *frameError) {
 		if len(f.Data) == 0 {
 			f.Data = json.RawMessage("null")
 		}
-	case "":
-		return f, errorf(CodeUnknownOp, "frame has no op")
-	default:
-		return f, errorf(CodeUnknownOp, "unknown op %q", truncate(f.Op, 32))
+		if len(f.MID) > record.MaxMIDBytes {
+			return f, errorf(CodeBadRequest, "mid is %d bytes, more than %d", len(f.MID), record.MaxMIDBytes)
+		}
+	case opSet, opDel, opIncr, opCAS:
+		perr = decodeStateOp(&f)
+	case opGet:
+		if f.Key != nil {
+			if err := record.ValidName(*f.Key, record.MaxKeyBytes); err != nil {
+				return f, errorf(CodeInvalidKey, "key %v", err)
+			}
+		}
+		f.after, f.hasAfter, perr = parsePos("after", f.After)
+	case opHistory:
+		switch {
+		case f.Limit == 0:
+			f.Limit = DefaultHistoryLimit
+		case f.Limit < 0 || f.Limit > MaxHistoryLimit:
+			return f, errorf(CodeBadRequest, "limit must be between 1 and %d", MaxHistoryLimit)
+		}
+		f.before, f.hasBefore, perr = parsePos("before", f.Before)
 	}
-	return f, nil
+	return f, perr
+}
+
+func decodeStateOp(f *clientFrame) *frameError {
+	if f.Key == nil {
+		return errorf(CodeInvalidKey, "%s needs a key", f.Op)
+	}
+	if err := record.ValidName(*f.Key, record.MaxKeyBytes); err != nil {
+		return errorf(CodeInvalidKey, "key %v", err)
+	}
+	switch f.Op {
+	case opSet, opCAS:
+		if len(f.Value) == 0 {
+			return errorf(CodeInvalidValue, "%s needs a value (JSON; null is a value)", f.Op)
+		}
+		if len(f.Value) > consumer.MaxValueBytes {
+			return errorf(CodeValueTooLarge, "value is %d bytes, more than %d", len(f.Value), consumer.MaxValueBytes)
+		}
+	}
+	var err error
+	switch f.Op {
+	case opIncr:
+		f.delta = 1
+		if len(f.Delta) > 0 {
+			if f.delta, err = strconv.ParseInt(string(f.Delta), 10, 64); err != nil {
+				return errorf(CodeInvalidValue, "delta must be an integer in the int64 range")
+			}
+		}
+	case opCAS:
+		if len(f.Version) == 0 {
+			return errorf(CodeInvalidValue, "cas needs the expected version (0: the key must be absent)")
+		}
+		if f.version, err = strconv.ParseInt(string(f.Version), 10, 64); err != nil || f.version < 0 {
+			return errorf(CodeInvalidValue, "version must be a non-negative integer")
+		}
+	}
+	return nil
+}
+
+func parsePos(field, s string) (record.Pos, bool, *frameError) {
+	if s == "" {
+		return record.Pos{}, false, nil
+	}
+	p, err := record.ParsePos(s)
+	if err != nil {
+		return p, false, errorf(CodeBadPosition, "%s: %v", field, err)
+	}
+	return p, true, nil
 }
 
 // validID accepts a missing id, a JSON string or a JSON number, at most
@@ -146,19 +257,6 @@ func appendWelcome(b []byte, connID, relayID string) []byte {
 	return append(b, '}')
 }
 
-func appendAck(b []byte, id json.RawMessage, pos record.Pos, withPos bool) []byte {
-	b = append(b, `{"op":"ack"`...)
-	if len(id) > 0 {
-		b = append(b, `,"id":`...)
-		b = append(b, id...)
-	}
-	if withPos {
-		b = append(b, `,"pos":"`...)
-		b = pos.Append(b)
-		b = append(b, '"')
-	}
-	return append(b, '}')
-}
 
 func appendError(b []byte, id json.RawMessage, e *frameError) []byte {
 	b = append(b, `{"op":"error"`...)
@@ -173,18 +271,123 @@ func appendError(b []byte, id json.RawMessage, e *frameError) []byte {
 	return append(b, '}')
 }
 
-// appendMessage encodes the delivery of a publish record. It is built once per
+// appendMessage encodes the delivery of a publish. It is built once per
 // record and shared by every socket in the room.
-func appendMessage(b []byte, e *record.Event, pos record.Pos) []byte {
+func appendMessage(b []byte, room, event string, data json.RawMessage, from, user string, pos record.Pos) []byte {
 	b = append(b, `{"op":"message","room":`...)
-	b = appendString(b, e.Room)
+	b = appendString(b, room)
 	b = append(b, `,"event":`...)
-	b = appendString(b, e.Event)
+	b = appendString(b, event)
 	b = append(b, `,"data":`...)
-	b = append(b, e.Data...)
-	if e.From != "" {
+	b = append(b, data...)
+	if from != "" {
 		b = append(b, `,"from":`...)
-		b = appendString(b, e.From)
+		b = appendString(b, from)
+	}
+	if user != "" {
+		b = append(b, `,"user":`...)
+		b = appendString(b, user)
+	}
+	b = append(b, `,"pos":"`...)
+	b = pos.Append(b)
+	return append(b, `"}`...)
+}
+
+// ack is the body of an ack frame; zero fields are left out.
+type ack struct {
+	pos       *record.Pos
+	recovered *bool
+	duplicate bool
+	entry     *consumer.Entry // value and version
+}
+
+func appendAckWith(b []byte, id json.RawMessage, a ack) []byte {
+	b = append(b, `{"op":"ack"`...)
+	if len(id) > 0 {
+		b = append(b, `,"id":`...)
+		b = append(b, id...)
+	}
+	if a.pos != nil {
+		b = append(b, `,"pos":"`...)
+		b = a.pos.Append(b)
+		b = append(b, '"')
+	}
+	if a.recovered != nil {
+		b = append(b, `,"recovered":`...)
+		b = strconv.AppendBool(b, *a.recovered)
+	}
+	if a.duplicate {
+		b = append(b, `,"duplicate":true`...)
+	}
+	if a.entry != nil {
+		b = appendEntry(b, *a.entry)
+	}
+	return append(b, '}')
+}
+
+func appendEntry(b []byte, e consumer.Entry) []byte {
+	b = append(b, `,"value":`...)
+	if len(e.Value) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, e.Value...)
+	}
+	b = append(b, `,"version":`...)
+	return strconv.AppendInt(b, e.Version, 10)
+}
+
+// appendStateError is an error frame for a state op the fold refused,
+// carrying the key's current value and version.
+func appendStateError(b []byte, id json.RawMessage, e *frameError, cur consumer.Entry) []byte {
+	b = appendError(b, id, e)
+	b = b[:len(b)-1]
+	b = appendEntry(b, cur)
+	return append(b, '}')
+}
+
+// appendStateEvent tells a room's members that a key changed.
+func appendStateEvent(b []byte, ev *record.Event, e consumer.Entry, pos record.Pos) []byte {
+	b = append(b, `{"op":"state","room":`...)
+	b = appendString(b, ev.Room)
+	b = append(b, `,"key":`...)
+	b = appendString(b, ev.Key)
+	b = append(b, `,"action":`...)
+	b = appendString(b, string(ev.Type))
+	b = appendEntry(b, e)
+	if ev.From != "" {
+		b = append(b, `,"from":`...)
+		b = appendString(b, ev.From)
+	}
+	b = append(b, `,"pos":"`...)
+	b = pos.Append(b)
+	return append(b, `"}`...)
+}
+
+func appendMember(b []byte, m *consumer.Member) []byte {
+	b = append(b, `{"conn":`...)
+	b = appendString(b, m.Conn)
+	if m.User != "" {
+		b = append(b, `,"user":`...)
+		b = appendString(b, m.User)
+	}
+	b = append(b, `,"relay":`...)
+	b = appendString(b, m.Relay)
+	b = append(b, `,"joined_at":`...)
+	b = strconv.AppendInt(b, m.JoinedAt, 10)
+	return append(b, '}')
+}
+
+// appendPresenceEvent is a joined or left frame.
+func appendPresenceEvent(b []byte, op, room string, m *consumer.Member, reason string, pos record.Pos) []byte {
+	b = append(b, `{"op":"`...)
+	b = append(b, op...)
+	b = append(b, `","room":`...)
+	b = appendString(b, room)
+	b = append(b, `,"member":`...)
+	b = appendMember(b, m)
+	if reason != "" {
+		b = append(b, `,"reason":`...)
+		b = appendString(b, reason)
 	}
 	b = append(b, `,"pos":"`...)
 	b = pos.Append(b)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/roomlog/roomlog/consumer"
 	"github.com/roomlog/roomlog/record"
 )
 
@@ -33,6 +34,18 @@ func TestDecodeFrame(t *testing.T) {
 		{name: "long id", in: `{"op":"join","room":"a","id":"` + strings.Repeat("i", 200) + `"}`, code: CodeInvalidID},
 		{name: "no room", in: `{"op":"join"}`, code: CodeInvalidRoom},
 		{name: "tab in room", in: `{"op":"join","room":"a\tb"}`, code: CodeInvalidRoom},
+		{name: "set", in: `{"op":"set","room":"a","key":"k","value":{"x":1}}`},
+		{name: "set no value", in: `{"op":"set","room":"a","key":"k"}`, code: CodeInvalidValue},
+		{name: "set no key", in: `{"op":"set","room":"a","value":1}`, code: CodeInvalidKey},
+		{name: "bad key", in: `{"op":"del","room":"a","key":""}`, code: CodeInvalidKey},
+		{name: "incr float", in: `{"op":"incr","room":"a","key":"k","delta":1.5}`, code: CodeInvalidValue},
+		{name: "incr huge", in: `{"op":"incr","room":"a","key":"k","delta":99999999999999999999}`, code: CodeInvalidValue},
+		{name: "cas no version", in: `{"op":"cas","room":"a","key":"k","value":1}`, code: CodeInvalidValue},
+		{name: "cas negative", in: `{"op":"cas","room":"a","key":"k","value":1,"version":-1}`, code: CodeInvalidValue},
+		{name: "bad since", in: `{"op":"join","room":"a","since":"yesterday"}`, code: CodeBadPosition},
+		{name: "bad after", in: `{"op":"get","room":"a","after":"1-2"}`, code: CodeBadPosition},
+		{name: "history limit", in: `{"op":"history","room":"a","limit":100000}`, code: CodeBadRequest},
+		{name: "presence", in: `{"op":"presence","room":"a","id":1}`, id: `1`},
 		{name: "long event", in: `{"op":"publish","room":"a","event":"` + strings.Repeat("e", record.MaxEventBytes+1) + `"}`, code: CodeInvalidEvent},
 	}
 	for _, tt := range tests {
@@ -72,10 +85,14 @@ func TestServerFramesAreJSON(t *testing.T) {
 	ev := record.Event{Type: record.TypePublish, Room: "r\"1", Event: "e", Data: json.RawMessage(`{"x":[1,2]}`), From: "c-1"}
 	frames := [][]byte{
 		appendWelcome(nil, "abcd-1", "abcd"),
-		appendAck(nil, json.RawMessage(`"id"`), pos, true),
-		appendAck(nil, nil, pos, false),
+		appendAckWith(nil, json.RawMessage(`"id"`), ack{pos: &pos}),
+		appendAckWith(nil, nil, ack{}),
+		appendAckWith(nil, json.RawMessage(`1`), ack{pos: &pos, recovered: new(bool), duplicate: true, entry: &consumer.Entry{Value: json.RawMessage(`{"a":1}`), Version: 7}}),
 		appendError(nil, json.RawMessage(`5`), errorf(CodeInvalidRoom, "room %q bad", "a\x00")),
-		appendMessage(nil, &ev, pos),
+		appendStateError(nil, json.RawMessage(`5`), errorf(CodeConflict, "x"), consumer.Entry{}),
+		appendMessage(nil, ev.Room, ev.Event, ev.Data, ev.From, "u", pos),
+		appendStateEvent(nil, &record.Event{Type: record.TypeIncr, Room: "r", Key: "k\n"}, consumer.Entry{Value: json.RawMessage("3"), Version: 9}, pos),
+		appendPresenceEvent(nil, "left", "r", &consumer.Member{Conn: "c", Relay: "x", JoinedAt: 5}, "expired", pos),
 	}
 	for _, f := range frames {
 		var m map[string]any
@@ -84,7 +101,7 @@ func TestServerFramesAreJSON(t *testing.T) {
 		}
 	}
 	var m struct{ Room, Pos string }
-	_ = json.Unmarshal(appendMessage(nil, &ev, pos), &m)
+	_ = json.Unmarshal(appendMessage(nil, ev.Room, ev.Event, ev.Data, ev.From, "", pos), &m)
 	if m.Room != ev.Room || m.Pos != pos.String() {
 		t.Fatalf("message frame decoded to %+v", m)
 	}
@@ -121,12 +138,11 @@ func FuzzDecodeFrame(f *testing.F) {
 			if !json.Valid(fr.Data) || record.ValidName(fr.Event, record.MaxEventBytes) != nil {
 				t.Fatalf("accepted publish %+v", fr)
 			}
-			ev := record.Event{Type: record.TypePublish, Room: fr.Room, Event: fr.Event, Data: fr.Data, From: "c"}
-			if out := appendMessage(nil, &ev, record.Pos{}); !json.Valid(out) {
+			if out := appendMessage(nil, fr.Room, fr.Event, fr.Data, "c", "", record.Pos{}); !json.Valid(out) {
 				t.Fatalf("message frame %s is not JSON", out)
 			}
 		}
-		if out := appendAck(nil, fr.ID, record.Pos{}, true); !json.Valid(out) {
+		if out := appendAckWith(nil, fr.ID, ack{pos: &record.Pos{}}); !json.Valid(out) {
 			t.Fatalf("ack frame %s is not JSON", out)
 		}
 	})

@@ -22,7 +22,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +51,8 @@ const (
 	DefaultProduceTimeout    = 10 * time.Second
 	DefaultMaxInflight       = 256
 	DefaultMaxRoomsPerConn   = 1000
+	DefaultLeaseTimeout      = 10 * time.Second
+	DefaultReadTimeout       = 10 * time.Second
 )
 
 // MaxMessageBytesLimit keeps a frame inside Kafka's default
@@ -71,7 +75,20 @@ type Config struct {
 	ProduceLinger     time.Duration // franz-go linger; 0 sends at once, batching while requests are in flight
 	MaxInflight       int           // unacknowledged records per connection
 	MaxRoomsPerConn   int
-	ClientOpts        []kgo.Opt // extra franz-go options (TLS, SASL)
+	// RelayName identifies this relay across restarts; it must be unique
+	// in the fleet (default: host name and listen port). A relay that
+	// starts under a name drops the members its previous run left.
+	RelayName string
+	// LeaseTimeout is how long a relay may go without renewing its lease
+	// before the others expire it and remove its members (default 10s).
+	LeaseTimeout time.Duration
+	// HistoryWindow is how many recent publishes per room stay in memory
+	// for recovery and history (default consumer.DefaultHistoryWindow).
+	HistoryWindow int
+	// ReadTimeout bounds reads of the log for recovery and history, and
+	// waits for the fold to reach a position (default 10s).
+	ReadTimeout time.Duration
+	ClientOpts  []kgo.Opt // extra franz-go options (TLS, SASL)
 	Logger            *slog.Logger
 }
 
@@ -109,6 +126,16 @@ func (c *Config) setDefaults() error {
 	defDur(&c.PingInterval, DefaultPingInterval)
 	defDur(&c.PongTimeout, DefaultPongTimeout)
 	defDur(&c.ProduceTimeout, DefaultProduceTimeout)
+	defDur(&c.LeaseTimeout, DefaultLeaseTimeout)
+	defDur(&c.ReadTimeout, DefaultReadTimeout)
+	if c.LeaseTimeout < 300*time.Millisecond {
+		return fmt.Errorf("relay: lease timeout %v is too short", c.LeaseTimeout)
+	}
+	if c.RelayName != "" {
+		if err := record.ValidName(record.RelayKeyPrefix+c.RelayName, record.MaxRoomBytes); err != nil || strings.ContainsAny(c.RelayName, "/") {
+			return fmt.Errorf("relay: relay name %q: want printable characters without '/'", c.RelayName)
+		}
+	}
 	if c.MaxMessageBytes > MaxMessageBytesLimit {
 		return fmt.Errorf("relay: max message bytes %d is over the limit of %d", c.MaxMessageBytes, MaxMessageBytesLimit)
 	}
@@ -130,19 +157,28 @@ type Stats struct {
 	ProduceErrors uint64 // records the log did not take
 	LogRecords    uint64 // records read back by the consumer
 	LogSkipped    uint64 // records the consumer could not decode
+	Duplicates    uint64 // publishes not delivered: retries of a message id already seen
+	Recoveries    uint64 // joins with since
+	LogRecoveries uint64 // of those, read from the log (older than the window)
 }
 
 type counters struct {
 	publishes, badFrames, errorFrames, slowCloses, produceErrors atomic.Uint64
+	duplicates, recoveries, logRecoveries                        atomic.Uint64
 }
 
 // Server is one relay. Create with New, then Start; stop with Shutdown.
 type Server struct {
-	cfg     Config
-	relayID string
-	epoch   uint64
-	hub     *hub
-	stats   counters
+	cfg        Config
+	session    atomic.Pointer[string] // this run's session: prefix of connection ids
+	epoch      uint64
+	partitions int32
+	hub        *hub
+	stats      counters
+	leases     *leases
+
+	keyPartMu sync.Mutex
+	keyPart   kgo.TopicPartitioner // Kafka's default partitioner, to find a room's partition
 
 	prod *kgo.Client
 	cons *consumer.Consumer
@@ -151,11 +187,13 @@ type Server struct {
 	up   websocket.Upgrader
 
 	connsMu  sync.Mutex
-	conns    map[*conn]struct{}
+	conns    map[string]*conn
 	nextConn atomic.Uint64
+	ready    atomic.Bool
 	draining atomic.Bool
 	wg       sync.WaitGroup // conn goroutines
-	serveErr chan error
+	bg       sync.WaitGroup // lease loop, recoveries
+	bgCancel context.CancelFunc
 }
 
 // New validates cfg. Nothing is started until Start.
@@ -164,11 +202,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:     cfg,
-		relayID: newRelayID(),
-		hub:     newHub(),
-		conns:   make(map[*conn]struct{}),
+		cfg:    cfg,
+		hub:    newHub(),
+		leases: newLeases(),
+		conns:  make(map[string]*conn),
 	}
+	s.newSession()
 	s.up = websocket.Upgrader{
 		ReadBufferSize:   1024,
 		WriteBufferSize:  4096,
@@ -178,8 +217,29 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// ID is this relay process's id: the prefix of its connection ids.
-func (s *Server) ID() string { return s.relayID }
+// ID is this relay's current session: the prefix of its connection ids. It
+// is new at every start (and if the relay ever loses its lease).
+func (s *Server) ID() string { return s.currentSession() }
+
+// Name is the relay's name (Config.RelayName).
+func (s *Server) Name() string { return s.cfg.RelayName }
+
+func (s *Server) currentSession() string { return *s.session.Load() }
+
+func (s *Server) newSession() {
+	id := newRelayID()
+	s.session.Store(&id)
+}
+
+// Ready reports whether the relay has replayed the log and serves clients.
+func (s *Server) Ready() bool { return s.ready.Load() && !s.draining.Load() }
+
+// Consumer is the relay's consumer: its folded state, for tests and tools.
+func (s *Server) Consumer() *consumer.Consumer { return s.cons }
+
+func (s *Server) clientOpts() []kgo.Opt {
+	return append([]kgo.Opt{kgo.SeedBrokers(s.cfg.Brokers...)}, s.cfg.ClientOpts...)
+}
 
 // Addr is the address the relay listens on, once started.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
@@ -187,11 +247,12 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // Epoch is the events topic's epoch, stamped into every position.
 func (s *Server) Epoch() uint64 { return s.epoch }
 
-// Start creates the topic when missing, starts the producer and the consumer,
-// and begins serving. The relay accepts sockets only once its consumer is
-// positioned, so every publish it acknowledges is delivered.
+// Start creates the topic when missing, starts the producer, begins serving
+// HTTP (/ws answers 503 until ready), replays the log into the shared state,
+// takes this relay's lease, and then accepts WebSocket clients. It returns
+// once the relay is ready, or with the error that stopped it.
 func (s *Server) Start(ctx context.Context) error {
-	base := append([]kgo.Opt{kgo.SeedBrokers(s.cfg.Brokers...)}, s.cfg.ClientOpts...)
+	base := s.clientOpts()
 	prod, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.ClientID("roomlog-relay"),
 		kgo.DefaultProduceTopic(s.cfg.Topic),
@@ -199,53 +260,90 @@ func (s *Server) Start(ctx context.Context) error {
 		kgo.ProducerLinger(s.cfg.ProduceLinger),
 		kgo.RecordDeliveryTimeout(s.cfg.ProduceTimeout),
 		kgo.ProducerBatchMaxBytes(int32(MaxMessageBytesLimit + 16<<10)),
+		kgo.RecordPartitioner(partitioner{kgo.StickyKeyPartitioner(nil)}),
 	}, base...)...)
 	if err != nil {
 		return fmt.Errorf("relay: producer: %w", err)
 	}
 	s.prod = prod
-	info, err := EnsureTopic(ctx, kadm.NewClient(prod), s.cfg.Topic, s.cfg.Partitions, s.cfg.ReplicationFactor)
-	if err != nil {
+	fail := func(err error) error {
+		if s.http != nil {
+			_ = s.http.Close()
+		}
+		if s.cons != nil {
+			s.cons.Stop()
+		}
 		prod.Close()
 		return fmt.Errorf("relay: %w", err)
 	}
-	s.epoch = info.Epoch
+	info, err := EnsureTopic(ctx, kadm.NewClient(prod), s.cfg.Topic, s.cfg.Partitions, s.cfg.ReplicationFactor)
+	if err != nil {
+		return fail(err)
+	}
+	s.epoch, s.partitions = info.Epoch, info.Partitions
+	s.keyPart = kgo.StickyKeyPartitioner(nil).ForTopic(s.cfg.Topic)
 	if info.Partitions != s.cfg.Partitions {
 		s.cfg.Logger.Info("events topic exists with another partition count; using it", "topic", s.cfg.Topic, "partitions", info.Partitions)
 	}
-	s.cons, err = consumer.New(consumer.Config{
-		ClientOpts: base,
-		Topic:      s.cfg.Topic,
-		Epoch:      s.epoch,
-		Sink:       s.hub,
-		Logger:     s.cfg.Logger,
-	})
-	if err == nil {
-		err = s.cons.Start(ctx)
-	}
-	if err != nil {
-		prod.Close()
-		return fmt.Errorf("relay: %w", err)
-	}
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
-		s.cons.Stop()
-		prod.Close()
-		return fmt.Errorf("relay: listen on %s: %w", s.cfg.Listen, err)
+		return fail(fmt.Errorf("listen on %s: %w", s.cfg.Listen, err))
 	}
 	s.ln = ln
+	if s.cfg.RelayName == "" {
+		host, _ := os.Hostname()
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		s.cfg.RelayName = strings.ReplaceAll(host, "/", "_") + ":" + port
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", s.serveWS)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.Ready() {
+			http.Error(w, "not ready: replaying the log or draining", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug),
 	}
-	s.serveErr = make(chan error, 1)
-	go func() { s.serveErr <- s.http.Serve(ln) }()
-	s.cfg.Logger.Info("relay started", "relay", s.relayID, "listen", ln.Addr().String(), "topic", s.cfg.Topic,
-		"partitions", info.Partitions, "epoch", fmt.Sprintf("%016x", s.epoch))
+	go func() { _ = s.http.Serve(ln) }()
+
+	s.cons, err = consumer.New(consumer.Config{
+		ClientOpts:    base,
+		Topic:         s.cfg.Topic,
+		Epoch:         s.epoch,
+		Sink:          s,
+		HistoryWindow: s.cfg.HistoryWindow,
+		Logger:        s.cfg.Logger,
+	})
+	if err == nil {
+		err = s.cons.Start(ctx)
+	}
+	if err != nil {
+		s.cons = nil
+		return fail(err)
+	}
+	began := time.Now()
+	select {
+	case <-s.cons.Ready():
+	case <-ctx.Done():
+		return fail(fmt.Errorf("replaying the log: %w", ctx.Err()))
+	}
+	if err := s.writeLeases(ctx); err != nil {
+		return fail(fmt.Errorf("taking the relay lease: %w", err))
+	}
+	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.bgCancel = cancel
+	s.bg.Add(1)
+	go s.leaseLoop(bgCtx)
+	s.ready.Store(true)
+	s.cfg.Logger.Info("relay started", "relay", s.cfg.RelayName, "session", s.currentSession(), "listen", ln.Addr().String(),
+		"topic", s.cfg.Topic, "partitions", info.Partitions, "epoch", fmt.Sprintf("%016x", s.epoch),
+		"replayed", s.cons.Stats().Records, "replay_time", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 
@@ -258,12 +356,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	herr := s.http.Shutdown(ctx)
 	s.connsMu.Lock()
-	for c := range s.conns {
+	for _, c := range s.conns {
 		c.shutdown(CloseGoingAway, "relay shutting down; reconnect")
 	}
 	s.connsMu.Unlock()
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() { s.wg.Wait(); s.bgCancel(); s.bg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -271,7 +369,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	ferr := s.prod.Flush(ctx)
 	s.cons.Stop()
 	s.prod.Close()
-	s.cfg.Logger.Info("relay stopped", "relay", s.relayID)
+	s.cfg.Logger.Info("relay stopped", "relay", s.cfg.RelayName, "session", s.currentSession())
 	return errors.Join(herr, ferr)
 }
 
@@ -292,6 +390,9 @@ func (s *Server) Stats() Stats {
 		ProduceErrors: s.stats.produceErrors.Load(),
 		LogRecords:    cs.Records,
 		LogSkipped:    cs.Skipped,
+		Duplicates:    s.stats.duplicates.Load(),
+		Recoveries:    s.stats.recoveries.Load(),
+		LogRecoveries: s.stats.logRecoveries.Load(),
 	}
 }
 
@@ -300,11 +401,17 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "relay is shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	if !s.ready.Load() {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "relay is replaying the log; retry shortly", http.StatusServiceUnavailable)
+		return
+	}
 	ws, err := s.up.Upgrade(w, r, nil) // writes the HTTP error itself
 	if err != nil {
 		return
 	}
-	c := newConn(s, ws, s.relayID+"-"+strconv.FormatUint(s.nextConn.Add(1), 36))
+	session := s.currentSession()
+	c := newConn(s, ws, session+"-"+strconv.FormatUint(s.nextConn.Add(1), 36), session)
 	s.connsMu.Lock()
 	if s.draining.Load() {
 		s.connsMu.Unlock()
@@ -312,17 +419,17 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		ws.Close()
 		return
 	}
-	s.conns[c] = struct{}{}
+	s.conns[c.id] = c
 	s.wg.Add(2)
 	s.connsMu.Unlock()
-	c.send(appendWelcome(nil, c.id, s.relayID))
+	c.send(appendWelcome(nil, c.id, s.cfg.RelayName))
 	go c.writeLoop()
 	go c.readLoop()
 }
 
 func (s *Server) removeConn(c *conn) {
 	s.connsMu.Lock()
-	delete(s.conns, c)
+	delete(s.conns, c.id)
 	s.connsMu.Unlock()
 }
 

@@ -128,6 +128,25 @@ type frame struct {
 	Code    string          `json:"code"`
 	Message string          `json:"message"`
 	Conn    string          `json:"conn"`
+
+	Key       string          `json:"key"`
+	Value     json.RawMessage `json:"value"`
+	Version   int64           `json:"version"`
+	State     json.RawMessage `json:"state"`
+	Recovered *bool           `json:"recovered"`
+	Duplicate bool            `json:"duplicate"`
+	Members   []member        `json:"members"`
+	Member    member          `json:"member"`
+	Reason    string          `json:"reason"`
+	Messages  []frame         `json:"messages"`
+	More      bool            `json:"more"`
+}
+
+type member struct {
+	Conn     string `json:"conn"`
+	User     string `json:"user"`
+	Relay    string `json:"relay"`
+	JoinedAt int64  `json:"joined_at"`
 }
 
 // client is a test WebSocket client: a reader goroutine sorts frames into
@@ -178,7 +197,7 @@ func (c *client) readLoop() {
 			c.err <- fmt.Errorf("bad frame %q: %w", b, err)
 			return
 		}
-		if f.Op == "message" {
+		if f.Op == "message" || f.Op == "state" || f.Op == "joined" || f.Op == "left" {
 			c.msgs <- f
 		} else {
 			c.acks <- f
@@ -204,6 +223,10 @@ func (c *client) sendRaw(mt int, b []byte) {
 	}
 }
 
+// waitLimit bounds each wait for a frame: a liveness bound, generous for
+// the race detector on two cores, not a performance assertion.
+const waitLimit = 60 * time.Second
+
 // reply waits for the next ack or error frame.
 func (c *client) reply() frame {
 	c.t.Helper()
@@ -212,8 +235,8 @@ func (c *client) reply() frame {
 		return f
 	case err := <-c.err:
 		c.t.Fatalf("connection ended waiting for a reply: %v", err)
-	case <-time.After(20 * time.Second):
-		c.t.Fatal("no reply within 20s")
+	case <-time.After(waitLimit):
+		c.t.Fatalf("no reply within %v", waitLimit)
 	}
 	return frame{}
 }
@@ -245,10 +268,32 @@ func (c *client) message() frame {
 		return f
 	case err := <-c.err:
 		c.t.Fatalf("connection ended waiting for a message: %v", err)
-	case <-time.After(20 * time.Second):
-		c.t.Fatal("no message within 20s")
+	case <-time.After(waitLimit):
+		c.t.Fatalf("no message within %v", waitLimit)
 	}
 	return frame{}
+}
+
+// partitionEnds returns the end offset of every partition of topic.
+func partitionEnds(t *testing.T, b backend, topic string) map[int32]int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out
 }
 
 // endOffsets sums the end offsets of every partition of topic.

@@ -1,0 +1,346 @@
+package consumer
+
+import (
+	"encoding/json"
+	"math"
+	"sort"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/roomlog/roomlog/record"
+)
+
+// The fold: the state of every room is a pure function of the records of its
+// partition, applied in offset order. Nothing here reads a clock, a random
+// source or a setting that may differ between relays (the history window is
+// a cache and does not change results); record timestamps come from the log.
+
+// Left is one member leaving a room.
+type Left struct {
+	Room   string
+	Member Member
+	Reason string // "leave", "disconnect", "expired", "restarted"
+}
+
+// Leave reasons.
+const (
+	ReasonLeave     = "leave"
+	ReasonExpired   = "expired"
+	ReasonRestarted = "restarted"
+)
+
+// Result is what folding one record did.
+type Result struct {
+	// Publish: Duplicate is set when the client message id was already
+	// seen in the dedupe window; Original is the first publish's offset.
+	Duplicate bool
+	Original  int64
+
+	// State ops (set, del, incr, cas) and joins: Code is empty when the op
+	// took effect, else why not (CodeConflict, ...). Entry is the key's
+	// value and version after the op (Version 0: absent).
+	Code  string
+	Entry Entry
+
+	// Presence changes.
+	Joined *Member
+	Left   []Left
+
+	// Ended is set when a lease or expire record ended a relay session
+	// (its members are in Left).
+	Ended string
+}
+
+// State is the folded state of every partition of the events topic. The
+// relays' consumer and the replay tools run exactly this code.
+type State struct {
+	window int
+	parts  map[int32]*Partition
+}
+
+// NewState returns an empty state. window is the number of recent publishes
+// kept in memory per room (a cache for recovery and history).
+func NewState(window int) *State {
+	return &State{window: window, parts: make(map[int32]*Partition)}
+}
+
+// Partition returns partition id's state, creating it empty.
+func (s *State) Partition(id int32) *Partition {
+	p := s.parts[id]
+	if p == nil {
+		p = newPartition(id, s.window)
+		s.parts[id] = p
+	}
+	return p
+}
+
+// Partitions returns the partitions known so far.
+func (s *State) Partitions() []*Partition {
+	ps := make([]*Partition, 0, len(s.parts))
+	for _, p := range s.parts {
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// Apply decodes and folds one record into its partition, under the
+// partition's lock. A record that does not decode advances the partition and
+// returns the error. It must be called in offset order per partition.
+func (p *Partition) Apply(r *kgo.Record, res *Result) (record.Event, error) {
+	ev, err := record.Decode(r)
+	p.mu.Lock()
+	*res = Result{}
+	if err == nil {
+		p.apply(&ev, r.Offset, r.Timestamp.UnixMilli(), res)
+	}
+	p.next = r.Offset + 1
+	p.mu.Unlock()
+	return ev, err
+}
+
+// Advance marks the partition as folded up to next (after a batch), waking
+// waiters. The consumer calls it once per fetched batch, not per record.
+func (p *Partition) Advance() {
+	p.mu.Lock()
+	close(p.notify)
+	p.notify = make(chan struct{})
+	p.mu.Unlock()
+}
+
+func (p *Partition) room(name string) *Room {
+	r := p.rooms[name]
+	if r == nil {
+		r = &Room{Members: make(map[string]*Member), KV: make(map[string]*Entry), dropped: -1}
+		p.rooms[name] = r
+	}
+	return r
+}
+
+// gc drops a room with nothing left in it.
+func (p *Partition) gc(name string, r *Room) {
+	if len(r.Members) == 0 && len(r.KV) == 0 && len(r.history) == 0 {
+		delete(p.rooms, name)
+	}
+}
+
+func (p *Partition) apply(ev *record.Event, off, ts int64, res *Result) {
+	switch ev.Type {
+	case record.TypePublish:
+		p.publish(ev, off, ts, res)
+	case record.TypeJoin:
+		p.join(ev, off, ts, res)
+	case record.TypeLeave:
+		r := p.rooms[ev.Room]
+		if r == nil {
+			return
+		}
+		if m := r.Members[ev.From]; m != nil {
+			p.removeMember(ev.Room, r, m, ReasonLeave, res)
+			p.gc(ev.Room, r)
+		}
+	case record.TypeSet, record.TypeDel, record.TypeIncr, record.TypeCAS:
+		p.state(ev, off, res)
+	case record.TypeLease:
+		p.lease(ev, off, ts, res)
+	case record.TypeExpire:
+		l := p.relays[ev.Relay]
+		if l == nil || l.Session != ev.Session || l.LeaseOffset != ev.Version || l.Expired {
+			return // renewed since, or already ended: the expiry is stale
+		}
+		l.Expired = true
+		res.Ended = ev.Session
+		p.dropSession(ev.Session, ReasonExpired, res)
+	}
+}
+
+func (p *Partition) publish(ev *record.Event, off, ts int64, res *Result) {
+	if ev.MID != "" {
+		p.expireDedupe(ts)
+		k := dedupeKey{room: ev.Room, user: ev.User, mid: ev.MID}
+		if first, ok := p.dedupe[k]; ok {
+			res.Duplicate, res.Original = true, first
+			return
+		}
+		p.dedupe[k] = off
+		p.dedupeQ = append(p.dedupeQ, dedupeEntry{key: k, ts: ts})
+	}
+	if p.window <= 0 {
+		return
+	}
+	r := p.room(ev.Room)
+	if len(r.history) >= p.window {
+		r.dropped = r.history[0].Offset
+		copy(r.history, r.history[1:])
+		r.history = r.history[:len(r.history)-1]
+	}
+	r.history = append(r.history, Message{
+		Event:     ev.Event,
+		Data:      append(json.RawMessage(nil), ev.Data...), // the record's buffer is not ours to keep
+		From:      ev.From,
+		User:      ev.User,
+		Offset:    off,
+		Timestamp: ts,
+	})
+}
+
+// expireDedupe forgets ids older than the window (in record time) and
+// beyond the cap, oldest first.
+func (p *Partition) expireDedupe(now int64) {
+	i := 0
+	for ; i < len(p.dedupeQ); i++ {
+		e := p.dedupeQ[i]
+		if now-e.ts < DedupeWindowMillis && len(p.dedupeQ)-i < MaxDedupeEntries {
+			break
+		}
+		delete(p.dedupe, e.key)
+	}
+	if i > 0 {
+		p.dedupeQ = append(p.dedupeQ[:0], p.dedupeQ[i:]...)
+	}
+}
+
+func (p *Partition) join(ev *record.Event, off, ts int64, res *Result) {
+	if !p.LiveSession(ev.Relay, ev.Session) {
+		// The relay's session ended before this join was folded (it
+		// crashed or restarted): the member would never leave.
+		res.Code = CodeStale
+		return
+	}
+	r := p.room(ev.Room)
+	if _, ok := r.Members[ev.From]; ok {
+		return
+	}
+	m := &Member{Conn: ev.From, User: ev.User, Relay: ev.Relay, Session: ev.Session, JoinedAt: ts, Offset: off}
+	r.Members[ev.From] = m
+	conns := p.sessions[ev.Session]
+	if conns == nil {
+		conns = make(map[memberKey]struct{})
+		p.sessions[ev.Session] = conns
+	}
+	conns[memberKey{conn: ev.From, room: ev.Room}] = struct{}{}
+	res.Joined = m
+}
+
+func (p *Partition) removeMember(room string, r *Room, m *Member, reason string, res *Result) {
+	delete(r.Members, m.Conn)
+	if conns := p.sessions[m.Session]; conns != nil {
+		delete(conns, memberKey{conn: m.Conn, room: room})
+		if len(conns) == 0 {
+			delete(p.sessions, m.Session)
+		}
+	}
+	res.Left = append(res.Left, Left{Room: room, Member: *m, Reason: reason})
+}
+
+// dropSession removes every member of a relay session from this partition's
+// rooms, in a deterministic order (by join offset).
+func (p *Partition) dropSession(session, reason string, res *Result) {
+	conns := p.sessions[session]
+	if len(conns) == 0 {
+		return
+	}
+	type gone struct {
+		room string
+		m    *Member
+	}
+	all := make([]gone, 0, len(conns))
+	for k := range conns {
+		if m := p.rooms[k.room].Members[k.conn]; m != nil {
+			all = append(all, gone{k.room, m})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].m.Offset != all[j].m.Offset {
+			return all[i].m.Offset < all[j].m.Offset
+		}
+		return all[i].m.Conn < all[j].m.Conn
+	})
+	for _, g := range all {
+		r := p.rooms[g.room]
+		p.removeMember(g.room, r, g.m, reason, res)
+		p.gc(g.room, r)
+	}
+	delete(p.sessions, session)
+}
+
+func (p *Partition) lease(ev *record.Event, off, ts int64, res *Result) {
+	l := p.relays[ev.Relay]
+	if l == nil {
+		p.relays[ev.Relay] = &relayLease{Session: ev.Session, LeaseOffset: off, LeaseTime: ts}
+		return
+	}
+	if l.Session != ev.Session {
+		// The relay restarted: its previous session's members are gone.
+		res.Ended = l.Session
+		p.dropSession(l.Session, ReasonRestarted, res)
+		*l = relayLease{Session: ev.Session, LeaseOffset: off, LeaseTime: ts}
+		return
+	}
+	if !l.Expired {
+		l.LeaseOffset, l.LeaseTime = off, ts
+	}
+}
+
+func (p *Partition) state(ev *record.Event, off int64, res *Result) {
+	r := p.rooms[ev.Room]
+	var cur *Entry
+	if r != nil {
+		cur = r.KV[ev.Key]
+	}
+	if cur != nil {
+		res.Entry = *cur
+	}
+	isNew := cur == nil
+	full := isNew && r != nil && len(r.KV) >= MaxKeysPerRoom
+	switch ev.Type {
+	case record.TypeDel:
+		if cur != nil {
+			delete(r.KV, ev.Key)
+			p.gc(ev.Room, r)
+		}
+		res.Entry = Entry{}
+		return
+	case record.TypeCAS:
+		var have int64
+		if cur != nil {
+			have = cur.Version
+		}
+		if have != ev.Version {
+			res.Code = CodeConflict
+			return
+		}
+		fallthrough
+	case record.TypeSet:
+		if len(ev.Data) > MaxValueBytes {
+			res.Code = CodeTooLarge
+			return
+		}
+		if full {
+			res.Code = CodeStateFull
+			return
+		}
+		res.Entry = Entry{Value: append(json.RawMessage(nil), ev.Data...), Version: off}
+	case record.TypeIncr:
+		var n int64
+		if cur != nil {
+			v, err := strconv.ParseInt(string(cur.Value), 10, 64)
+			if err != nil {
+				res.Code = CodeNotInteger
+				return
+			}
+			n = v
+		}
+		if (ev.Delta > 0 && n > math.MaxInt64-ev.Delta) || (ev.Delta < 0 && n < math.MinInt64-ev.Delta) {
+			res.Code = CodeOverflow
+			return
+		}
+		if full {
+			res.Code = CodeStateFull
+			return
+		}
+		res.Entry = Entry{Value: strconv.AppendInt(nil, n+ev.Delta, 10), Version: off}
+	}
+	e := res.Entry
+	p.room(ev.Room).KV[ev.Key] = &e
+}

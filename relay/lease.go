@@ -1,0 +1,162 @@
+package relay
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/roomlog/roomlog/record"
+)
+
+// Relay liveness. Every relay writes a lease record to every partition each
+// LeaseTimeout/3. Each relay watches the others' leases as it folds them; when
+// one has not been renewed for LeaseTimeout (by this relay's clock), it
+// appends an expire record naming the exact lease it saw last. The fold ends
+// the session only if that lease is still the newest, so the outcome is
+// decided by the log, identically on every relay and in every replay, and a
+// relay that renewed in time is never expired.
+
+// leases tracks when this relay last saw each other relay's lease.
+type leases struct {
+	mu      sync.Mutex
+	seenAt  map[leaseKey]leaseSeen
+	expired map[leaseKey]int64 // lease offset we already asked to expire
+	kickCh  chan struct{}
+}
+
+type leaseKey struct {
+	partition int32
+	relay     string
+}
+
+type leaseSeen struct {
+	offset int64
+	at     time.Time
+}
+
+func newLeases() *leases {
+	return &leases{seenAt: make(map[leaseKey]leaseSeen), expired: make(map[leaseKey]int64), kickCh: make(chan struct{}, 1)}
+}
+
+// seen records that relay's lease at offset was folded now.
+func (l *leases) seen(partition int32, relay string, offset int64) {
+	l.mu.Lock()
+	l.seenAt[leaseKey{partition, relay}] = leaseSeen{offset: offset, at: time.Now()}
+	l.mu.Unlock()
+}
+
+// kick makes the lease loop renew at once.
+func (l *leases) kick() {
+	select {
+	case l.kickCh <- struct{}{}:
+	default:
+	}
+}
+
+// manualPartition marks records that go to the partition set in
+// Record.Partition (lease and expire records, one per partition).
+type manualPartition struct{}
+
+// partitioner is Kafka's default partitioner (franz-go's sticky key
+// partitioner: murmur2 of the key), except for records whose context carries
+// manualPartition.
+type partitioner struct{ inner kgo.Partitioner }
+
+func (p partitioner) ForTopic(t string) kgo.TopicPartitioner {
+	return topicPartitioner{p.inner.ForTopic(t)}
+}
+
+type topicPartitioner struct{ inner kgo.TopicPartitioner }
+
+func (t topicPartitioner) RequiresConsistency(*kgo.Record) bool { return true }
+
+func (t topicPartitioner) Partition(r *kgo.Record, n int) int {
+	if r.Context != nil && r.Context.Value(manualPartition{}) != nil && int(r.Partition) < n {
+		return int(r.Partition)
+	}
+	return t.inner.Partition(r, n)
+}
+
+var manualCtx = context.WithValue(context.Background(), manualPartition{}, true)
+
+// writeLeases appends this relay's lease to every partition and waits for
+// the log to take them.
+func (s *Server) writeLeases(ctx context.Context) error {
+	session := s.currentSession()
+	var wg sync.WaitGroup
+	errs := make(chan error, s.partitions)
+	for p := int32(0); p < s.partitions; p++ {
+		r := record.Encode(&record.Event{Type: record.TypeLease, Room: record.RelayKeyPrefix + s.cfg.RelayName, Relay: s.cfg.RelayName, Session: session})
+		r.Partition, r.Context = p, manualCtx
+		wg.Add(1)
+		s.prod.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				errs <- err
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// leaseLoop renews this relay's lease and expires relays that stopped
+// renewing theirs, until ctx ends.
+func (s *Server) leaseLoop(ctx context.Context) {
+	defer s.bg.Done()
+	t := time.NewTicker(s.cfg.LeaseTimeout / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.leases.kickCh:
+		}
+		if err := s.writeLeases(ctx); err != nil && ctx.Err() == nil {
+			s.cfg.Logger.Warn("renewing this relay's lease", "err", err)
+		}
+		s.expireStale()
+	}
+}
+
+// expireStale appends an expire record for every other relay session that
+// holds members in a partition and whose newest lease there this relay saw
+// folded more than LeaseTimeout ago.
+func (s *Server) expireStale() {
+	now := time.Now()
+	for p := int32(0); p < s.partitions; p++ {
+		part := s.cons.State().Partition(p)
+		for _, l := range part.Leases() {
+			if l.Expired || l.Members == 0 || l.Relay == s.cfg.RelayName {
+				continue
+			}
+			k := leaseKey{p, l.Relay}
+			s.leases.mu.Lock()
+			seen, ok := s.leases.seenAt[k]
+			asked, did := s.leases.expired[k]
+			s.leases.mu.Unlock()
+			if !ok || seen.offset != l.LeaseOffset || now.Sub(seen.at) < s.cfg.LeaseTimeout || (did && asked == l.LeaseOffset) {
+				continue
+			}
+			s.cfg.Logger.Warn("relay stopped renewing its lease; expiring it", "relay", l.Relay, "session", l.Session,
+				"partition", p, "members", l.Members, "silent_for", now.Sub(seen.at).Round(time.Millisecond))
+			r := record.Encode(&record.Event{Type: record.TypeExpire, Room: record.RelayKeyPrefix + l.Relay, Relay: l.Relay, Session: l.Session, Version: l.LeaseOffset})
+			r.Partition, r.Context = p, manualCtx
+			s.leases.mu.Lock()
+			s.leases.expired[k] = l.LeaseOffset
+			s.leases.mu.Unlock()
+			s.prod.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
+				if err != nil {
+					s.cfg.Logger.Warn("appending an expire record", "relay", l.Relay, "partition", p, "err", err)
+					s.leases.mu.Lock()
+					delete(s.leases.expired, k)
+					s.leases.mu.Unlock()
+				}
+			})
+		}
+	}
+}
