@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/roomlog/roomlog/consumer"
 	"github.com/roomlog/roomlog/relay"
 )
 
@@ -127,6 +128,10 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.ProduceLinger, "produce-linger", 0, "producer linger (0: send at once, batch while requests are in flight)")
 	fs.IntVar(&cfg.MaxInflight, "max-inflight", relay.DefaultMaxInflight, "unacknowledged records per connection before its reads pause")
 	fs.IntVar(&cfg.MaxRoomsPerConn, "max-rooms", relay.DefaultMaxRoomsPerConn, "rooms one connection may be in")
+	fs.StringVar(&cfg.RelayName, "relay-name", "", "this relay's name, unique in the fleet and stable across restarts (default: host name and listen port)")
+	fs.DurationVar(&cfg.LeaseTimeout, "lease-timeout", relay.DefaultLeaseTimeout, "how long a relay may go silent before the others remove its members")
+	fs.IntVar(&cfg.HistoryWindow, "history-window", consumer.DefaultHistoryWindow, "recent messages per room kept in memory for recovery and history (older ones are read from the log)")
+	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", relay.DefaultReadTimeout, "bound on log reads for recovery and history, and on waits for a position")
 	fs.DurationVar(&shutdownT, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
 	lf.register(fs)
 	if err := parse(fs, args); err != nil {
