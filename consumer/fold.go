@@ -185,18 +185,23 @@ func (p *Partition) publish(ev *record.Event, off, ts int64, res *Result) {
 }
 
 // expireDedupe forgets ids older than the window (in record time) and
-// beyond the cap, oldest first.
+// beyond the cap, oldest first. The queue is consumed from dedupeHead and
+// compacted only when the consumed part is at least half of it, so each
+// entry is moved O(1) times.
 func (p *Partition) expireDedupe(now int64) {
-	i := 0
-	for ; i < len(p.dedupeQ); i++ {
-		e := p.dedupeQ[i]
-		if now-e.ts < DedupeWindowMillis && len(p.dedupeQ)-i < MaxDedupeEntries {
+	for p.dedupeHead < len(p.dedupeQ) {
+		e := p.dedupeQ[p.dedupeHead]
+		if now-e.ts < DedupeWindowMillis && len(p.dedupeQ)-p.dedupeHead < MaxDedupeEntries {
 			break
 		}
 		delete(p.dedupe, e.key)
+		p.dedupeQ[p.dedupeHead] = dedupeEntry{}
+		p.dedupeHead++
 	}
-	if i > 0 {
-		p.dedupeQ = append(p.dedupeQ[:0], p.dedupeQ[i:]...)
+	if p.dedupeHead > 0 && p.dedupeHead*2 >= len(p.dedupeQ) {
+		n := copy(p.dedupeQ, p.dedupeQ[p.dedupeHead:])
+		p.dedupeQ = p.dedupeQ[:n]
+		p.dedupeHead = 0
 	}
 }
 

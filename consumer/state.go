@@ -110,12 +110,13 @@ type Partition struct {
 	// read-your-writes select on it).
 	notify chan struct{}
 
-	rooms    map[string]*Room
-	relays   map[string]*relayLease            // relay name → its current session
-	sessions map[string]map[memberKey]struct{} // session → its members here
-	dedupe   map[dedupeKey]int64               // → offset of the first publish
-	dedupeQ  []dedupeEntry                     // FIFO of dedupe keys
-	window   int
+	rooms      map[string]*Room
+	relays     map[string]*relayLease            // relay name → its current session
+	sessions   map[string]map[memberKey]struct{} // session → its members here
+	dedupe     map[dedupeKey]int64               // → offset of the first publish
+	dedupeQ    []dedupeEntry
+	dedupeHead int // entries of dedupeQ before it are consumed                     // FIFO of dedupe keys
+	window     int
 }
 
 func newPartition(id int32, window int) *Partition {

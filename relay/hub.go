@@ -135,11 +135,16 @@ func (h *hub) broadcast(room string, presenceOnly bool, except string, encode fu
 	if r == nil || (presenceOnly && r.presence == 0) {
 		return
 	}
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, encode())
-	if err != nil { // only on a compression failure, which we never ask for
-		return
+	// A prepared message frames the payload once for every socket; it
+	// costs a few KiB to build, so a lone subscriber gets plain bytes.
+	f := outFrame{data: encode()}
+	if len(r.members) > 1 {
+		pm, err := websocket.NewPreparedMessage(websocket.TextMessage, f.data)
+		if err != nil { // only on a compression failure, which we never ask for
+			return
+		}
+		f = outFrame{pm: pm}
 	}
-	f := outFrame{pm: pm}
 	n := 0
 	for _, s := range r.members {
 		if (presenceOnly && !s.presence) || (except != "" && s.c.id == except) {

@@ -257,7 +257,6 @@ func appendWelcome(b []byte, connID, relayID string) []byte {
 	return append(b, '}')
 }
 
-
 func appendError(b []byte, id json.RawMessage, e *frameError) []byte {
 	b = append(b, `{"op":"error"`...)
 	if len(id) > 0 {

@@ -89,7 +89,7 @@ type Config struct {
 	// waits for the fold to reach a position (default 10s).
 	ReadTimeout time.Duration
 	ClientOpts  []kgo.Opt // extra franz-go options (TLS, SASL)
-	Logger            *slog.Logger
+	Logger      *slog.Logger
 }
 
 func (c *Config) setDefaults() error {
