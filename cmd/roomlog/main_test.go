@@ -77,7 +77,7 @@ func startProc(t *testing.T, addr string, env []string, args ...string) *exec.Cm
 
 type frame struct {
 	Op, Pos, Conn, Code string
-	Data               json.RawMessage
+	Data                json.RawMessage
 }
 
 func wsDial(t *testing.T, addr string) *websocket.Conn {
