@@ -10,6 +10,7 @@ package relay_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/roomlog/roomlog/record"
 	"github.com/roomlog/roomlog/relay"
 )
 
@@ -221,4 +223,71 @@ func benchParse(msg []byte) (t, seq int64, ok bool) {
 	t, ok1 := num(`{"t":`)
 	seq, ok2 := num(`"seq":`)
 	return t, seq, ok1 && ok2
+}
+
+// BenchmarkRecovery10k measures a resume from the log: 10,000 messages of a
+// room are older than the in-memory window, and a client rejoins with the
+// position before the first. One op is one complete recovery: join with
+// since → 10,000 message frames → ack with recovered:true.
+func BenchmarkRecovery10k(b *testing.B) {
+	const n = 10000
+	s := benchStartRelay(b)
+	pub := benchDial(b, s)
+	first := ""
+	go func() {
+		for i := 0; i < n; i++ {
+			_ = pub.WriteMessage(websocket.TextMessage, []byte(`{"op":"publish","room":"rec","data":{"i":`+strconv.Itoa(i)+`,"pad":"`+benchPad+`"},"id":`+strconv.Itoa(i)+`}`))
+		}
+	}()
+	for i := 0; i < n; i++ {
+		_ = pub.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_, msg, err := pub.ReadMessage()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i == 0 {
+			first = string(msg)
+		}
+	}
+	// The first ack's position, minus one offset: resume from before it.
+	var ack struct{ Pos string }
+	if err := json.Unmarshal([]byte(first), &ack); err != nil {
+		b.Fatal(err)
+	}
+	p, err := record.ParsePos(ack.Pos)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p.Offset--
+	since := p.String()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ws := benchDial(b, s)
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"op":"join","room":"rec","since":"`+since+`","id":"r"}`)); err != nil {
+			b.Fatal(err)
+		}
+		got := 0
+		for {
+			_ = ws.SetReadDeadline(time.Now().Add(60 * time.Second))
+			_, msg, err := ws.ReadMessage()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if bytes.Contains(msg, []byte(`"op":"message"`)) {
+				got++
+				continue
+			}
+			if bytes.Contains(msg, []byte(`"op":"ack"`)) {
+				if !bytes.Contains(msg, []byte(`"recovered":true`)) || got != n {
+					b.Fatalf("recovered %d of %d: %s", got, n, msg)
+				}
+				break
+			}
+		}
+		ws.Close()
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "records/s")
+	if s.Stats().LogRecoveries == 0 {
+		b.Fatal("the recovery did not read the log")
+	}
 }
