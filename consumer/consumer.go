@@ -153,6 +153,7 @@ func (c *Consumer) Start(ctx context.Context) error {
 		start[o.Partition] = kgo.NewOffset().AtStart()
 		p := c.state.Partition(o.Partition)
 		p.next = 0
+		p.hwm.Store(o.Offset)
 	})
 	if len(start) == 0 {
 		cl.Close()
@@ -254,6 +255,7 @@ func (c *Consumer) run(ctx context.Context) {
 		})
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 			part := c.state.Partition(fp.Partition)
+			part.hwm.Store(fp.HighWatermark)
 			for _, r := range fp.Records {
 				c.handle(part, r, &d, &res, live)
 			}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/roomlog/roomlog/record"
 )
@@ -105,7 +106,8 @@ type Partition struct {
 	mu sync.RWMutex
 
 	id   int32
-	next int64 // offset of the next record to fold
+	next int64        // offset of the next record to fold
+	hwm  atomic.Int64 // the log's end as last fetched
 	// notify is closed and replaced each time next advances (waiters for
 	// read-your-writes select on it).
 	notify chan struct{}
@@ -141,6 +143,14 @@ func (p *Partition) RUnlock() { p.mu.RUnlock() }
 // Next is the offset of the next record to fold: everything before it has
 // been applied. Call with the read lock held, or use Progress.
 func (p *Partition) Next() int64 { return p.next }
+
+// Lag is how many records the log held beyond the fold at the last fetch.
+func (p *Partition) Lag() int64 {
+	p.mu.RLock()
+	next := p.next
+	p.mu.RUnlock()
+	return max(p.hwm.Load()-next, 0)
+}
 
 // Progress returns Next and a channel closed when it next advances.
 func (p *Partition) Progress() (int64, <-chan struct{}) {

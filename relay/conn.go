@@ -86,7 +86,6 @@ func (c *conn) enqueue(fs ...outFrame) {
 	}
 	if len(c.queue)+len(fs) > c.s.cfg.SendQueue {
 		c.mu.Unlock()
-		c.s.stats.slowCloses.Add(1)
 		c.shutdown(CloseSlowClient, "send queue full: client too slow")
 		return
 	}
@@ -133,7 +132,7 @@ func (c *conn) enqueueWait(fs []outFrame) {
 func (c *conn) send(b []byte) { c.enqueue(outFrame{data: b}) }
 
 func (c *conn) sendError(id json.RawMessage, e *frameError) {
-	c.s.stats.errorFrames.Add(1)
+	c.s.countError(e.Code)
 	c.send(appendError(nil, id, e))
 }
 
@@ -145,6 +144,10 @@ func (c *conn) shutdown(code int, text string) {
 		c.closed = true
 		c.mu.Unlock()
 		c.closeCode, c.closeText = code, text
+		if code == CloseSlowClient {
+			c.s.stats.slowCloses.Add(1)
+		}
+		c.s.metrics.closes.WithLabelValues(closeReason(code)).Inc()
 		close(c.done)
 	})
 }
@@ -167,7 +170,6 @@ func (c *conn) writeLoop() {
 			}
 			for i, f := range batch {
 				if err := c.write(f); err != nil {
-					c.s.stats.slowCloses.Add(1)
 					c.shutdown(CloseSlowClient, "write failed or timed out")
 					return
 				}
@@ -230,6 +232,9 @@ func (c *conn) handle(b []byte) {
 	f, ferr := decodeFrame(b)
 	if ferr != nil {
 		c.s.stats.badFrames.Add(1)
+		if f.Op == opPublish {
+			c.s.metrics.publishes.WithLabelValues(outcomeRejected).Inc()
+		}
 		c.sendError(f.ID, ferr)
 		return
 	}
@@ -353,6 +358,9 @@ func (c *conn) appendRecord(ev *record.Event, id json.RawMessage, undo func()) {
 				undo()
 			}
 			c.s.stats.produceErrors.Add(1)
+			if ev.Type == record.TypePublish {
+				c.s.metrics.publishes.WithLabelValues(outcomeLogUnavailable).Inc()
+			}
 			c.sendError(id, errorf(CodeLogUnavailable, "the log did not take the record: %v", err))
 			return
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -21,6 +20,13 @@ func (s *Server) Deliver(d *consumer.Delivery) {
 	own := s.ownConn(ev.From)
 	switch ev.Type {
 	case record.TypePublish:
+		if own != nil {
+			if res.Duplicate {
+				s.metrics.publishes.WithLabelValues(outcomeDuplicate).Inc()
+			} else {
+				s.metrics.publishes.WithLabelValues(outcomeAcked).Inc()
+			}
+		}
 		if own != nil && ev.Req != "" {
 			a := ack{pos: &d.Pos, duplicate: res.Duplicate}
 			if res.Duplicate {
@@ -33,17 +39,24 @@ func (s *Server) Deliver(d *consumer.Delivery) {
 			s.stats.duplicates.Add(1)
 			return
 		}
-		s.hub.broadcast(ev.Room, false, "", func() []byte {
+		n := s.hub.broadcast(ev.Room, false, "", func() []byte {
 			return appendMessage(nil, ev.Room, ev.Event, ev.Data, ev.From, ev.User, d.Pos)
 		})
+		if n > 0 {
+			s.metrics.deliveries.WithLabelValues(kindMessage).Add(float64(n))
+			if d.Live {
+				s.metrics.since(s.metrics.deliverLatency, d.Timestamp)
+			}
+		}
 	case record.TypeJoin:
 		if own != nil {
 			s.joinFolded(own, d)
 		}
 		if res.Joined != nil {
-			s.hub.broadcast(ev.Room, true, res.Joined.Conn, func() []byte {
+			n := s.hub.broadcast(ev.Room, true, res.Joined.Conn, func() []byte {
 				return appendPresenceEvent(nil, "joined", ev.Room, res.Joined, "", d.Pos)
 			})
+			s.metrics.deliveries.WithLabelValues(kindPresence).Add(float64(n))
 		}
 	case record.TypeLeave:
 		if own != nil && ev.Req != "" {
@@ -52,23 +65,25 @@ func (s *Server) Deliver(d *consumer.Delivery) {
 	case record.TypeSet, record.TypeDel, record.TypeIncr, record.TypeCAS:
 		if own != nil && ev.Req != "" {
 			if res.Code != "" {
-				s.stats.errorFrames.Add(1)
+				s.countError(ErrorCode(res.Code))
 				own.send(appendStateError(nil, json.RawMessage(ev.Req), stateError(res.Code), res.Entry))
 			} else {
 				own.send(appendAckWith(nil, json.RawMessage(ev.Req), ack{pos: &d.Pos, entry: &res.Entry}))
 			}
 		}
 		if res.Code == "" {
-			s.hub.broadcast(ev.Room, false, "", func() []byte { return appendStateEvent(nil, ev, res.Entry, d.Pos) })
+			n := s.hub.broadcast(ev.Room, false, "", func() []byte { return appendStateEvent(nil, ev, res.Entry, d.Pos) })
+			s.metrics.deliveries.WithLabelValues(kindState).Add(float64(n))
 		}
 	case record.TypeLease:
 		s.leases.seen(d.Pos.Partition, ev.Relay, d.Pos.Offset)
 	}
 	for i := range res.Left {
 		l := &res.Left[i]
-		s.hub.broadcast(l.Room, true, l.Member.Conn, func() []byte {
+		n := s.hub.broadcast(l.Room, true, l.Member.Conn, func() []byte {
 			return appendPresenceEvent(nil, "left", l.Room, &l.Member, l.Reason, d.Pos)
 		})
+		s.metrics.deliveries.WithLabelValues(kindPresence).Add(float64(n))
 	}
 	if res.Ended != "" && res.Ended == s.currentSession() {
 		s.sessionEnded(d.Pos)
@@ -124,6 +139,7 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 		c.sendError(j.id, errorf(CodeRelayRestarted, "the relay's session ended before the join took effect; rejoin"))
 		return
 	}
+	s.metrics.joins.Inc()
 	sb := &sub{c: c, presence: j.presence}
 	if !j.hasSince {
 		s.hub.add(ev.Room, sb)
@@ -139,6 +155,7 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 		no := false
 		c.send(appendAckWith(nil, j.id, ack{pos: &d.Pos, recovered: &no}))
 		s.stats.recoveries.Add(1)
+		s.metrics.recoveries.WithLabelValues("none").Inc()
 		return
 	}
 	d.Part.RLock()
@@ -158,6 +175,7 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 	d.Part.RUnlock()
 	s.stats.recoveries.Add(1)
 	if covered {
+		s.metrics.recoveries.WithLabelValues("window").Inc()
 		yes := true
 		backlog = append(backlog, outFrame{data: appendAckWith(nil, j.id, ack{pos: &d.Pos, recovered: &yes})})
 		c.enqueue(backlog...)
@@ -169,6 +187,7 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 	sb.recovering.Store(true)
 	s.hub.add(ev.Room, sb)
 	s.stats.logRecoveries.Add(1)
+	s.metrics.recoveries.WithLabelValues("log").Inc()
 	room, part, join, id := ev.Room, d.Part, d.Pos, j.id
 	s.bg.Add(1)
 	go func() {
@@ -222,9 +241,13 @@ func (s *Server) sessionEnded(at record.Pos) {
 
 var _ consumer.Sink = (*Server)(nil)
 
+// countError counts an error frame about to be sent.
+func (s *Server) countError(code ErrorCode) {
+	s.stats.errorFrames.Add(1)
+	s.metrics.errors.WithLabelValues(string(code)).Inc()
+}
+
 // readDeadline bounds the waits of reads.
 func (s *Server) readDeadline() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), s.cfg.ReadTimeout)
 }
-
-var _ = time.Second

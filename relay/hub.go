@@ -127,13 +127,14 @@ func (h *hub) rooms() int {
 // those that asked for presence events, if presenceOnly), except the
 // connection with id except. encode runs at most once, and only if someone
 // may receive the frame.
-func (h *hub) broadcast(room string, presenceOnly bool, except string, encode func() []byte) {
+// It returns how many sockets it was enqueued for.
+func (h *hub) broadcast(room string, presenceOnly bool, except string, encode func() []byte) int {
 	sh := h.shard(room)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	r := sh.rooms[room]
 	if r == nil || (presenceOnly && r.presence == 0) {
-		return
+		return 0
 	}
 	// A prepared message frames the payload once for every socket; it
 	// costs a few KiB to build, so a lone subscriber gets plain bytes.
@@ -141,7 +142,7 @@ func (h *hub) broadcast(room string, presenceOnly bool, except string, encode fu
 	if len(r.members) > 1 {
 		pm, err := websocket.NewPreparedMessage(websocket.TextMessage, f.data)
 		if err != nil { // only on a compression failure, which we never ask for
-			return
+			return 0
 		}
 		f = outFrame{pm: pm}
 	}
@@ -154,6 +155,7 @@ func (h *hub) broadcast(room string, presenceOnly bool, except string, encode fu
 		n++
 	}
 	h.delivered.Add(uint64(n))
+	return n
 }
 
 // send delivers f to the subscriber, holding it back while the subscription
@@ -164,7 +166,6 @@ func (s *sub) send(f outFrame) {
 		if s.recovering.Load() {
 			if len(s.buf) >= s.c.s.cfg.SendQueue {
 				s.mu.Unlock()
-				s.c.s.stats.slowCloses.Add(1)
 				s.c.shutdown(CloseSlowClient, "too many messages during recovery")
 				return
 			}

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -175,6 +176,7 @@ type Server struct {
 	partitions int32
 	hub        *hub
 	stats      counters
+	metrics    *metrics
 	leases     *leases
 
 	keyPartMu sync.Mutex
@@ -208,6 +210,7 @@ func New(cfg Config) (*Server, error) {
 		conns:  make(map[string]*conn),
 	}
 	s.newSession()
+	s.metrics = newMetrics(s)
 	s.up = websocket.Upgrader{
 		ReadBufferSize:   1024,
 		WriteBufferSize:  4096,
@@ -297,6 +300,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", s.serveWS)
+	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !s.Ready() {
@@ -422,6 +426,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.conns[c.id] = c
 	s.wg.Add(2)
 	s.connsMu.Unlock()
+	s.metrics.connsTotal.Inc()
 	c.send(appendWelcome(nil, c.id, s.cfg.RelayName))
 	go c.writeLoop()
 	go c.readLoop()
@@ -437,8 +442,11 @@ func (s *Server) removeConn(c *conn) {
 // franz-go goroutine with the record's position or the error.
 func (s *Server) produce(ev *record.Event, done func(record.Pos, error)) {
 	r := record.Encode(ev)
+	began := time.Now()
 	s.prod.Produce(context.Background(), r, func(r *kgo.Record, err error) {
-		if err != nil {
+		if err == nil {
+			s.metrics.since(s.metrics.produceLatency, began)
+		} else {
 			s.cfg.Logger.Warn("append failed", "room", ev.Room, "type", ev.Type, "err", err)
 		}
 		if done != nil {

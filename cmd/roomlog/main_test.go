@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,11 +81,21 @@ type frame struct {
 	Data                json.RawMessage
 }
 
+// wsDial connects, retrying while the relay answers 503 (replaying).
 func wsDial(t *testing.T, addr string) *websocket.Conn {
 	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
+	var ws *websocket.Conn
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		var resp *http.Response
+		var err error
+		ws, resp, err = websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
+		if err == nil {
+			break
+		}
+		if resp == nil || resp.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	t.Cleanup(func() { ws.Close() })
 	var f frame

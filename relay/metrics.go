@@ -1,0 +1,125 @@
+package relay
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the relay's Prometheus metrics (docs/operations.md lists them).
+// Each Server has its own registry, so several relays in one process (tests)
+// do not collide; /metrics serves it with the Go and process collectors.
+type metrics struct {
+	reg *prometheus.Registry
+
+	connsTotal     prometheus.Counter
+	joins          prometheus.Counter
+	publishes      *prometheus.CounterVec
+	deliveries     *prometheus.CounterVec
+	produceLatency prometheus.Histogram
+	deliverLatency prometheus.Histogram
+	closes         *prometheus.CounterVec
+	errors         *prometheus.CounterVec
+	recoveries     *prometheus.CounterVec
+	acme           *prometheus.CounterVec
+}
+
+// Publish outcomes, delivery kinds and recovery sources (label values).
+const (
+	outcomeAcked          = "acked"
+	outcomeDuplicate      = "duplicate"
+	outcomeRejected       = "rejected"
+	outcomeLogUnavailable = "log_unavailable"
+
+	kindMessage  = "message"
+	kindState    = "state"
+	kindPresence = "presence"
+)
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
+	f(collectors.NewGoCollector())
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	latency := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+	m.connsTotal = prometheus.NewCounter(prometheus.CounterOpts{Name: "roomlog_connections_total", Help: "WebSocket connections accepted."})
+	m.joins = prometheus.NewCounter(prometheus.CounterOpts{Name: "roomlog_joins_total", Help: "Joins that took effect on this relay's connections."})
+	m.publishes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_publishes_total", Help: "Publishes from this relay's connections, by outcome (acked, duplicate, rejected, log_unavailable)."}, []string{"outcome"})
+	m.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_deliveries_total", Help: "Frames fanned out to local sockets, by kind (message, state, presence)."}, []string{"kind"})
+	m.produceLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roomlog_produce_latency_seconds", Help: "Time from handing a record to the producer to the log's acknowledgement.", Buckets: latency})
+	m.deliverLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roomlog_publish_deliver_latency_seconds", Help: "Time from a publish record's timestamp (set by the producing relay) to its fan-out here; across hosts it includes their clock skew.", Buckets: latency})
+	m.closes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_closes_total", Help: "Connections closed, by reason (normal, going_away, binary, too_big, slow_client, session_ended, limit)."}, []string{"reason"})
+	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_errors_total", Help: "Error frames sent, by code."}, []string{"code"})
+	m.recoveries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_recoveries_total", Help: "Joins with since, by where the backlog came from (window, log, none)."}, []string{"source"})
+	m.acme = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_acme_events_total", Help: "Certificate management events (obtained, renewed, failed, ...)."}, []string{"event"})
+	for _, c := range []prometheus.Collector{m.connsTotal, m.joins, m.publishes, m.deliveries, m.produceLatency, m.deliverLatency, m.closes, m.errors, m.recoveries, m.acme} {
+		f(c)
+	}
+
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomlog_connections", Help: "Open WebSocket connections."}, func() float64 {
+		s.connsMu.Lock()
+		defer s.connsMu.Unlock()
+		return float64(len(s.conns))
+	}))
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomlog_rooms", Help: "Rooms with at least one local subscriber."}, func() float64 { return float64(s.hub.rooms()) }))
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomlog_ready", Help: "1 once the relay has replayed the log and serves clients; 0 while replaying or draining."}, func() float64 {
+		if s.Ready() {
+			return 1
+		}
+		return 0
+	}))
+	f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "roomlog_log_records_total", Help: "Records folded by the consumer (replay included)."}, func() float64 {
+		if s.cons == nil {
+			return 0
+		}
+		return float64(s.cons.Stats().Records)
+	}))
+	f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "roomlog_log_skipped_total", Help: "Records the consumer could not decode and skipped."}, func() float64 {
+		if s.cons == nil {
+			return 0
+		}
+		return float64(s.cons.Stats().Skipped)
+	}))
+	f(lagCollector{s})
+	return m
+}
+
+// lagCollector reports the consumer's lag per partition at scrape time.
+type lagCollector struct{ s *Server }
+
+var lagDesc = prometheus.NewDesc("roomlog_consumer_lag_records", "Records in the log not yet folded by this relay, per partition (as of the last fetch).", []string{"partition"}, nil)
+
+func (l lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- lagDesc }
+
+func (l lagCollector) Collect(ch chan<- prometheus.Metric) {
+	if l.s.cons == nil {
+		return
+	}
+	for _, p := range l.s.cons.State().Partitions() {
+		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(p.Lag()), strconv.Itoa(int(p.ID())))
+	}
+}
+
+// closeReason names a close code for roomlog_closes_total.
+func closeReason(code int) string {
+	switch code {
+	case 1000:
+		return "normal"
+	case CloseGoingAway:
+		return "going_away"
+	case CloseUnsupportedData:
+		return "binary"
+	case CloseTooBig:
+		return "too_big"
+	case CloseSlowClient:
+		return "slow_client"
+	case CloseSessionEnded:
+		return "session_ended"
+	}
+	return "limit"
+}
+
+func (m *metrics) since(h prometheus.Histogram, t time.Time) { h.Observe(time.Since(t).Seconds()) }
