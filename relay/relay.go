@@ -89,7 +89,11 @@ type Config struct {
 	// ReadTimeout bounds reads of the log for recovery and history, and
 	// waits for the fold to reach a position (default 10s).
 	ReadTimeout time.Duration
-	ClientOpts  []kgo.Opt // extra franz-go options (TLS, SASL)
+	// ReusePort sets SO_REUSEPORT on the listener, so several relay
+	// processes can listen on the same port and the kernel spreads new
+	// connections among them.
+	ReusePort  bool
+	ClientOpts []kgo.Opt // extra franz-go options (TLS, SASL)
 	Logger      *slog.Logger
 }
 
@@ -288,7 +292,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if info.Partitions != s.cfg.Partitions {
 		s.cfg.Logger.Info("events topic exists with another partition count; using it", "topic", s.cfg.Topic, "partitions", info.Partitions)
 	}
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	ln, err := listen(ctx, s.cfg.Listen, s.cfg.ReusePort)
 	if err != nil {
 		return fail(fmt.Errorf("listen on %s: %w", s.cfg.Listen, err))
 	}

@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -110,6 +113,9 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 		partitions int
 		rf         int
 		shutdownT  time.Duration
+		startT     time.Duration
+		procs      int
+		adminAddr  string
 	)
 	fs.StringVar(&cfg.Listen, "listen", relay.DefaultListen, "HTTP/WebSocket listen address")
 	fs.Var(&brokers, "brokers", "Kafka seed brokers, host:port,... (empty: embedded broker)")
@@ -133,6 +139,10 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.HistoryWindow, "history-window", consumer.DefaultHistoryWindow, "recent messages per room kept in memory for recovery and history (older ones are read from the log)")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", relay.DefaultReadTimeout, "bound on log reads for recovery and history, and on waits for a position")
 	fs.DurationVar(&shutdownT, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
+	fs.DurationVar(&startT, "start-timeout", 10*time.Minute, "how long the start (topic, replay of the log, lease) may take")
+	fs.IntVar(&procs, "procs", 1, "run this many relay processes on one port (SO_REUSEPORT) under a supervisor that restarts them; SIGHUP replaces them one at a time")
+	fs.BoolVar(&cfg.ReusePort, "reuse-port", false, "set SO_REUSEPORT so several relay processes can listen on the same port")
+	fs.StringVar(&adminAddr, "admin-listen", "", "serve pprof on this address (e.g. 127.0.0.1:6060); off when empty")
 	lf.register(fs)
 	if err := parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -153,6 +163,36 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	cfg.Partitions, cfg.ReplicationFactor, cfg.Logger = int32(partitions), int16(rf), log
 	cfg.Brokers = brokers
+	if procs < 1 || procs > 256 {
+		return fmt.Errorf("--procs %d: want 1 to 256", procs)
+	}
+	if adminAddr != "" {
+		stop, err := serveAdmin(adminAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	if procs > 1 {
+		childArgs := append([]string{"relay"}, args...)
+		if len(brokers) == 0 {
+			emb, err := relay.StartEmbedded(relay.EmbeddedConfig{Listen: embListen, DataDir: dataDir, SyncWrites: fsync, Logger: log})
+			if err != nil {
+				return err
+			}
+			defer emb.Close()
+			childArgs = append(childArgs, "--brokers", strings.Join(emb.Addrs(), ","))
+			log.Info("embedded broker started for the relay children", "addr", strings.Join(emb.Addrs(), ","), "data_dir", dataDir)
+		}
+		childArgs = append(childArgs, "--admin-listen", "")
+		name := cfg.RelayName
+		if name == "" {
+			host, _ := os.Hostname()
+			_, port, _ := net.SplitHostPort(cfg.Listen)
+			name = strings.ReplaceAll(host, "/", "_") + ":" + port
+		}
+		return runSupervisor(ctx, childArgs, procs, name, log, stderr)
+	}
 	if len(brokers) == 0 {
 		emb, err := relay.StartEmbedded(relay.EmbeddedConfig{Listen: embListen, DataDir: dataDir, SyncWrites: fsync, Logger: log})
 		if err != nil {
@@ -166,12 +206,13 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	startCtx, cancel := context.WithTimeout(ctx, startT)
 	err = srv.Start(startCtx)
 	cancel()
 	if err != nil {
 		return err
 	}
+	signalReady()
 	log.Info("serving", "ws", fmt.Sprintf("ws://%s/ws", srv.Addr()), "version", version)
 	<-ctx.Done()
 	log.Info("shutting down")
@@ -213,4 +254,23 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	log.Info("broker stopping")
 	emb.Close()
 	return nil
+}
+
+// serveAdmin serves pprof on addr, on its own listener and mux so that it is
+// never exposed on the public port.
+func serveAdmin(addr string, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("admin listener (pprof) started", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }
