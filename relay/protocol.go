@@ -115,19 +115,25 @@ func decodeFrame(b []byte) (clientFrame, *frameError) {
 		}
 		return f, errorf(CodeBadRequest, "frame is not a JSON object: %v", err)
 	}
+	return f, validateFrame(&f)
+}
+
+// validateFrame checks a parsed frame (a client frame or an HTTP API
+// request) and fills its parsed fields. On an invalid id, it clears f.ID.
+func validateFrame(f *clientFrame) *frameError {
 	if err := validID(f.ID); err != nil {
 		f.ID = nil
-		return f, err
+		return err
 	}
 	switch f.Op {
 	case opJoin, opLeave, opPublish, opSet, opDel, opIncr, opCAS, opGet, opPresence, opHistory:
 	case "":
-		return f, errorf(CodeUnknownOp, "frame has no op")
+		return errorf(CodeUnknownOp, "frame has no op")
 	default:
-		return f, errorf(CodeUnknownOp, "unknown op %q", truncate(f.Op, 32))
+		return errorf(CodeUnknownOp, "unknown op %q", truncate(f.Op, 32))
 	}
 	if err := record.ValidName(f.Room, record.MaxRoomBytes); err != nil {
-		return f, errorf(CodeInvalidRoom, "room %v", err)
+		return errorf(CodeInvalidRoom, "room %v", err)
 	}
 	var perr *frameError
 	switch f.Op {
@@ -137,20 +143,20 @@ func decodeFrame(b []byte) (clientFrame, *frameError) {
 		if f.Event == "" {
 			f.Event = record.DefaultEvent
 		} else if err := record.ValidName(f.Event, record.MaxEventBytes); err != nil {
-			return f, errorf(CodeInvalidEvent, "event %v", err)
+			return errorf(CodeInvalidEvent, "event %v", err)
 		}
 		if len(f.Data) == 0 {
 			f.Data = json.RawMessage("null")
 		}
 		if len(f.MID) > record.MaxMIDBytes {
-			return f, errorf(CodeBadRequest, "mid is %d bytes, more than %d", len(f.MID), record.MaxMIDBytes)
+			return errorf(CodeBadRequest, "mid is %d bytes, more than %d", len(f.MID), record.MaxMIDBytes)
 		}
 	case opSet, opDel, opIncr, opCAS:
-		perr = decodeStateOp(&f)
+		perr = decodeStateOp(f)
 	case opGet:
 		if f.Key != nil {
 			if err := record.ValidName(*f.Key, record.MaxKeyBytes); err != nil {
-				return f, errorf(CodeInvalidKey, "key %v", err)
+				return errorf(CodeInvalidKey, "key %v", err)
 			}
 		}
 		f.after, f.hasAfter, perr = parsePos("after", f.After)
@@ -159,11 +165,11 @@ func decodeFrame(b []byte) (clientFrame, *frameError) {
 		case f.Limit == 0:
 			f.Limit = DefaultHistoryLimit
 		case f.Limit < 0 || f.Limit > MaxHistoryLimit:
-			return f, errorf(CodeBadRequest, "limit must be between 1 and %d", MaxHistoryLimit)
+			return errorf(CodeBadRequest, "limit must be between 1 and %d", MaxHistoryLimit)
 		}
 		f.before, f.hasBefore, perr = parsePos("before", f.Before)
 	}
-	return f, perr
+	return perr
 }
 
 func decodeStateOp(f *clientFrame) *frameError {

@@ -94,7 +94,7 @@ type Config struct {
 	// connections among them.
 	ReusePort  bool
 	ClientOpts []kgo.Opt // extra franz-go options (TLS, SASL)
-	Logger      *slog.Logger
+	Logger     *slog.Logger
 }
 
 func (c *Config) setDefaults() error {
