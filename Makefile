@@ -10,9 +10,10 @@ GO      ?= go
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/roomlog ./cmd/roomlog
 
-# A relay on ws://localhost:8080/ws with the embedded broker in ./roomlog-data.
+# A relay on ws://localhost:8080/ws with the embedded broker in ./roomlog-data,
+# for local development: anonymous clients, plain WebSocket on loopback.
 run: build
-	./bin/roomlog relay
+	./bin/roomlog relay --anonymous --listen 127.0.0.1:8080
 
 # Everything: unit, fuzz seeds, integration on kfake and on real Kafka (-race).
 test:

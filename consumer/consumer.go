@@ -67,6 +67,9 @@ type Config struct {
 	// HistoryWindow is how many recent publishes per room are kept in
 	// memory for recovery and history (default 64; negative: none).
 	HistoryWindow int
+	// Restore holds partitions rebuilt from snapshots: their folds resume
+	// at the snapshot's offset instead of the log's start.
+	Restore map[int32]*Partition
 	// FetchMaxWait bounds how long a fetch waits for new records
 	// (default 250ms); records are returned as soon as any arrive.
 	FetchMaxWait time.Duration
@@ -165,9 +168,24 @@ func (c *Consumer) Start(ctx context.Context) error {
 	if err == nil {
 		starts.Each(func(o kadm.ListedOffset) {
 			if o.Err == nil {
-				c.state.Partition(o.Partition).next = o.Offset
+				p := c.state.Partition(o.Partition)
+				p.next, p.floor = o.Offset, o.Offset
 			}
 		})
+	}
+	for pn, rp := range c.cfg.Restore {
+		end, ok := c.ends[pn]
+		if !ok || rp.next > end {
+			c.cfg.Logger.Warn("ignoring a snapshot beyond the log's end", "partition", pn, "snapshot", rp.next, "end", end)
+			continue
+		}
+		if cur := c.state.parts[pn]; cur != nil && rp.next < cur.next {
+			c.cfg.Logger.Warn("snapshot is older than the log's start: the records between are gone (retention shorter than the snapshot interval?)",
+				"partition", pn, "snapshot", rp.next, "log_start", cur.next)
+		}
+		rp.hwm.Store(end)
+		c.state.parts[pn] = rp
+		start[pn] = kgo.NewOffset().At(rp.next)
 	}
 	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{c.cfg.Topic: start})
 	c.cl = cl

@@ -145,10 +145,12 @@ func (p *Partition) apply(ev *record.Event, off, ts int64, res *Result) {
 		p.lease(ev, off, ts, res)
 	case record.TypeExpire:
 		l := p.relays[ev.Relay]
-		if l == nil || l.Session != ev.Session || l.LeaseOffset != ev.Version || l.Expired {
+		if l == nil || l.Session != ev.Session || l.LeaseOffset != ev.Version {
 			return // renewed since, or already ended: the expiry is stale
 		}
-		l.Expired = true
+		// The relay's entry goes: names are not reused forever (pods), and
+		// a join from the ended session finds no live lease either way.
+		delete(p.relays, ev.Relay)
 		res.Ended = ev.Session
 		p.dropSession(ev.Session, ReasonExpired, res)
 	}

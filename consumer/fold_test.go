@@ -72,6 +72,7 @@ func TestFoldPresenceAndLeases(t *testing.T) {
 
 	// A stale expire (b renewed since) changes nothing.
 	staleLease := f.p.relays["b"].LeaseOffset
+	f.apply(lease("c", "u1")) // a relay with no members
 	f.apply(lease("b", "t1"))
 	if res := f.apply(record.Event{Type: record.TypeExpire, Room: "~relay/b", Relay: "b", Session: "t1", Version: staleLease}); res.Ended != "" || len(res.Left) != 0 {
 		t.Fatalf("stale expire took effect: %+v", res)
@@ -83,6 +84,13 @@ func TestFoldPresenceAndLeases(t *testing.T) {
 	}
 	if res := f.apply(join("r", "t1-9", "b", "t1")); res.Code != CodeStale {
 		t.Fatalf("join from an expired session: %+v", res)
+	}
+	if _, ok := f.p.relays["b"]; ok {
+		t.Fatal("an expired relay's lease entry stays forever")
+	}
+	f.apply(record.Event{Type: record.TypeExpire, Room: "~relay/c", Relay: "c", Session: "u1", Version: f.p.relays["c"].LeaseOffset})
+	if _, ok := f.p.relays["c"]; ok {
+		t.Fatal("a memberless relay was not expired")
 	}
 	// a restarts with a new session: its old members leave, in join order.
 	res = f.apply(lease("a", "s2"))
@@ -151,14 +159,14 @@ func TestFoldDedupeWindow(t *testing.T) {
 	if res := f.apply(pub("a")); res.Duplicate {
 		t.Fatal("a retry after the window is delivered again")
 	}
-	hist, dropped := f.p.rooms["r"].History()
+	hist, dropped := f.p.History(f.p.rooms["r"])
 	if len(hist) != 3 || dropped != -1 {
 		t.Fatalf("history %d dropped %d; duplicates must not enter it", len(hist), dropped)
 	}
 	for i := 0; i < 10; i++ {
 		f.apply(pub(""))
 	}
-	hist, dropped = f.p.rooms["r"].History()
+	hist, dropped = f.p.History(f.p.rooms["r"])
 	if len(hist) != 8 || dropped != hist[0].Offset-1 {
 		t.Fatalf("window of %d, dropped %d, oldest %d", len(hist), dropped, hist[0].Offset)
 	}

@@ -78,10 +78,14 @@ type Room struct {
 	dropped int64
 }
 
-// History returns the room's window of recent publishes, oldest first, and
-// the offset of the newest publish no longer in it (-1 when none was
-// dropped). Valid while the partition's read lock is held.
-func (r *Room) History() ([]Message, int64) { return r.history, r.dropped }
+// History returns room r's window of recent publishes, oldest first, and
+// the offset below which the window may be missing publishes: the newest
+// one evicted from it, or, if older, the offset before the first record
+// this fold saw (the log's start, or a snapshot's). -1 when the window holds
+// the room's whole history. Call with the read lock held.
+func (p *Partition) History(r *Room) ([]Message, int64) {
+	return r.history, max(r.dropped, p.floor-1)
+}
 
 type relayLease struct {
 	Session     string `json:"session"`
@@ -108,6 +112,10 @@ type Partition struct {
 	id   int32
 	next int64        // offset of the next record to fold
 	hwm  atomic.Int64 // the log's end as last fetched
+	// floor is the first offset this fold applied (the log's start when
+	// it began, or the offset a snapshot covered): history before it was
+	// never seen here.
+	floor int64
 	// notify is closed and replaced each time next advances (waiters for
 	// read-your-writes select on it).
 	notify chan struct{}

@@ -61,6 +61,8 @@ type conn struct {
 	closeText string
 
 	inflight chan struct{} // records awaiting the log's ack
+
+	sec *connSec // authentication, rate limit, timers (connsec.go)
 }
 
 func newConn(s *Server, ws *websocket.Conn, id, session string) *conn {
@@ -211,6 +213,7 @@ func (c *conn) readLoop() {
 			if err == websocket.ErrReadLimit {
 				// gorilla has already sent close 1009.
 				c.s.stats.badFrames.Add(1)
+				c.s.countLimit("frame_too_big")
 				c.shutdown(CloseTooBig, "frame too big")
 			} else {
 				c.shutdown(websocket.CloseNormalClosure, "")
@@ -229,6 +232,9 @@ func (c *conn) readLoop() {
 
 // handle serves one client text frame.
 func (c *conn) handle(b []byte) {
+	if !c.gate(b) { // rate limit, auth frames, unauthenticated connections
+		return
+	}
 	f, ferr := decodeFrame(b)
 	if ferr != nil {
 		c.s.stats.badFrames.Add(1)
@@ -240,6 +246,10 @@ func (c *conn) handle(b []byte) {
 	}
 	if c.s.draining.Load() {
 		c.sendError(f.ID, errorf(CodeShuttingDown, "relay is shutting down; reconnect"))
+		return
+	}
+	if ferr := c.authorize(&f); ferr != nil {
+		c.sendError(f.ID, ferr)
 		return
 	}
 	switch f.Op {
@@ -297,6 +307,7 @@ func (c *conn) join(f *clientFrame) {
 		c.send(appendAckWith(nil, f.ID, ack{}))
 		return
 	case full:
+		c.s.countLimit("too_many_rooms")
 		c.sendError(f.ID, errorf(CodeTooManyRooms, "a connection may be in at most %d rooms", c.s.cfg.MaxRoomsPerConn))
 		return
 	}
@@ -346,6 +357,7 @@ func (c *conn) stateOp(f *clientFrame) {
 // that writes faster than the log accepts.
 func (c *conn) appendRecord(ev *record.Event, id json.RawMessage, undo func()) {
 	ev.Req = idString(id)
+	ev.User = c.user()
 	select {
 	case c.inflight <- struct{}{}:
 	case <-c.done:
@@ -391,7 +403,8 @@ func (c *conn) cleanup() {
 	c.mu.Unlock()
 	for room := range rooms {
 		c.s.hub.remove(room, c)
-		c.s.produce(&record.Event{Type: record.TypeLeave, Room: room, From: c.id}, nil)
+		c.s.produce(&record.Event{Type: record.TypeLeave, Room: room, From: c.id, User: c.user()}, nil)
 	}
 	c.s.removeConn(c)
+	c.closeConnSec()
 }

@@ -17,6 +17,7 @@ import (
 // It never blocks.
 func (s *Server) Deliver(d *consumer.Delivery) {
 	ev, res := &d.Event, d.Result
+	s.apiDelivered(d) // answers a backend API request waiting for this record
 	own := s.ownConn(ev.From)
 	switch ev.Type {
 	case record.TypePublish:
@@ -162,7 +163,7 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 	var backlog []outFrame
 	covered := false
 	if r := d.Part.Room(ev.Room); r != nil {
-		hist, dropped := r.History()
+		hist, dropped := d.Part.History(r)
 		if dropped <= since.Offset {
 			covered = true
 			for _, m := range hist {

@@ -61,6 +61,8 @@ func benchStartRelay(b *testing.B) *relay.Server {
 		Topic:      "roomlog-bench",
 		Partitions: 4,
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Auth:       relay.AuthConfig{Anonymous: true},
+		Limits:     relay.LimitsConfig{Rate: -1},
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -81,6 +81,16 @@ func (t topicPartitioner) Partition(r *kgo.Record, n int) int {
 
 var manualCtx = context.WithValue(context.Background(), manualPartition{}, true)
 
+// NewPartitioner returns the producer partitioner roomlog uses: Kafka's
+// default for keyed records, and Record.Partition for records marked with
+// ManualPartition. Tools that write to an events topic (redrive) use it too.
+func NewPartitioner() kgo.Partitioner { return partitioner{kgo.StickyKeyPartitioner(nil)} }
+
+// ManualPartition marks r to be written to partition p.
+func ManualPartition(r *kgo.Record, p int32) {
+	r.Partition, r.Context = p, manualCtx
+}
+
 // writeLeases appends this relay's lease to every partition and waits for
 // the log to take them.
 func (s *Server) writeLeases(ctx context.Context) error {
@@ -89,7 +99,7 @@ func (s *Server) writeLeases(ctx context.Context) error {
 	errs := make(chan error, s.partitions)
 	for p := int32(0); p < s.partitions; p++ {
 		r := record.Encode(&record.Event{Type: record.TypeLease, Room: record.RelayKeyPrefix + s.cfg.RelayName, Relay: s.cfg.RelayName, Session: session})
-		r.Partition, r.Context = p, manualCtx
+		ManualPartition(r, p)
 		wg.Add(1)
 		s.prod.Produce(ctx, r, func(_ *kgo.Record, err error) {
 			if err != nil {
@@ -123,15 +133,15 @@ func (s *Server) leaseLoop(ctx context.Context) {
 	}
 }
 
-// expireStale appends an expire record for every other relay session that
-// holds members in a partition and whose newest lease there this relay saw
-// folded more than LeaseTimeout ago.
+// expireStale appends an expire record for every other relay session whose
+// newest lease in a partition this relay saw folded more than LeaseTimeout
+// ago: its members leave, and its entry leaves the lease table.
 func (s *Server) expireStale() {
 	now := time.Now()
 	for p := int32(0); p < s.partitions; p++ {
 		part := s.cons.State().Partition(p)
 		for _, l := range part.Leases() {
-			if l.Expired || l.Members == 0 || l.Relay == s.cfg.RelayName {
+			if l.Expired || l.Relay == s.cfg.RelayName {
 				continue
 			}
 			k := leaseKey{p, l.Relay}
@@ -145,7 +155,7 @@ func (s *Server) expireStale() {
 			s.cfg.Logger.Warn("relay stopped renewing its lease; expiring it", "relay", l.Relay, "session", l.Session,
 				"partition", p, "members", l.Members, "silent_for", now.Sub(seen.at).Round(time.Millisecond))
 			r := record.Encode(&record.Event{Type: record.TypeExpire, Room: record.RelayKeyPrefix + l.Relay, Relay: l.Relay, Session: l.Session, Version: l.LeaseOffset})
-			r.Partition, r.Context = p, manualCtx
+			ManualPartition(r, p)
 			s.leases.mu.Lock()
 			s.leases.expired[k] = l.LeaseOffset
 			s.leases.mu.Unlock()

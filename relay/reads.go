@@ -142,7 +142,7 @@ func (s *Server) history(c *conn, f *clientFrame) {
 	dropped := int64(-1)
 	if r := p.Room(f.Room); r != nil {
 		var hist []consumer.Message
-		hist, dropped = r.History()
+		hist, dropped = p.History(r)
 		for _, m := range hist {
 			if m.Offset < before {
 				msgs = append(msgs, m)

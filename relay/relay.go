@@ -17,6 +17,7 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -89,6 +90,19 @@ type Config struct {
 	// ReadTimeout bounds reads of the log for recovery and history, and
 	// waits for the fold to reach a position (default 10s).
 	ReadTimeout time.Duration
+	// SnapshotTopic holds partition snapshots (default roomlog.snapshots,
+	// compacted). SnapshotInterval is how often the owner of a partition
+	// writes one (default 1m; negative: no snapshots, not even loading),
+	// if SnapshotMinRecords records were folded since the last.
+	SnapshotTopic      string
+	SnapshotInterval   time.Duration
+	SnapshotMinRecords int
+	// TLS, when set, serves HTTPS and wss:// on Listen (see NewTLS).
+	TLS *tls.Config
+	// Auth says who may connect and what tokens allow (auth.go);
+	// Limits bounds what a client may cost (limits.go).
+	Auth   AuthConfig
+	Limits LimitsConfig
 	// ReusePort sets SO_REUSEPORT on the listener, so several relay
 	// processes can listen on the same port and the kernel spreads new
 	// connections among them.
@@ -133,6 +147,17 @@ func (c *Config) setDefaults() error {
 	defDur(&c.ProduceTimeout, DefaultProduceTimeout)
 	defDur(&c.LeaseTimeout, DefaultLeaseTimeout)
 	defDur(&c.ReadTimeout, DefaultReadTimeout)
+	if c.SnapshotTopic == "" {
+		c.SnapshotTopic = DefaultSnapshotTopic
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = DefaultSnapshotInterval
+	}
+	def(&c.SnapshotMinRecords, DefaultSnapshotMinRecords)
+	if err := c.Auth.setDefaults(); err != nil {
+		return err
+	}
+	c.Limits.setDefaults()
 	if c.LeaseTimeout < 300*time.Millisecond {
 		return fmt.Errorf("relay: lease timeout %v is too short", c.LeaseTimeout)
 	}
@@ -180,8 +205,10 @@ type Server struct {
 	partitions int32
 	hub        *hub
 	stats      counters
+	sec        *security
 	metrics    *metrics
 	leases     *leases
+	snaps      *consumer.SnapshotStore // nil when snapshots are off
 
 	keyPartMu sync.Mutex
 	keyPart   kgo.TopicPartitioner // Kafka's default partitioner, to find a room's partition
@@ -221,6 +248,7 @@ func New(cfg Config) (*Server, error) {
 		WriteBufferPool:  &sync.Pool{},
 		HandshakeTimeout: 10 * time.Second,
 	}
+	s.initSecurity()
 	return s, nil
 }
 
@@ -267,7 +295,7 @@ func (s *Server) Start(ctx context.Context) error {
 		kgo.ProducerLinger(s.cfg.ProduceLinger),
 		kgo.RecordDeliveryTimeout(s.cfg.ProduceTimeout),
 		kgo.ProducerBatchMaxBytes(int32(MaxMessageBytesLimit + 16<<10)),
-		kgo.RecordPartitioner(partitioner{kgo.StickyKeyPartitioner(nil)}),
+		kgo.RecordPartitioner(NewPartitioner()),
 	}, base...)...)
 	if err != nil {
 		return fmt.Errorf("relay: producer: %w", err)
@@ -296,6 +324,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fail(fmt.Errorf("listen on %s: %w", s.cfg.Listen, err))
 	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
 	s.ln = ln
 	if s.cfg.RelayName == "" {
 		host, _ := os.Hostname()
@@ -304,6 +335,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", s.serveWS)
+	s.registerAPI(mux)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -320,12 +352,17 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	go func() { _ = s.http.Serve(ln) }()
 
+	restore, err := s.loadSnapshots(ctx, kadm.NewClient(prod))
+	if err != nil {
+		return fail(err)
+	}
 	s.cons, err = consumer.New(consumer.Config{
 		ClientOpts:    base,
 		Topic:         s.cfg.Topic,
 		Epoch:         s.epoch,
 		Sink:          s,
 		HistoryWindow: s.cfg.HistoryWindow,
+		Restore:       restore,
 		Logger:        s.cfg.Logger,
 	})
 	if err == nil {
@@ -348,10 +385,14 @@ func (s *Server) Start(ctx context.Context) error {
 	s.bgCancel = cancel
 	s.bg.Add(1)
 	go s.leaseLoop(bgCtx)
+	if s.snaps != nil {
+		s.bg.Add(1)
+		go s.snapshotLoop(bgCtx)
+	}
 	s.ready.Store(true)
 	s.cfg.Logger.Info("relay started", "relay", s.cfg.RelayName, "session", s.currentSession(), "listen", ln.Addr().String(),
 		"topic", s.cfg.Topic, "partitions", info.Partitions, "epoch", fmt.Sprintf("%016x", s.epoch),
-		"replayed", s.cons.Stats().Records, "replay_time", time.Since(began).Round(time.Millisecond))
+		"replayed", s.cons.Stats().Records, "snapshots", len(restore), "replay_time", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 
@@ -414,15 +455,22 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "relay is replaying the log; retry shortly", http.StatusServiceUnavailable)
 		return
 	}
+	sec, ok := s.admit(w, r) // connection limits and a token on the URL or header; writes the HTTP error itself
+	if !ok {
+		return
+	}
 	ws, err := s.up.Upgrade(w, r, nil) // writes the HTTP error itself
 	if err != nil {
+		sec.release()
 		return
 	}
 	session := s.currentSession()
 	c := newConn(s, ws, session+"-"+strconv.FormatUint(s.nextConn.Add(1), 36), session)
+	c.sec = sec
 	s.connsMu.Lock()
 	if s.draining.Load() {
 		s.connsMu.Unlock()
+		sec.release()
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseGoingAway, "relay shutting down"), time.Now().Add(time.Second))
 		ws.Close()
 		return
@@ -432,6 +480,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.connsMu.Unlock()
 	s.metrics.connsTotal.Inc()
 	c.send(appendWelcome(nil, c.id, s.cfg.RelayName))
+	c.startConnSec()
 	go c.writeLoop()
 	go c.readLoop()
 }

@@ -18,11 +18,20 @@ import (
 	"github.com/roomlog/roomlog/relay"
 )
 
-// waitCaughtUp waits until every relay has folded the whole topic as it is
-// now.
+// waitCaughtUp waits until the topic stops growing (records still in
+// flight, such as the leaves of closed connections, have landed) and every
+// relay has folded all of it.
 func waitCaughtUp(t *testing.T, b backend, topic string, relays ...*relay.Server) map[int32]int64 {
 	t.Helper()
 	ends := partitionEnds(t, b, topic)
+	for i := 0; i < 100; i++ {
+		time.Sleep(150 * time.Millisecond)
+		again := partitionEnds(t, b, topic)
+		if reflect.DeepEqual(again, ends) {
+			break
+		}
+		ends = again
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, r := range relays {
@@ -184,6 +193,15 @@ func TestStateFoldIsDeterministic(t *testing.T) {
 			wg.Wait()
 			for _, c := range cs {
 				c.ws.Close()
+			}
+		}
+		// The closed connections' leaves are appended as they close.
+		for _, r := range []*relay.Server{ra, rb} {
+			for deadline := time.Now().Add(20 * time.Second); r.Stats().Connections > 0; {
+				if time.Now().After(deadline) {
+					t.Fatal("connections did not close")
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
 		}
 		ends := waitCaughtUp(t, b, topic, ra, rb)

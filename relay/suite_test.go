@@ -92,6 +92,8 @@ func startRelay(t *testing.T, b backend, topic string, mod func(*relay.Config)) 
 		Topic:      topic,
 		Partitions: 4,
 		Logger:     testLogger(t),
+		Auth:       relay.AuthConfig{Anonymous: true},
+		Limits:     relay.LimitsConfig{Rate: -1}, // bulk tests send thousands of frames at once
 	}
 	if b.name == "kafka" {
 		cfg.ReplicationFactor = 1

@@ -86,6 +86,8 @@ type wsFrame struct {
 	Code      string          `json:"code"`
 	Data      json.RawMessage `json:"data"`
 	Recovered *bool           `json:"recovered"`
+	State     json.RawMessage `json:"state"`
+	Value     json.RawMessage `json:"value"`
 	Members   []struct {
 		Conn  string `json:"conn"`
 		Relay string `json:"relay"`

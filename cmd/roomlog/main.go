@@ -31,6 +31,10 @@ Usage:
   roomlog relay [flags]    run a relay (embedded broker unless --brokers is set)
   roomlog broker [flags]   run the embedded broker alone, for several local relays
   roomlog client [flags]   join a room, print what arrives, publish lines from stdin
+  roomlog replay [flags]   print the log's records (filters, JSON lines or a table, --follow)
+  roomlog state [flags]    a room's state at a position or time, with the relays' fold; --diff
+  roomlog export [flags]   write a slice of the log to a file
+  roomlog redrive FILE     re-publish an export into a (sandbox) topic, in order, with its timing
   roomlog version          print the version
 
 Run "roomlog <command> --help" for a command's flags.
@@ -55,6 +59,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = runBroker(ctx, args[1:], stdout, stderr)
 	case "client":
 		err = runClient(ctx, args[1:], stdin, stdout, stderr)
+	case "replay":
+		err = runReplay(ctx, args[1:], stdout, stderr)
+	case "state":
+		err = runState(ctx, args[1:], stdout, stderr)
+	case "export":
+		err = runExport(ctx, args[1:], stdout, stderr)
+	case "redrive":
+		err = runRedrive(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "roomlog", version)
 	case "help", "-h", "--help", "-help":
@@ -144,6 +156,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&cfg.ReusePort, "reuse-port", false, "set SO_REUSEPORT so several relay processes can listen on the same port")
 	fs.StringVar(&adminAddr, "admin-listen", "", "serve pprof on this address (e.g. 127.0.0.1:6060); off when empty")
 	lf.register(fs)
+	sec := registerSecurityFlags(fs)
 	if err := parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -163,6 +176,11 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	cfg.Partitions, cfg.ReplicationFactor, cfg.Logger = int32(partitions), int16(rf), log
 	cfg.Brokers = brokers
+	tlsm, err := sec.configure(fs, &cfg, log) // auth, limits, TLS, plaintext policy
+	if err != nil {
+		return err
+	}
+	defer tlsm.close()
 	if procs < 1 || procs > 256 {
 		return fmt.Errorf("--procs %d: want 1 to 256", procs)
 	}
@@ -212,8 +230,11 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := tlsm.start(ctx, srv); err != nil {
+		return err
+	}
 	signalReady()
-	log.Info("serving", "ws", fmt.Sprintf("ws://%s/ws", srv.Addr()), "version", version)
+	log.Info("serving", "ws", fmt.Sprintf("%s://%s/ws", tlsm.wsScheme(), srv.Addr()), "version", version)
 	<-ctx.Done()
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownT)

@@ -29,6 +29,10 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	bin = filepath.Join(dir, "roomlog")
+	// Every relay these tests start: anonymous clients (local test relays)
+	// and no per-connection rate limit (the tests send bulk traffic).
+	os.Setenv("ROOMLOG_ANONYMOUS", "true")
+	os.Setenv("ROOMLOG_RATE", "-1")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
 		os.Exit(1)
@@ -240,7 +244,10 @@ func TestUsageErrors(t *testing.T) {
 		{"bad env", []string{"relay"}, []string{"ROOMLOG_PARTITIONS=many"}, 2, "ROOMLOG_PARTITIONS"},
 		{"bad partitions", []string{"relay", "--partitions", "0"}, nil, 1, "--partitions"},
 		{"bad log level", []string{"relay", "--log-level", "loud"}, nil, 1, "--log-level"},
-		{"too big frames", []string{"relay", "--brokers", "127.0.0.1:1", "--max-message-bytes", "99999999"}, nil, 1, "over the limit"},
+		{"too big frames", []string{"relay", "--brokers", "127.0.0.1:1", "--listen", "127.0.0.1:0", "--max-message-bytes", "99999999"}, nil, 1, "over the limit"},
+		{"plaintext on every interface", []string{"relay", "--brokers", "127.0.0.1:1", "--listen", ":0"}, nil, 1, "--insecure-plaintext"},
+		{"no authentication", []string{"relay", "--brokers", "127.0.0.1:1", "--listen", "127.0.0.1:0"}, []string{"ROOMLOG_ANONYMOUS=false"}, 1, "no authentication configured"},
+		{"tls and plaintext", []string{"relay", "--brokers", "127.0.0.1:1", "--tls-domain", "relay.example.com", "--insecure-plaintext"}, nil, 1, "contradicts"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

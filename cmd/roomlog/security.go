@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/roomlog/roomlog/relay"
+)
+
+// securityFlags are the relay's TLS, authentication and limit flags
+// (docs/security.md).
+type securityFlags struct {
+	tlsDomains             multiFlag
+	acmeCA, acmeCARoot     string
+	acmeEmail, tlsStorage  string
+	httpListen             string
+	tlsCert, tlsKey        string
+	insecurePlaintext      bool
+	anonymous              bool
+	hsSecretFiles, pubKeys multiFlag
+	jwksURL                string
+	issuer, audience       string
+	leeway, authTimeout    time.Duration
+	apiKeyFiles            multiFlag
+	origins                multiFlag
+	rate                   float64
+	burst                  int
+	maxConns, maxConnsIP   int
+	clientIPHeader         string
+	idleTimeout            time.Duration
+}
+
+func registerSecurityFlags(fs *flag.FlagSet) *securityFlags {
+	f := &securityFlags{}
+	fs.Var(&f.tlsDomains, "tls-domain", "serve wss:// with certificates for these domains, obtained and renewed over ACME (repeatable or comma list)")
+	fs.StringVar(&f.acmeCA, "acme-ca", "https://acme-v02.api.letsencrypt.org/directory", "ACME directory URL")
+	fs.StringVar(&f.acmeCARoot, "acme-ca-root", "", "PEM file of a private CA root to trust for the ACME server's HTTPS")
+	fs.StringVar(&f.acmeEmail, "acme-email", "", "ACME account contact email")
+	fs.StringVar(&f.tlsStorage, "tls-storage", relay.DefaultTLSStorage, "certificate storage folder; relays sharing it share one certificate per domain")
+	fs.StringVar(&f.httpListen, "http-listen", relay.DefaultHTTPListen, "with TLS: plain HTTP listener for ACME HTTP-01 challenges and redirects to https ('off': none)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "static TLS certificate file (PEM, full chain), reloaded when it changes")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "static TLS key file (PEM), reloaded when it changes")
+	fs.BoolVar(&f.insecurePlaintext, "insecure-plaintext", false, "serve plain ws:// on a non-loopback address (behind a TLS-terminating load balancer only)")
+	fs.BoolVar(&f.anonymous, "anonymous", false, "accept clients without a token, with every permission (local development)")
+	fs.Var(&f.hsSecretFiles, "jwt-hs256-secret-file", "file holding an HS256 secret of 32 bytes or more (repeatable: rotation)")
+	fs.Var(&f.pubKeys, "jwt-public-key-file", "PEM public key file or folder of *.pem for RS256, ES256, EdDSA tokens (repeatable)")
+	fs.StringVar(&f.jwksURL, "jwks-url", "", "JWKS URL of the token issuer's public keys (fetched, cached, refetched on an unknown kid)")
+	fs.StringVar(&f.issuer, "jwt-issuer", "", "required token issuer (iss), when set")
+	fs.StringVar(&f.audience, "jwt-audience", "", "required token audience (aud), when set")
+	fs.DurationVar(&f.leeway, "jwt-leeway", relay.DefaultAuthLeeway, "clock skew allowed on exp and nbf")
+	fs.DurationVar(&f.authTimeout, "auth-timeout", relay.DefaultAuthTimeout, "how long a connection without a token may take to send its auth frame (else close 4004)")
+	fs.Var(&f.apiKeyFiles, "api-key-file", "file of backend API keys, one per line (enables POST /api/publish and /api/state; repeatable)")
+	fs.Var(&f.origins, "allowed-origins", "browser origins allowed besides the relay's own host, glob patterns (https://*.example.com; '*': any)")
+	fs.Float64Var(&f.rate, "rate", relay.DefaultRate, "frames per second one connection may send (negative: unlimited)")
+	fs.IntVar(&f.burst, "burst", relay.DefaultBurst, "frames one connection may send in a burst")
+	fs.IntVar(&f.maxConns, "max-conns", relay.DefaultMaxConns, "connections this relay holds (503 beyond; negative: unlimited)")
+	fs.IntVar(&f.maxConnsIP, "max-conns-per-ip", 0, "connections from one client address (429 beyond; 0: unlimited)")
+	fs.StringVar(&f.clientIPHeader, "client-ip-header", "", "header a trusted proxy sets to the client address (e.g. X-Forwarded-For), for --max-conns-per-ip")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "close (4009) connections that send nothing for this long (0: never)")
+	return f
+}
+
+// relayTLS is the certificate source of a running relay, nil without TLS.
+type relayTLS struct {
+	t          *relay.TLS
+	httpListen string
+	log        *slog.Logger
+}
+
+// configure fills cfg's Auth, Limits and TLS from the flags and checks the
+// plaintext policy. It starts nothing that listens.
+func (f *securityFlags) configure(fs *flag.FlagSet, cfg *relay.Config, log *slog.Logger) (*relayTLS, error) {
+	a := &cfg.Auth
+	a.Anonymous = f.anonymous
+	for _, p := range f.hsSecretFiles {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-hs256-secret-file: %w", err)
+		}
+		a.HS256Secrets = append(a.HS256Secrets, bytes.TrimSpace(b))
+	}
+	if len(f.pubKeys) > 0 {
+		keys, err := relay.LoadPublicKeys(f.pubKeys...)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-public-key-file: %w", err)
+		}
+		a.PublicKeys = keys
+	}
+	a.JWKSURL, a.Issuer, a.Audience, a.Leeway, a.Timeout = f.jwksURL, f.issuer, f.audience, f.leeway, f.authTimeout
+	if f.leeway == 0 {
+		a.Leeway = -1 // explicit: none
+	}
+	for _, p := range f.apiKeyFiles {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("--api-key-file: %w", err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				a.APIKeys = append(a.APIKeys, []byte(line))
+			}
+		}
+	}
+	if !a.Anonymous && len(a.HS256Secrets) == 0 && len(a.PublicKeys) == 0 && a.JWKSURL == "" {
+		return nil, errors.New("no authentication configured: give --jwt-hs256-secret-file, --jwt-public-key-file or --jwks-url, or --anonymous for local development")
+	}
+	cfg.Limits = relay.LimitsConfig{
+		AllowedOrigins: f.origins,
+		Rate:           f.rate,
+		Burst:          f.burst,
+		MaxConns:       f.maxConns,
+		MaxConnsPerIP:  f.maxConnsIP,
+		ClientIPHeader: f.clientIPHeader,
+		IdleTimeout:    f.idleTimeout,
+	}
+	if f.rate == 0 {
+		return nil, errors.New("--rate 0 would refuse every frame: give a positive rate, or a negative one for unlimited")
+	}
+	listenSet := false
+	fs.Visit(func(fl *flag.Flag) { listenSet = listenSet || fl.Name == "listen" })
+	tlsOn := len(f.tlsDomains) > 0 || f.tlsCert != "" || f.tlsKey != ""
+	if !tlsOn {
+		if !f.insecurePlaintext && !loopback(cfg.Listen) {
+			return nil, fmt.Errorf("refusing to serve plain ws:// on %q: configure TLS (--tls-domain, or --tls-cert and --tls-key), "+
+				"or pass --insecure-plaintext behind a TLS-terminating load balancer, or listen on a loopback address for local development (--listen 127.0.0.1:8080)", cfg.Listen)
+		}
+		return nil, nil
+	}
+	if f.insecurePlaintext {
+		return nil, errors.New("--insecure-plaintext contradicts the TLS flags")
+	}
+	if !listenSet {
+		cfg.Listen = relay.DefaultTLSListen
+	}
+	t, err := relay.NewTLS(relay.TLSConfig{
+		Domains:    f.tlsDomains,
+		ACMECA:     f.acmeCA,
+		ACMECARoot: f.acmeCARoot,
+		ACMEEmail:  f.acmeEmail,
+		Storage:    f.tlsStorage,
+		CertFile:   f.tlsCert,
+		KeyFile:    f.tlsKey,
+		ReusePort:  cfg.ReusePort,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cfg.TLS = t.Config()
+	return &relayTLS{t: t, httpListen: f.httpListen, log: log}, nil
+}
+
+// start runs once the relay listens: the HTTP redirect and challenge
+// server, and certificate management (in the background).
+func (r *relayTLS) start(ctx context.Context, srv *relay.Server) error {
+	if r == nil {
+		return nil
+	}
+	port := 0
+	if ta, ok := srv.Addr().(*net.TCPAddr); ok {
+		port = ta.Port
+	}
+	if r.httpListen != "off" && r.httpListen != "" {
+		addr, err := r.t.ServeHTTP(r.httpListen, port)
+		if err != nil {
+			return err
+		}
+		r.log.Info("redirecting HTTP to HTTPS", "http", addr.String())
+	}
+	return r.t.Manage(ctx, srv.Addr(), false)
+}
+
+func (r *relayTLS) close() {
+	if r != nil {
+		r.t.Close()
+	}
+}
+
+// wsScheme is ws or wss.
+func (r *relayTLS) wsScheme() string {
+	if r == nil {
+		return "ws"
+	}
+	return "wss"
+}
+
+// loopback reports whether a listen address only accepts local clients.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// multiFlag is a repeatable flag; each value may also be a comma list.
+type multiFlag []string
+
+func (m *multiFlag) String() string { return strings.Join(*m, ",") }
+
+func (m *multiFlag) Set(s string) error {
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*m = append(*m, p)
+		}
+	}
+	return nil
+}

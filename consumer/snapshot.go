@@ -1,0 +1,168 @@
+package consumer
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Snapshots: a partition's folded state at an offset, so a starting relay
+// loads it and replays only the tail of the log. The encoding is versioned
+// JSON, zstd-compressed; DecodeSnapshot refuses an unknown version or a
+// corrupt body, and the loader then falls back to an older snapshot or the
+// full log.
+
+// SnapshotVersion is the format version written by this code.
+const SnapshotVersion = 1
+
+// ErrSnapshotVersion is wrapped by DecodeSnapshot for a version this code
+// cannot read.
+var ErrSnapshotVersion = errors.New("unknown snapshot version")
+
+type snapshotBody struct {
+	Version   int                     `json:"v"`
+	Partition int32                   `json:"partition"`
+	Next      int64                   `json:"next"`
+	Rooms     map[string]snapshotRoom `json:"rooms"`
+	Relays    map[string]relayLease   `json:"relays"`
+	Dedupe    []snapshotDedupe        `json:"dedupe"`
+}
+
+type snapshotRoom struct {
+	Members []snapshotMember `json:"m,omitempty"`
+	KV      map[string]Entry `json:"kv,omitempty"`
+}
+
+type snapshotMember struct {
+	Member
+	Session string `json:"session"`
+	Offset  int64  `json:"offset"`
+}
+
+type snapshotDedupe struct {
+	Room   string `json:"r"`
+	User   string `json:"u,omitempty"`
+	MID    string `json:"m"`
+	Offset int64  `json:"o"`
+	TS     int64  `json:"t"`
+}
+
+// EncodeSnapshot serialises the partition's state (not its history window,
+// a cache) as of Next. It takes the read lock.
+func (p *Partition) EncodeSnapshot() ([]byte, int64, error) {
+	p.mu.RLock()
+	b := snapshotBody{Version: SnapshotVersion, Partition: p.id, Next: p.next, Rooms: make(map[string]snapshotRoom), Relays: make(map[string]relayLease)}
+	for name, r := range p.rooms {
+		if len(r.Members) == 0 && len(r.KV) == 0 {
+			continue
+		}
+		sr := snapshotRoom{KV: make(map[string]Entry, len(r.KV))}
+		for _, m := range SortedMembers(r) {
+			sr.Members = append(sr.Members, snapshotMember{Member: m, Session: m.Session, Offset: m.Offset})
+		}
+		for k, e := range r.KV {
+			sr.KV[k] = *e
+		}
+		b.Rooms[name] = sr
+	}
+	for name, l := range p.relays {
+		b.Relays[name] = *l
+	}
+	for _, e := range p.dedupeQ[p.dedupeHead:] {
+		b.Dedupe = append(b.Dedupe, snapshotDedupe{Room: e.key.room, User: e.key.user, MID: e.key.mid, Offset: p.dedupe[e.key], TS: e.ts})
+	}
+	next := p.next
+	p.mu.RUnlock()
+
+	raw, err := json.Marshal(&b)
+	if err != nil {
+		return nil, 0, fmt.Errorf("snapshot of partition %d: %w", p.id, err)
+	}
+	var out bytes.Buffer
+	zw, err := zstd.NewWriter(&out, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	if err != nil {
+		return nil, 0, err
+	}
+	if _, err := zw.Write(raw); err != nil {
+		return nil, 0, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, 0, err
+	}
+	return out.Bytes(), next, nil
+}
+
+// maxSnapshotBytes bounds a decompressed snapshot, against a corrupt or
+// hostile length.
+const maxSnapshotBytes = 2 << 30
+
+// DecodeSnapshot rebuilds a partition from EncodeSnapshot's output. window
+// is the history window of the new partition (which starts empty: its
+// floor is the snapshot's offset).
+func DecodeSnapshot(data []byte, window int) (*Partition, error) {
+	zr, err := zstd.NewReader(bytes.NewReader(data), zstd.WithDecoderMaxMemory(maxSnapshotBytes))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	defer zr.Close()
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: decompress: %w", err)
+	}
+	var b snapshotBody
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, fmt.Errorf("snapshot: decode: %w", err)
+	}
+	if b.Version != SnapshotVersion {
+		return nil, fmt.Errorf("%w %d (this relay reads %d)", ErrSnapshotVersion, b.Version, SnapshotVersion)
+	}
+	if b.Next < 0 || b.Partition < 0 {
+		return nil, fmt.Errorf("snapshot: partition %d at offset %d is invalid", b.Partition, b.Next)
+	}
+	p := newPartition(b.Partition, window)
+	p.next, p.floor = b.Next, b.Next
+	p.hwm.Store(b.Next)
+	for name, sr := range b.Rooms {
+		r := p.room(name)
+		for _, sm := range sr.Members {
+			m := sm.Member
+			m.Session, m.Offset = sm.Session, sm.Offset
+			if m.Conn == "" {
+				return nil, fmt.Errorf("snapshot: room %q has a member without a connection id", name)
+			}
+			r.Members[m.Conn] = &m
+			conns := p.sessions[m.Session]
+			if conns == nil {
+				conns = make(map[memberKey]struct{})
+				p.sessions[m.Session] = conns
+			}
+			conns[memberKey{conn: m.Conn, room: name}] = struct{}{}
+		}
+		for k, e := range sr.KV {
+			e := e
+			r.KV[k] = &e
+		}
+	}
+	for name, l := range b.Relays {
+		l := l
+		p.relays[name] = &l
+	}
+	for _, d := range b.Dedupe {
+		k := dedupeKey{room: d.Room, user: d.User, mid: d.MID}
+		p.dedupe[k] = d.Offset
+		p.dedupeQ = append(p.dedupeQ, dedupeEntry{key: k, ts: d.TS})
+	}
+	return p, nil
+}
+
+// Checksum is the hex SHA-256 of a snapshot's bytes, kept in its manifest.
+func Checksum(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,280 @@
+package relay
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Limits on what one client may cost the relay (docs/security.md). Every
+// violation is refused before anything reaches the log, answered with a
+// documented error frame, close code or HTTP status, and counted
+// (Server.countLimit).
+
+// Defaults for LimitsConfig's zero values.
+const (
+	DefaultRate        = 100              // frames per second per connection
+	DefaultBurst       = 200              // frames a connection may send at once
+	DefaultAbuseWindow = 3 * time.Second  // window over which refused frames are counted
+	DefaultAbuseFactor = 5                // refused frames per window, as a multiple of rate×window, before close 4008
+	DefaultMaxConns    = 100_000          // sockets per relay
+	DefaultAuthTimeout = 10 * time.Second // time a connection has to authenticate
+)
+
+// Close codes for limits and authentication, documented in docs/protocol.md.
+const (
+	CloseTokenExpired = 4003 // the connection's token expired and was not refreshed
+	CloseUnauthorized = 4004 // no valid token within --auth-timeout, or a refused first auth frame
+	CloseRateLimited  = 4008 // sustained sending far over the rate limit
+	CloseIdle         = 4009 // no frame from the client for --idle-timeout
+)
+
+// Error codes for limits and authentication.
+const (
+	CodeUnauthorized ErrorCode = "unauthorized" // no valid token: authenticate first
+	CodeForbidden    ErrorCode = "forbidden"    // the token does not allow this op on this room
+	CodeRateLimited  ErrorCode = "rate_limited" // over the connection's rate limit; the frame was dropped
+)
+
+// LimitsConfig bounds what clients may cost. Zero values take the defaults
+// noted on each field.
+type LimitsConfig struct {
+	// AllowedOrigins are glob patterns ('*' matches any run of characters,
+	// '?' one) of browser Origins allowed besides the relay's own host,
+	// e.g. "https://*.example.com". "*" allows every origin. Requests
+	// without an Origin header (non-browser clients) are always allowed.
+	AllowedOrigins []string
+	// Rate is the frames per second one connection may send (token
+	// bucket, with Burst); default DefaultRate, negative: unlimited.
+	Rate  float64
+	Burst int // default DefaultBurst, at least 1
+	// A connection whose refused frames within AbuseWindow exceed
+	// AbuseFactor × Rate × AbuseWindow is closed with 4008.
+	AbuseWindow time.Duration
+	AbuseFactor float64
+	// MaxConns is the most sockets the relay holds (503 beyond);
+	// default DefaultMaxConns, negative: unlimited.
+	MaxConns int
+	// MaxConnsPerIP is the most sockets from one client address (429
+	// beyond); 0: unlimited.
+	MaxConnsPerIP int
+	// ClientIPHeader names a header set by a trusted proxy that carries
+	// the client address (X-Forwarded-For: its last entry). Empty: the
+	// TCP peer address. Set it only behind a proxy that overwrites it.
+	ClientIPHeader string
+	// IdleTimeout closes (4009) a connection that sends no frame for this
+	// long; 0: never (clients that only listen are legitimately silent).
+	IdleTimeout time.Duration
+}
+
+func (l *LimitsConfig) setDefaults() {
+	if l.Rate == 0 {
+		l.Rate = DefaultRate
+	}
+	if l.Burst <= 0 {
+		l.Burst = DefaultBurst
+	}
+	if l.AbuseWindow <= 0 {
+		l.AbuseWindow = DefaultAbuseWindow
+	}
+	if l.AbuseFactor <= 0 {
+		l.AbuseFactor = DefaultAbuseFactor
+	}
+	if l.MaxConns == 0 {
+		l.MaxConns = DefaultMaxConns
+	}
+}
+
+// limitCounters counts limit violations by reason; the metrics endpoint
+// reads them (roomlog_closes_total / roomlog_errors_total).
+type limitCounters struct {
+	m sync.Map // reason → *atomic.Uint64
+}
+
+// countLimit records one violation of a limit or an authentication refusal.
+// Reasons: origin, max_conns, max_conns_per_ip, unauthorized, forbidden,
+// rate_limited, close_rate_limited, close_idle, close_token_expired,
+// close_auth_timeout, too_many_rooms, frame_too_big, api_unauthorized,
+// api_bad_request, api_too_large.
+func (s *Server) countLimit(reason string) {
+	v, ok := s.sec.counts.m.Load(reason)
+	if !ok {
+		v, _ = s.sec.counts.m.LoadOrStore(reason, new(atomic.Uint64))
+	}
+	v.(*atomic.Uint64).Add(1)
+}
+
+// LimitCounts returns how often each limit was hit, by reason.
+func (s *Server) LimitCounts() map[string]uint64 {
+	out := map[string]uint64{}
+	s.sec.counts.m.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	return out
+}
+
+// connLimits tracks open sockets in total and per client address.
+type connLimits struct {
+	total atomic.Int64
+	mu    sync.Mutex
+	perIP map[string]int
+}
+
+// acquire counts a new socket from ip; release undoes it. It writes the
+// HTTP refusal itself.
+func (s *Server) acquireConn(w http.ResponseWriter, ip string) (release func(), ok bool) {
+	l := &s.cfg.Limits
+	cl := &s.sec.conns
+	if n := cl.total.Add(1); l.MaxConns > 0 && n > int64(l.MaxConns) {
+		cl.total.Add(-1)
+		s.countLimit("max_conns")
+		w.Header().Set("Retry-After", "5")
+		httpError(w, http.StatusServiceUnavailable, "max_conns", "the relay holds its maximum number of connections; try another relay")
+		return nil, false
+	}
+	if l.MaxConnsPerIP > 0 {
+		cl.mu.Lock()
+		if cl.perIP[ip] >= l.MaxConnsPerIP {
+			cl.mu.Unlock()
+			cl.total.Add(-1)
+			s.countLimit("max_conns_per_ip")
+			w.Header().Set("Retry-After", "5")
+			httpError(w, http.StatusTooManyRequests, "max_conns_per_ip", "too many connections from this address")
+			return nil, false
+		}
+		cl.perIP[ip]++
+		cl.mu.Unlock()
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cl.total.Add(-1)
+			if l.MaxConnsPerIP > 0 {
+				cl.mu.Lock()
+				if cl.perIP[ip]--; cl.perIP[ip] <= 0 {
+					delete(cl.perIP, ip)
+				}
+				cl.mu.Unlock()
+			}
+		})
+	}, true
+}
+
+// clientIP is the client's address: the TCP peer, or the last entry of the
+// trusted proxy header.
+func (s *Server) clientIP(r *http.Request) string {
+	if h := s.cfg.Limits.ClientIPHeader; h != "" {
+		if v := r.Header.Values(h); len(v) > 0 {
+			last := v[len(v)-1]
+			if i := strings.LastIndexByte(last, ','); i >= 0 {
+				last = last[i+1:]
+			}
+			if ip := strings.TrimSpace(last); ip != "" {
+				return ip
+			}
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// checkOrigin is the Upgrader's origin policy: no Origin (not a browser),
+// the relay's own host, or an allowed pattern.
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if i := strings.Index(origin, "://"); i >= 0 && strings.EqualFold(origin[i+3:], r.Host) {
+		return true
+	}
+	for _, p := range s.cfg.Limits.AllowedOrigins {
+		if p == "*" || globMatch(strings.ToLower(p), strings.ToLower(origin)) {
+			return true
+		}
+	}
+	s.countLimit("origin")
+	return false
+}
+
+// globMatch reports whether s matches pattern, where '*' matches any run of
+// characters (including none, and '/') and '?' any one character. Iterative,
+// linear in len(s)×len(pattern) at worst.
+func globMatch(pattern, s string) bool {
+	p, i := 0, 0
+	star, mark := -1, 0
+	for i < len(s) {
+		switch {
+		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == s[i]):
+			p++
+			i++
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, i
+			p++
+		case star >= 0:
+			p = star + 1
+			mark++
+			i = mark
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
+}
+
+// frameLimiter is one connection's token bucket and abuse tracker. Used by
+// the reader goroutine only.
+type frameLimiter struct {
+	lim      *rate.Limiter
+	winStart time.Time
+	refused  int
+}
+
+func newFrameLimiter(l *LimitsConfig) *frameLimiter {
+	if l.Rate < 0 {
+		return nil
+	}
+	return &frameLimiter{lim: rate.NewLimiter(rate.Limit(l.Rate), l.Burst)}
+}
+
+// allow reports whether the frame may be served, and whether the client has
+// been refused so often that it must be closed.
+func (fl *frameLimiter) allow(l *LimitsConfig, now time.Time) (ok, abuse bool) {
+	if fl == nil || fl.lim.AllowN(now, 1) {
+		return true, false
+	}
+	if now.Sub(fl.winStart) > l.AbuseWindow {
+		fl.winStart, fl.refused = now, 0
+	}
+	fl.refused++
+	max := max(l.AbuseFactor*l.Rate*l.AbuseWindow.Seconds(), float64(l.Burst))
+	return false, float64(fl.refused) > max
+}
+
+// httpError writes a JSON error body: {"error":code,"message":...}.
+func httpError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	b, _ := json.Marshal(struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{code, msg})
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
