@@ -249,8 +249,26 @@ func (c *Consumer) checkReady() {
 	c.readyOnce.Do(func() { close(c.ready) })
 }
 
+// run polls the log on one goroutine and folds on another, so the next
+// fetch is in flight while the previous one is folded (franz-go issues a
+// broker's next fetch only once the buffered one has been polled).
 func (c *Consumer) run(ctx context.Context) {
 	defer c.wg.Done()
+	fetched := make(chan kgo.Fetches, 2)
+	go func() {
+		defer close(fetched)
+		for {
+			fs := c.cl.PollFetches(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			select {
+			case fetched <- fs:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	var (
 		d   Delivery
 		res Result
@@ -261,10 +279,9 @@ func (c *Consumer) run(ctx context.Context) {
 		live = true
 	default:
 	}
-	for {
-		fetches := c.cl.PollFetches(ctx)
+	for fetches := range fetched {
 		if ctx.Err() != nil {
-			return
+			continue // drain, so the poller can end
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
 			if !errors.Is(err, context.Canceled) {

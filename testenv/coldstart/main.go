@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -34,6 +35,7 @@ func main() {
 		partitions = flag.Int("partitions", 16, "partitions")
 		brokers    = flag.String("brokers", "", "Kafka brokers (default: kfake in process)")
 		verbose    = flag.Bool("v", false, "relay logs")
+		cpuprof    = flag.String("cpuprofile", "", "write a CPU profile of the replay without snapshots to this file")
 	)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -92,7 +94,17 @@ func main() {
 		_ = s.Shutdown(sctx)
 	}
 
+	if *cpuprof != "" {
+		f, err := os.Create(*cpuprof)
+		if err != nil {
+			fail(err)
+		}
+		_ = pprof.StartCPUProfile(f)
+	}
 	s, d := start(cfg(-1))
+	if *cpuprof != "" {
+		pprof.StopCPUProfile()
+	}
 	folded := s.Stats().LogRecords
 	fmt.Printf("without snapshots: ready in %v, folded %d records: %.0f records/s\n", d.Round(time.Millisecond), folded, float64(folded)/d.Seconds())
 	stop(s)
