@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 GO      ?= go
 
-.PHONY: build run test test-short lint bench fuzz clean
+.PHONY: build run test test-short lint bench fuzz clean cluster chaos
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/roomlog ./cmd/roomlog
@@ -37,5 +37,21 @@ fuzz:
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzParsePos$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeFrame$$' -fuzztime $(FUZZTIME)
 
+# A local fleet: a broker and three relays on 127.0.0.1:8081-8083, until Ctrl-C.
+# CLUSTER_FLAGS=--kafka uses real Apache Kafka instead of the embedded broker.
+cluster:
+	testenv/cluster/cluster.sh $(CLUSTER_FLAGS)
+
+# Kill and restart relays under traffic; report lost/duplicated/out-of-order.
+chaos: build
+	$(GO) run ./testenv/chaos --build=false --bin bin/roomlog $(CHAOS_FLAGS)
+
 clean:
 	rm -rf bin
+
+# Side-by-side benchmarks against Centrifugo and Socket.IO (issue 7): installs the peers when missing,
+# runs every scenario for every system and writes docs/benchmarks.md (testenv/bench/).
+.PHONY: bench-peers
+bench-peers:
+	testenv/bench/install.sh
+	testenv/bench/run.sh

@@ -1,0 +1,585 @@
+// Command chaos checks roomlog's delivery guarantees while relays (and
+// optionally the broker) are killed and restarted.
+//
+// It starts a local fleet on 127.0.0.1 (an embedded broker from
+// `roomlog broker` and N relays, all children of this process), puts M
+// subscribers in rooms and runs P publishers that send sequence-numbered
+// messages with a client message id (mid), retrying every unacknowledged
+// publish, on another relay after a disconnect, until it is acknowledged.
+// Meanwhile a chaos loop kills relays with SIGKILL (and some with SIGTERM)
+// and restarts them. Subscribers resume with since=<last position> after
+// every disconnect. At the end every acknowledged message must have reached
+// every subscriber of its room exactly once and in log order.
+//
+//	go run ./testenv/chaos --duration 60s
+//
+// Exit status: 0 all good, 1 an acknowledged message was lost, duplicated or
+// delivered out of order, 2 the run could not be set up.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	bin          string
+	build        bool
+	relays       int
+	basePort     int
+	publishers   int
+	subscribers  int
+	rooms        int
+	rate         float64
+	size         int
+	duration     time.Duration
+	killMin      time.Duration
+	killMax      time.Duration
+	downMin      time.Duration
+	downMax      time.Duration
+	termRatio    float64
+	killBroker   bool
+	fsync        bool
+	settle       time.Duration
+	leaseTimeout time.Duration
+	partitions   int
+	seed         uint64
+	dataDir      string
+	jsonOut      string
+	keep         bool
+	verbose      bool
+	dropEvery    int
+}
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var o options
+	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
+	fs.StringVar(&o.bin, "bin", "bin/roomlog", "roomlog binary (built first unless --build=false)")
+	fs.BoolVar(&o.build, "build", true, "go build -o <bin> ./cmd/roomlog before starting (run from the repository root)")
+	fs.IntVar(&o.relays, "relays", 3, "relays in the fleet")
+	fs.IntVar(&o.basePort, "base-port", 0, "first relay port (relay N on base+N-1); 0: free ports")
+	fs.IntVar(&o.publishers, "publishers", 6, "publishers (publisher i writes to room i mod --rooms)")
+	fs.IntVar(&o.subscribers, "subscribers", 9, "subscribers (subscriber i reads room i mod --rooms)")
+	fs.IntVar(&o.rooms, "rooms", 3, "rooms")
+	fs.Float64Var(&o.rate, "rate", 20, "publishes per second per publisher (each waits for its ack)")
+	fs.IntVar(&o.size, "size", 64, "padding bytes per message")
+	fs.DurationVar(&o.duration, "duration", 60*time.Second, "how long publishers publish and the chaos loop runs")
+	fs.DurationVar(&o.killMin, "kill-min", 2*time.Second, "shortest pause between two kills")
+	fs.DurationVar(&o.killMax, "kill-max", 6*time.Second, "longest pause between two kills")
+	fs.DurationVar(&o.downMin, "down-min", 500*time.Millisecond, "shortest time a killed process stays down")
+	fs.DurationVar(&o.downMax, "down-max", 4*time.Second, "longest time a killed process stays down")
+	fs.Float64Var(&o.termRatio, "term-ratio", 0.25, "share of relay kills that are SIGTERM (graceful drain) rather than SIGKILL")
+	fs.BoolVar(&o.killBroker, "kill-broker", false, "also SIGKILL and restart the embedded broker (it then runs with --fsync)")
+	fs.BoolVar(&o.fsync, "fsync", false, "run the broker with --fsync even without --kill-broker")
+	fs.DurationVar(&o.settle, "settle", 45*time.Second, "after the chaos, how long to wait for in-flight publishes and for subscribers to catch up")
+	fs.DurationVar(&o.leaseTimeout, "lease-timeout", 5*time.Second, "relays' --lease-timeout")
+	fs.IntVar(&o.partitions, "partitions", 8, "relays' --partitions")
+	fs.Uint64Var(&o.seed, "seed", 0, "random seed for the chaos schedule (0: from the clock)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "folder for the broker's data and the logs (default: a new temp folder)")
+	fs.StringVar(&o.jsonOut, "json", "", "write the JSON report here ('-': standard output; default <data-dir>/report.json)")
+	fs.BoolVar(&o.keep, "keep", true, "keep the data folder and logs at the end")
+	fs.BoolVar(&o.verbose, "v", false, "log every kill and restart")
+	fs.IntVar(&o.dropEvery, "self-test-drop", 0, "self-test of the checker: subscribers ignore every Nth message, so the run must FAIL with losses (0: off)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: go run ./testenv/chaos [flags]\n\nKills and restarts relays of a local roomlog fleet while publishers and subscribers run,\nthen reports acked messages lost, duplicated or out of order.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if o.relays < 1 || o.publishers < 1 || o.subscribers < 1 || o.rooms < 1 || o.rate <= 0 ||
+		o.killMin <= 0 || o.killMax < o.killMin || o.downMax < o.downMin || o.duration <= 0 ||
+		o.duration > 24*time.Hour || o.publishers > 1000 || o.subscribers > 10000 {
+		fmt.Fprintln(os.Stderr, "chaos: bad flags (counts must be positive and bounded, kill-max >= kill-min, down-max >= down-min)")
+		return 2
+	}
+	if o.subscribers < o.rooms {
+		fmt.Fprintln(os.Stderr, "chaos: --subscribers must be at least --rooms, so every room is watched")
+		return 2
+	}
+	if o.seed == 0 {
+		o.seed = uint64(time.Now().UnixNano())
+	}
+	rng := rand.New(rand.NewPCG(o.seed, o.seed^0x9e3779b97f4a7c15))
+
+	if o.dataDir == "" {
+		d, err := os.MkdirTemp("", "roomlog-chaos-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "chaos:", err)
+			return 2
+		}
+		o.dataDir = d
+	} else if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		return 2
+	}
+	logDir := filepath.Join(o.dataDir, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		return 2
+	}
+	if o.jsonOut == "" {
+		o.jsonOut = filepath.Join(o.dataDir, "report.json")
+	}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "chaos %s: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+	}
+
+	if o.build {
+		logf("building %s", o.bin)
+		cmd := exec.Command("go", "build", "-o", o.bin, "./cmd/roomlog")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "chaos: build failed (run from the repository root, or --build=false --bin PATH):", err)
+			return 2
+		}
+	}
+	bin, err := filepath.Abs(o.bin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		return 2
+	}
+	o.bin = bin
+
+	// ^C / SIGTERM end the run early (it still reports and cleans up).
+	ctx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stopSignals()
+
+	fl, err := newFleet(&o, logDir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		return 2
+	}
+	defer fl.stopAll() // also on early returns; stopAll is idempotent
+	logf("data and logs in %s (seed %d)", o.dataDir, o.seed)
+	if err := fl.startAll(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		return 2
+	}
+	logf("fleet up: broker %s, relays %s", fl.broker.addr, strings.Join(fl.relayURLs(), " "))
+
+	urls := fl.relayURLs()
+	// Subscribers first, all joined before anything is published.
+	clientCtx, stopClients := context.WithCancel(context.Background())
+	defer stopClients()
+	var subWG sync.WaitGroup
+	subs := make([]*subscriber, o.subscribers)
+	for i := range subs {
+		subs[i] = newSubscriber(fmt.Sprintf("sub-%d", i+1), fmt.Sprintf("chaos-room-%d", i%o.rooms), newDialer(urls))
+		subs[i].dropEvery = o.dropEvery
+		subWG.Add(1)
+		go func(s *subscriber) { defer subWG.Done(); s.run(clientCtx) }(subs[i])
+	}
+	joinDeadline := time.After(60 * time.Second)
+	for _, s := range subs {
+		select {
+		case <-s.joined:
+		case <-joinDeadline:
+			fmt.Fprintf(os.Stderr, "chaos: %s did not join within 60s\n", s.name)
+			return 2
+		case <-ctx.Done():
+			return 2
+		}
+	}
+	logf("%d subscribers joined %d rooms; %d publishers start for %s", len(subs), o.rooms, o.publishers, o.duration)
+
+	pubs := make([]*publisher, o.publishers)
+	stopPub := make(chan struct{})
+	var pubWG sync.WaitGroup
+	pubCtx, cancelPubs := context.WithCancel(clientCtx)
+	defer cancelPubs()
+	for i := range pubs {
+		pubs[i] = &publisher{name: fmt.Sprintf("pub-%d", i+1), room: fmt.Sprintf("chaos-room-%d", i%o.rooms),
+			dl: newDialer(urls), rate: o.rate, pad: strings.Repeat("x", o.size), acked: map[int]ackInfo{}}
+		pubWG.Add(1)
+		go func(p *publisher) { defer pubWG.Done(); p.run(pubCtx, stopPub) }(pubs[i])
+	}
+
+	// The chaos loop.
+	start := time.Now()
+	chaosCtx, stopChaos := context.WithTimeout(ctx, o.duration)
+	var chaosWG sync.WaitGroup
+	var eventsMu sync.Mutex
+	var events []string
+	event := func(format string, args ...any) {
+		s := fmt.Sprintf("%6.2fs ", time.Since(start).Seconds()) + fmt.Sprintf(format, args...)
+		eventsMu.Lock()
+		events = append(events, s)
+		eventsMu.Unlock()
+		if o.verbose {
+			logf("%s", s)
+		}
+	}
+	var rngMu sync.Mutex
+	randDur := func(lo, hi time.Duration) time.Duration {
+		rngMu.Lock()
+		defer rngMu.Unlock()
+		if hi <= lo {
+			return lo
+		}
+		return lo + time.Duration(rng.Int64N(int64(hi-lo)))
+	}
+	restartAfter := func(p *proc, down time.Duration, http bool) {
+		defer chaosWG.Done()
+		select {
+		case <-time.After(down):
+		case <-chaosCtx.Done():
+			return // ensureUp restarts it
+		}
+		// A relay started while the broker is down exits at once (it cannot
+		// create or describe the topic); like a supervisor, try again.
+		for try := 1; ; try++ {
+			if err := p.start(o.bin); err != nil {
+				event("restart %s failed: %v", p.name, err)
+				return
+			}
+			t0 := time.Now()
+			err := p.waitReady(ctx, 60*time.Second, http)
+			if err == nil {
+				event("%s back (ready in %s)", p.name, time.Since(t0).Round(time.Millisecond))
+				return
+			}
+			event("%s: %v", p.name, err)
+			if try == 10 || p.running() {
+				return
+			}
+			select {
+			case <-time.After(time.Second):
+			case <-chaosCtx.Done():
+				return // ensureUp restarts it
+			}
+		}
+	}
+	chaosWG.Add(1)
+	go func() {
+		defer chaosWG.Done()
+		for {
+			select {
+			case <-chaosCtx.Done():
+				return
+			case <-time.After(randDur(o.killMin, o.killMax)):
+			}
+			rngMu.Lock()
+			brokerTurn := o.killBroker && rng.IntN(4) == 0
+			term := rng.Float64() < o.termRatio
+			order := rng.Perm(len(fl.relays))
+			rngMu.Unlock()
+			if brokerTurn && fl.broker.running() {
+				fl.broker.stop(syscall.SIGKILL, 5*time.Second)
+				down := randDur(o.downMin, o.downMax)
+				event("SIGKILL broker, down for %s", down.Round(time.Millisecond))
+				chaosWG.Add(1)
+				go restartAfter(fl.broker, down, false)
+				continue
+			}
+			if fl.liveRelays() < 2 {
+				continue // keep one relay serving
+			}
+			for _, i := range order {
+				r := fl.relays[i]
+				if !r.running() {
+					continue
+				}
+				down := randDur(o.downMin, o.downMax)
+				if term {
+					event("SIGTERM %s (drain), down for %s", r.name, down.Round(time.Millisecond))
+					chaosWG.Add(1)
+					go func() {
+						r.stop(syscall.SIGTERM, 20*time.Second)
+						restartAfter(r, down, true)
+					}()
+				} else {
+					r.stop(syscall.SIGKILL, 5*time.Second)
+					event("SIGKILL %s, down for %s", r.name, down.Round(time.Millisecond))
+					chaosWG.Add(1)
+					go restartAfter(r, down, true)
+				}
+				break
+			}
+		}
+	}()
+
+	<-chaosCtx.Done()
+	interrupted := ctx.Err() != nil
+	stopChaos()
+	close(stopPub)
+	chaosWG.Wait()
+	chaosEnd := time.Since(start)
+	counts := fl.chaosCounts()
+	logf("chaos over after %s; restarting anything down, then settling (up to %s)", chaosEnd.Round(time.Millisecond), o.settle)
+	if err := fl.ensureUp(context.Background()); err != nil {
+		logf("fleet did not come back up: %v", err)
+	}
+
+	// Publishers finish the publish in flight (retrying), bounded by settle.
+	settleDeadline := time.Now().Add(o.settle)
+	pubDone := make(chan struct{})
+	go func() { pubWG.Wait(); close(pubDone) }()
+	select {
+	case <-pubDone:
+	case <-time.After(time.Until(settleDeadline)):
+		logf("publishers still retrying at the settle deadline; giving up on their last publish")
+		cancelPubs()
+		<-pubDone
+	}
+
+	// What every room must have delivered.
+	want := map[string]map[msgKey]string{} // room -> message -> ack pos
+	for _, p := range pubs {
+		p.mu.Lock()
+		m := want[p.room]
+		if m == nil {
+			m = map[msgKey]string{}
+			want[p.room] = m
+		}
+		for seq, a := range p.acked {
+			m[msgKey{p.name, seq}] = a.pos
+		}
+		p.mu.Unlock()
+	}
+	for {
+		missing := 0
+		for _, s := range subs {
+			missing += s.missing(want[s.room])
+		}
+		if missing == 0 || time.Now().After(settleDeadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// A little longer, so late duplicates show.
+	time.Sleep(time.Second)
+	stopClients()
+	subWG.Wait()
+	fl.stopAll()
+
+	rep := buildReport(&o, pubs, subs, want, chaosEnd, interrupted)
+	rep.Chaos = counts
+	eventsMu.Lock()
+	rep.Events = events
+	eventsMu.Unlock()
+	rep.printText(os.Stdout)
+	js, _ := json.MarshalIndent(rep, "", "  ")
+	if o.jsonOut == "-" {
+		fmt.Println(string(js))
+	} else if err := os.WriteFile(o.jsonOut, append(js, '\n'), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "chaos: writing the JSON report:", err)
+	} else {
+		fmt.Printf("JSON report: %s\nlogs: %s\n", o.jsonOut, logDir)
+	}
+	if !o.keep {
+		_ = os.RemoveAll(o.dataDir)
+	}
+	if !rep.OK {
+		return 1
+	}
+	if interrupted {
+		return 2
+	}
+	return 0
+}
+
+// ------------------------------------------------------------------ report
+
+type roomReport struct {
+	Room        string `json:"room"`
+	Publishers  int    `json:"publishers"`
+	Subscribers int    `json:"subscribers"`
+	Acked       int    `json:"acked"`               // distinct messages acknowledged
+	Expected    int    `json:"expected_deliveries"` // acked x subscribers
+	Received    int    `json:"received"`            // distinct acked messages received, summed over subscribers
+	Lost        int    `json:"lost"`                // expected - received
+	Duplicated  int    `json:"duplicated"`          // extra copies received
+	OutOfOrder  int    `json:"out_of_order"`
+	Unacked     int    `json:"received_unacked"` // received, never acknowledged to the publisher (allowed)
+	Foreign     int    `json:"foreign"`          // message frames that are not chaos payloads
+	PosMismatch int    `json:"pos_mismatch"`     // received at a position other than the one acked
+	LostSample  []string
+}
+
+type report struct {
+	OK          bool          `json:"ok"`
+	Interrupted bool          `json:"interrupted,omitempty"`
+	Seed        uint64        `json:"seed"`
+	Duration    string        `json:"chaos_duration"`
+	Relays      int           `json:"relays"`
+	Publishers  int           `json:"publishers"`
+	Subscribers int           `json:"subscribers"`
+	Totals      roomReport    `json:"totals"`
+	Rooms       []*roomReport `json:"rooms"`
+	Publish     struct {
+		Attempts       int64 `json:"attempts"`
+		Retries        int64 `json:"retries"`
+		DuplicateAcks  int64 `json:"duplicate_acks"`
+		Reconnects     int64 `json:"reconnects"`
+		LogUnavailable int64 `json:"log_unavailable"`
+		OtherErrors    int64 `json:"other_errors"`
+		Unfinished     int   `json:"unfinished"` // last publish of a publisher never acked
+	} `json:"publish"`
+	Subscribe struct {
+		Reconnects   int64 `json:"reconnects"`
+		Recovered    int64 `json:"recovered"`
+		NotRecovered int64 `json:"not_recovered"`
+		JoinErrors   int64 `json:"join_errors"`
+		Errors       int64 `json:"errors"`
+		Epochs       int   `json:"epochs"`
+	} `json:"subscribe"`
+	Chaos     chaosCounts `json:"chaos"`
+	Anomalies []string    `json:"anomalies,omitempty"`
+	Events    []string    `json:"events"`
+}
+
+func buildReport(o *options, pubs []*publisher, subs []*subscriber, want map[string]map[msgKey]string, d time.Duration, interrupted bool) *report {
+	rep := &report{Seed: o.seed, Duration: d.Round(time.Millisecond).String(), Relays: o.relays,
+		Publishers: len(pubs), Subscribers: len(subs), Interrupted: interrupted}
+	rooms := map[string]*roomReport{}
+	room := func(name string) *roomReport {
+		r := rooms[name]
+		if r == nil {
+			r = &roomReport{Room: name}
+			rooms[name] = r
+		}
+		return r
+	}
+	for _, p := range pubs {
+		r := room(p.room)
+		r.Publishers++
+		rep.Publish.Attempts += p.attempts.Load()
+		rep.Publish.Retries += p.retries.Load()
+		rep.Publish.DuplicateAcks += p.dupAcks.Load()
+		rep.Publish.Reconnects += p.reconnects.Load()
+		rep.Publish.LogUnavailable += p.logUnavailable.Load()
+		rep.Publish.OtherErrors += p.otherErrors.Load()
+		p.mu.Lock()
+		if _, ok := p.acked[p.sent]; p.sent > 0 && !ok {
+			rep.Publish.Unfinished++
+		}
+		p.mu.Unlock()
+	}
+	epochs := map[string]bool{}
+	for _, s := range subs {
+		r := room(s.room)
+		r.Subscribers++
+		w := want[s.room]
+		r.Acked = len(w)
+		r.Expected += len(w)
+		s.mu.Lock()
+		for k, pos := range w {
+			d, ok := s.got[k]
+			if !ok {
+				if len(r.LostSample) < 5 {
+					r.LostSample = append(r.LostSample, fmt.Sprintf("%s: %s#%d (acked at %s)", s.name, k.pub, k.seq, pos))
+				}
+				continue
+			}
+			r.Received++
+			if p, err := parsePos(pos); err != nil || p.part != d.pos.part || p.offset != d.pos.offset {
+				r.PosMismatch++
+			}
+		}
+		for k := range s.got {
+			if _, ok := w[k]; !ok {
+				r.Unacked++
+			}
+		}
+		r.Duplicated += s.dups
+		r.OutOfOrder += s.ooo
+		r.Foreign += s.unknown
+		for e := range s.epochs {
+			epochs[e] = true
+		}
+		for _, e := range s.examples {
+			rep.Anomalies = append(rep.Anomalies, s.name+": "+e)
+		}
+		s.mu.Unlock()
+		rep.Subscribe.Reconnects += s.reconnects.Load()
+		rep.Subscribe.Recovered += s.recovered.Load()
+		rep.Subscribe.NotRecovered += s.notRecovered.Load()
+		rep.Subscribe.JoinErrors += s.joinErrors.Load()
+		rep.Subscribe.Errors += s.errs.Load()
+	}
+	rep.Subscribe.Epochs = len(epochs)
+	names := make([]string, 0, len(rooms))
+	for n := range rooms {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	t := &rep.Totals
+	t.Room = "total"
+	for _, n := range names {
+		r := rooms[n]
+		r.Lost = r.Expected - r.Received
+		rep.Rooms = append(rep.Rooms, r)
+		t.Publishers += r.Publishers
+		t.Subscribers += r.Subscribers
+		t.Acked += r.Acked
+		t.Expected += r.Expected
+		t.Received += r.Received
+		t.Lost += r.Lost
+		t.Duplicated += r.Duplicated
+		t.OutOfOrder += r.OutOfOrder
+		t.Unacked += r.Unacked
+		t.Foreign += r.Foreign
+		t.PosMismatch += r.PosMismatch
+	}
+	rep.OK = t.Lost == 0 && t.Duplicated == 0 && t.OutOfOrder == 0 && t.PosMismatch == 0 && t.Acked > 0
+	return rep
+}
+
+func (rep *report) printText(w *os.File) {
+	fmt.Fprintf(w, "\nroomlog chaos: %d relays, %d publishers, %d subscribers, chaos for %s (seed %d)\n",
+		rep.Relays, rep.Publishers, rep.Subscribers, rep.Duration, rep.Seed)
+	fmt.Fprintf(w, "kills: relay SIGKILL %d, relay SIGTERM %d, broker SIGKILL %d; starts: relays %d, broker %d\n",
+		rep.Chaos.RelaySIGKILL, rep.Chaos.RelaySIGTERM, rep.Chaos.BrokerSIGKILL, rep.Chaos.RelayStarts, rep.Chaos.BrokerStarts)
+	fmt.Fprintf(w, "publish: %d attempts, %d retries, %d duplicate acks (retries deduplicated), %d reconnects, %d log_unavailable, %d other errors, %d unfinished\n",
+		rep.Publish.Attempts, rep.Publish.Retries, rep.Publish.DuplicateAcks, rep.Publish.Reconnects, rep.Publish.LogUnavailable, rep.Publish.OtherErrors, rep.Publish.Unfinished)
+	fmt.Fprintf(w, "subscribe: %d reconnects, %d recovered joins, %d not recovered, %d join errors, %d error frames\n\n",
+		rep.Subscribe.Reconnects, rep.Subscribe.Recovered, rep.Subscribe.NotRecovered, rep.Subscribe.JoinErrors, rep.Subscribe.Errors)
+	fmt.Fprintf(w, "%-14s %5s %5s %8s %9s %9s %7s %6s %6s %8s\n", "room", "pubs", "subs", "acked", "expected", "received", "lost", "dup", "ooo", "unacked")
+	row := func(r *roomReport) {
+		fmt.Fprintf(w, "%-14s %5d %5d %8d %9d %9d %7d %6d %6d %8d\n", r.Room, r.Publishers, r.Subscribers, r.Acked, r.Expected, r.Received, r.Lost, r.Duplicated, r.OutOfOrder, r.Unacked)
+	}
+	for _, r := range rep.Rooms {
+		row(r)
+	}
+	row(&rep.Totals)
+	for _, r := range rep.Rooms {
+		for _, l := range r.LostSample {
+			fmt.Fprintf(w, "  lost: %s\n", l)
+		}
+	}
+	for i, a := range rep.Anomalies {
+		if i == 20 {
+			fmt.Fprintf(w, "  ... %d more anomalies in the JSON report\n", len(rep.Anomalies)-20)
+			break
+		}
+		fmt.Fprintf(w, "  anomaly: %s\n", a)
+	}
+	verdict := "PASS: every acked message reached every subscriber of its room once, in log order"
+	if !rep.OK {
+		verdict = "FAIL"
+		if rep.Totals.Acked == 0 {
+			verdict += ": nothing was acknowledged"
+		}
+	}
+	fmt.Fprintln(w, verdict)
+}
