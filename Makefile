@@ -36,6 +36,10 @@ fuzz:
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzParsePos$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeFrame$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeAuthFrame$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeAPIRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzParseRooms$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./consumer/ -run '^$$' -fuzz '^FuzzDecodeSnapshot$$' -fuzztime $(FUZZTIME)
 
 # A local fleet: a broker and three relays on 127.0.0.1:8081-8083, until Ctrl-C.
 # CLUSTER_FLAGS=--kafka uses real Apache Kafka instead of the embedded broker.

@@ -109,6 +109,7 @@ func (s *Server) countLimit(reason string) {
 		v, _ = s.sec.counts.m.LoadOrStore(reason, new(atomic.Uint64))
 	}
 	v.(*atomic.Uint64).Add(1)
+	s.metrics.limits.WithLabelValues(reason).Inc()
 }
 
 // LimitCounts returns how often each limit was hit, by reason.

@@ -24,6 +24,7 @@ type metrics struct {
 	errors         *prometheus.CounterVec
 	recoveries     *prometheus.CounterVec
 	acme           *prometheus.CounterVec
+	limits         *prometheus.CounterVec
 }
 
 // Publish outcomes, delivery kinds and recovery sources (label values).
@@ -51,11 +52,12 @@ func newMetrics(s *Server) *metrics {
 	m.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_deliveries_total", Help: "Frames fanned out to local sockets, by kind (message, state, presence)."}, []string{"kind"})
 	m.produceLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roomlog_produce_latency_seconds", Help: "Time from handing a record to the producer to the log's acknowledgement.", Buckets: latency})
 	m.deliverLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roomlog_publish_deliver_latency_seconds", Help: "Time from a publish record's timestamp (set by the producing relay) to its fan-out here; across hosts it includes their clock skew.", Buckets: latency})
-	m.closes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_closes_total", Help: "Connections closed, by reason (normal, going_away, binary, too_big, slow_client, session_ended, limit)."}, []string{"reason"})
+	m.closes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_closes_total", Help: "Connections closed, by reason (normal, going_away, binary, too_big, slow_client, session_ended, token_expired, unauthorized, rate_limited, idle)."}, []string{"reason"})
 	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_errors_total", Help: "Error frames sent, by code."}, []string{"code"})
 	m.recoveries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_recoveries_total", Help: "Joins with since, by where the backlog came from (window, log, none)."}, []string{"source"})
-	m.acme = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_acme_events_total", Help: "Certificate management events (obtained, renewed, failed, ...)."}, []string{"event"})
-	for _, c := range []prometheus.Collector{m.connsTotal, m.joins, m.publishes, m.deliveries, m.produceLatency, m.deliverLatency, m.closes, m.errors, m.recoveries, m.acme} {
+	m.acme = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_acme_events_total", Help: "Certificate management events (cert_obtaining, cert_obtained, cert_failed, ...)."}, []string{"event"})
+	m.limits = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_limit_violations_total", Help: "Requests and frames refused by a limit or a security check, by reason."}, []string{"reason"})
+	for _, c := range []prometheus.Collector{m.connsTotal, m.joins, m.publishes, m.deliveries, m.produceLatency, m.deliverLatency, m.closes, m.errors, m.recoveries, m.acme, m.limits} {
 		f(c)
 	}
 
@@ -118,8 +120,20 @@ func closeReason(code int) string {
 		return "slow_client"
 	case CloseSessionEnded:
 		return "session_ended"
+	case CloseTokenExpired:
+		return "token_expired"
+	case CloseUnauthorized:
+		return "unauthorized"
+	case CloseRateLimited:
+		return "rate_limited"
+	case CloseIdle:
+		return "idle"
 	}
-	return "limit"
+	return "other"
 }
 
 func (m *metrics) since(h prometheus.Histogram, t time.Time) { h.Observe(time.Since(t).Seconds()) }
+
+// CountACMEEvent counts a certificate management event (certmagic's event
+// names) in roomlog_acme_events_total.
+func (s *Server) CountACMEEvent(event string) { s.metrics.acme.WithLabelValues(event).Inc() }

@@ -246,8 +246,12 @@ func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		defer emb.Close()
 		src.brokers = emb.Addrs()
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(src.brokers...), kgo.DefaultProduceTopic(src.topic),
-		kgo.RecordPartitioner(relay.NewPartitioner()), kgo.ProducerBatchMaxBytes(int32(relay.MaxMessageBytesLimit+16<<10)))
+	extra, err := src.kafka.opts()
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(src.brokers...), kgo.DefaultProduceTopic(src.topic),
+		kgo.RecordPartitioner(relay.NewPartitioner()), kgo.ProducerBatchMaxBytes(int32(relay.MaxMessageBytesLimit + 16<<10))}, extra...)...)
 	if err != nil {
 		return err
 	}

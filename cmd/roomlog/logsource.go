@@ -26,9 +26,11 @@ type logSource struct {
 	brokers listFlag
 	dataDir string
 	topic   string
+	kafka   kafkaFlags
 }
 
 func (l *logSource) register(fs *flag.FlagSet) {
+	l.kafka.register(fs)
 	fs.Var(&l.brokers, "brokers", "Kafka brokers, host:port,... (empty: open --data-dir)")
 	fs.StringVar(&l.dataDir, "data-dir", "./roomlog-data", "the embedded broker's data folder, read when --brokers is empty (not while a relay holds it)")
 	fs.StringVar(&l.topic, "topic", relay.DefaultTopic, "events topic")
@@ -62,7 +64,12 @@ func (l *logSource) open(ctx context.Context, log *slog.Logger) (*openedLog, err
 		l.brokers = emb.Addrs()
 		where = "data folder " + l.dataDir
 	}
-	o.opts = []kgo.Opt{kgo.SeedBrokers(l.brokers...), kgo.RetryTimeout(10 * time.Second), kgo.RequestRetries(2)}
+	extra, err := l.kafka.opts()
+	if err != nil {
+		o.close()
+		return nil, err
+	}
+	o.opts = append([]kgo.Opt{kgo.SeedBrokers(l.brokers...), kgo.RetryTimeout(10 * time.Second), kgo.RequestRetries(2)}, extra...)
 	cl, err := kgo.NewClient(o.opts...)
 	if err != nil {
 		o.close()

@@ -159,6 +159,8 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&cfg.ReusePort, "reuse-port", false, "set SO_REUSEPORT so several relay processes can listen on the same port")
 	fs.StringVar(&adminAddr, "admin-listen", "", "serve pprof on this address (e.g. 127.0.0.1:6060); off when empty")
 	lf.register(fs)
+	var kf kafkaFlags
+	kf.register(fs)
 	sec := registerSecurityFlags(fs)
 	if err := parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -179,6 +181,9 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	cfg.Partitions, cfg.ReplicationFactor, cfg.Logger = int32(partitions), int16(rf), log
 	cfg.Brokers = brokers
+	if cfg.ClientOpts, err = kf.opts(); err != nil {
+		return err
+	}
 	tlsm, err := sec.configure(fs, &cfg, log) // auth, limits, TLS, plaintext policy
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/roomlog/roomlog/relay"
@@ -73,6 +74,7 @@ type relayTLS struct {
 	t          *relay.TLS
 	httpListen string
 	log        *slog.Logger
+	srv        atomic.Pointer[relay.Server] // counts ACME events once started
 }
 
 // configure fills cfg's Auth, Limits and TLS from the flags and checks the
@@ -140,7 +142,13 @@ func (f *securityFlags) configure(fs *flag.FlagSet, cfg *relay.Config, log *slog
 	if !listenSet {
 		cfg.Listen = relay.DefaultTLSListen
 	}
+	rt := &relayTLS{httpListen: f.httpListen, log: log}
 	t, err := relay.NewTLS(relay.TLSConfig{
+		OnEvent: func(event string, _ map[string]any) {
+			if srv := rt.srv.Load(); srv != nil {
+				srv.CountACMEEvent(event)
+			}
+		},
 		Domains:    f.tlsDomains,
 		ACMECA:     f.acmeCA,
 		ACMECARoot: f.acmeCARoot,
@@ -155,7 +163,8 @@ func (f *securityFlags) configure(fs *flag.FlagSet, cfg *relay.Config, log *slog
 		return nil, err
 	}
 	cfg.TLS = t.Config()
-	return &relayTLS{t: t, httpListen: f.httpListen, log: log}, nil
+	rt.t = t
+	return rt, nil
 }
 
 // start runs once the relay listens: the HTTP redirect and challenge
@@ -164,6 +173,7 @@ func (r *relayTLS) start(ctx context.Context, srv *relay.Server) error {
 	if r == nil {
 		return nil
 	}
+	r.srv.Store(srv)
 	port := 0
 	if ta, ok := srv.Addr().(*net.TCPAddr); ok {
 		port = ta.Port
