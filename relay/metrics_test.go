@@ -56,7 +56,14 @@ func TestMetricsFollowTraffic(t *testing.T) {
 		}
 		c.send(map[string]any{"op": "publish", "room": "", "id": "bad"})
 		c.reply()
+		// Acks come from the fold, which may run before the producer's
+		// own callback (where the produce latency is observed): wait for
+		// the last one.
 		after := scrape(t, addr)
+		for deadline := time.Now().Add(10 * time.Second); metric(after, "roomlog_produce_latency_seconds_count")-metric(before, "roomlog_produce_latency_seconds_count") < 6 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+			after = scrape(t, addr)
+		}
 		for _, tt := range []struct {
 			series string
 			delta  float64
