@@ -54,10 +54,6 @@ const benchDrainEvery = 64
 // them.
 func drainQueues(conns []*conn) {
 	for _, c := range conns {
-		select {
-		case <-c.wake:
-		default:
-		}
 		c.mu.Lock()
 		clear(c.queue)
 		c.queue = c.queue[:0]
@@ -82,6 +78,7 @@ func BenchmarkHubFanout(b *testing.B) {
 			conns := make([]*conn, subs)
 			for i := range conns {
 				conns[i] = newConn(s, nil, s.ID()+"-"+strconv.Itoa(i), s.ID())
+				conns[i].writing = true // the benchmark drains the queues itself: no writer goroutine
 				if !s.hub.add("lobby", &sub{c: conns[i]}) {
 					b.Fatal("add: already in room")
 				}

@@ -53,8 +53,10 @@ type conn struct {
 	rooms     map[string]*joined
 	lastWrite map[int32]int64 // partition → offset of this conn's newest record
 
-	wake      chan struct{} // cap 1: queue became non-empty
+	writing   bool          // a writer goroutine runs (or, once closed, the finisher)
 	space     chan struct{} // cap 1: the writer took the queue
+	finished  chan struct{} // closed once the socket is closed
+	pinger    *time.Timer
 	done      chan struct{} // closed by shutdown
 	closeOnce sync.Once
 	closeCode int
@@ -71,15 +73,15 @@ func newConn(s *Server, ws *websocket.Conn, id, session string) *conn {
 		id:       id,
 		session:  session,
 		ws:       ws,
-		wake:     make(chan struct{}, 1),
 		space:    make(chan struct{}, 1),
 		done:     make(chan struct{}),
+		finished: make(chan struct{}),
 		inflight: make(chan struct{}, s.cfg.MaxInflight),
 	}
 }
 
-// enqueue hands frames to the writer, in order. Safe from any goroutine;
-// never blocks.
+// enqueue hands frames to the writer, in order, starting the writer if it
+// is not running. Safe from any goroutine; never blocks.
 func (c *conn) enqueue(fs ...outFrame) {
 	c.mu.Lock()
 	if c.closed {
@@ -92,10 +94,11 @@ func (c *conn) enqueue(fs ...outFrame) {
 		return
 	}
 	c.queue = append(c.queue, fs...)
+	start := !c.writing
+	c.writing = true
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if start {
+		go c.writeLoop()
 	}
 }
 
@@ -110,16 +113,16 @@ func (c *conn) enqueueWait(fs []outFrame) {
 			return
 		}
 		n := min(c.s.cfg.SendQueue-len(c.queue), len(fs))
+		start := false
 		if n > 0 {
 			c.queue = append(c.queue, fs[:n]...)
 			fs = fs[n:]
+			start = !c.writing
+			c.writing = true
 		}
 		c.mu.Unlock()
-		if n > 0 {
-			select {
-			case c.wake <- struct{}{}:
-			default:
-			}
+		if start {
+			go c.writeLoop()
 		}
 		if len(fs) > 0 {
 			select {
@@ -138,56 +141,115 @@ func (c *conn) sendError(id json.RawMessage, e *frameError) {
 	c.send(appendError(nil, id, e))
 }
 
-// shutdown asks the writer to send a close frame with code and end the
-// connection. The first call wins.
+// shutdown ends the connection with a close frame carrying code: the
+// running writer sends it, or a goroutine started here when none runs. The
+// first call wins.
 func (c *conn) shutdown(code int, text string) {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.closed = true
-		c.mu.Unlock()
 		c.closeCode, c.closeText = code, text
+		start := !c.writing
+		c.writing = true // from now on only the finisher writes
+		c.mu.Unlock()
 		if code == CloseSlowClient {
 			c.s.stats.slowCloses.Add(1)
 		}
 		c.s.metrics.closes.WithLabelValues(closeReason(code)).Inc()
 		close(c.done)
+		if start {
+			go c.finish(nil)
+		}
 	})
 }
 
+// writeLoop is the connection's writer while it has frames to send: it
+// runs only while the queue is non-empty (an idle connection has no writer
+// goroutine), and it is the only goroutine writing data frames. On shutdown
+// it sends the close frame and closes the socket.
 func (c *conn) writeLoop() {
-	defer c.s.wg.Done()
-	defer c.ws.Close() // unblocks the reader
-	ping := time.NewTicker(c.s.cfg.PingInterval)
-	defer ping.Stop()
 	var batch []outFrame
 	for {
-		select {
-		case <-c.wake:
-			c.mu.Lock()
-			batch, c.queue = c.queue, batch[:0]
+		c.mu.Lock()
+		if c.closed {
 			c.mu.Unlock()
-			select {
-			case c.space <- struct{}{}:
-			default:
-			}
-			for i, f := range batch {
-				if err := c.write(f); err != nil {
-					c.shutdown(CloseSlowClient, "write failed or timed out")
-					return
-				}
-				batch[i] = outFrame{}
-			}
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.s.cfg.WriteTimeout)); err != nil {
-				c.shutdown(CloseGoingAway, "ping failed")
-				return
-			}
-		case <-c.done:
-			msg := websocket.FormatCloseMessage(c.closeCode, c.closeText)
-			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+			c.finish(nil)
 			return
 		}
+		if len(c.queue) == 0 {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		batch, c.queue = c.queue, batch[:0]
+		c.mu.Unlock()
+		select {
+		case c.space <- struct{}{}:
+		default:
+		}
+		for i, f := range batch {
+			if i%16 == 0 {
+				select {
+				case <-c.done:
+					c.finish(batch[i:])
+					return
+				default:
+				}
+			}
+			if err := c.write(f); err != nil {
+				c.shutdown(CloseSlowClient, "write failed or timed out")
+				c.finish(nil)
+				return
+			}
+			batch[i] = outFrame{}
+		}
 	}
+}
+
+// finish sends what is still queued (pending, then the queue: the error
+// frame that explains a close must arrive before it) within a second, then
+// the close frame, and closes the socket, which ends the reader. A slow
+// client gets no flush. It runs once, on the last writer.
+func (c *conn) finish(pending []outFrame) {
+	c.mu.Lock()
+	rest := c.queue
+	c.queue = nil
+	c.mu.Unlock()
+	if c.closeCode != CloseSlowClient {
+		_ = c.ws.SetWriteDeadline(time.Now().Add(time.Second))
+		for _, fs := range [][]outFrame{pending, rest} {
+			for _, f := range fs {
+				var err error
+				if f.pm != nil {
+					err = c.ws.WritePreparedMessage(f.pm)
+				} else {
+					err = c.ws.WriteMessage(websocket.TextMessage, f.data)
+				}
+				if err != nil {
+					break
+				}
+			}
+		}
+	}
+	msg := websocket.FormatCloseMessage(c.closeCode, c.closeText)
+	_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+	_ = c.ws.Close()
+	close(c.finished)
+}
+
+// ping runs on a timer, not on a goroutine of the connection: gorilla lets
+// WriteControl run beside the writer.
+func (c *conn) ping() {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.s.cfg.WriteTimeout)); err != nil {
+		c.shutdown(CloseGoingAway, "ping failed")
+		return
+	}
+	c.pinger.Reset(c.s.cfg.PingInterval)
 }
 
 func (c *conn) write(f outFrame) error {
@@ -202,7 +264,13 @@ func (c *conn) write(f outFrame) error {
 
 func (c *conn) readLoop() {
 	defer c.s.wg.Done()
+	defer func() {
+		c.shutdown(websocket.CloseNormalClosure, "")
+		<-c.finished // the writer has sent the close frame and closed the socket
+	}()
 	defer c.cleanup()
+	c.pinger = time.AfterFunc(c.s.cfg.PingInterval, c.ping)
+	defer c.pinger.Stop()
 	c.ws.SetReadLimit(int64(c.s.cfg.MaxMessageBytes))
 	deadline := func() { _ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PingInterval + c.s.cfg.PongTimeout)) }
 	deadline()

@@ -476,12 +476,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.conns[c.id] = c
-	s.wg.Add(2)
+	s.wg.Add(1)
 	s.connsMu.Unlock()
 	s.metrics.connsTotal.Inc()
 	c.send(appendWelcome(nil, c.id, s.cfg.RelayName))
 	c.startConnSec()
-	go c.writeLoop()
 	go c.readLoop()
 }
 
