@@ -55,14 +55,8 @@ func (s *Server) get(c *conn, f *clientFrame) {
 	}
 	p.RLock()
 	at := p.Pos(s.epoch, p.Next()-1)
-	b := append([]byte(nil), `{"op":"ack"`...)
-	if len(f.ID) > 0 {
-		b = append(b, `,"id":`...)
-		b = append(b, f.ID...)
-	}
-	b = append(b, `,"pos":"`...)
-	b = at.Append(b)
-	b = append(b, '"')
+	b := appendAckWith(nil, f.ID, ack{pos: &at})
+	b = b[:len(b)-1] // reopen the object for the answer's fields
 	r := p.Room(f.Room)
 	if f.Key != nil {
 		var e consumer.Entry
@@ -170,12 +164,8 @@ func (s *Server) history(c *conn, f *clientFrame) {
 		c.sendError(f.ID, errorf(CodeTimeout, "reading history from the log: %v", err))
 		return
 	}
-	b := append([]byte(nil), `{"op":"ack"`...)
-	if len(f.ID) > 0 {
-		b = append(b, `,"id":`...)
-		b = append(b, f.ID...)
-	}
-	b = append(b, `,"messages":[`...)
+	b := appendAckWith(nil, f.ID, ack{})
+	b = append(b[:len(b)-1], `,"messages":[`...)
 	for i, m := range msgs {
 		if i > 0 {
 			b = append(b, ',')

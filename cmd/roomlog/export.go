@@ -70,11 +70,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if out == "" {
 		return errors.New("--out is required (a file, or - for standard output)")
 	}
-	log, err := lf.logger(stderr)
-	if err != nil {
-		return err
-	}
-	o, err := src.open(ctx, log)
+	o, _, err := src.openLogged(ctx, &lf, stderr)
 	if err != nil {
 		return err
 	}

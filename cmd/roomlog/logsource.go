@@ -47,6 +47,16 @@ type openedLog struct {
 	close  func()
 }
 
+// openLogged builds the tool's logger from lf and opens the log with it.
+func (l *logSource) openLogged(ctx context.Context, lf *logFlags, stderr io.Writer) (*openedLog, *slog.Logger, error) {
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	o, err := l.open(ctx, log)
+	return o, log, err
+}
+
 // open connects (or opens the data folder), checks the topic exists, and
 // lists its partitions and offsets.
 func (l *logSource) open(ctx context.Context, log *slog.Logger) (*openedLog, error) {

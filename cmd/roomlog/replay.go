@@ -225,11 +225,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if format != "json" && format != "table" {
 		return fmt.Errorf("--format %q: want json or table", format)
 	}
-	log, err := lf.logger(stderr)
-	if err != nil {
-		return err
-	}
-	o, err := src.open(ctx, log)
+	o, log, err := src.openLogged(ctx, &lf, stderr)
 	if err != nil {
 		return err
 	}

@@ -109,11 +109,7 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := record.ValidName(room, record.MaxRoomBytes); err != nil {
 		return fmt.Errorf("--room %v", err)
 	}
-	log, err := lf.logger(stderr)
-	if err != nil {
-		return err
-	}
-	o, err := src.open(ctx, log)
+	o, log, err := src.openLogged(ctx, &lf, stderr)
 	if err != nil {
 		return err
 	}
