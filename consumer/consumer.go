@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,6 +77,9 @@ type Config struct {
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
+
+// replayGCPercent is GOGC while the consumer replays the log at start.
+const replayGCPercent = 400
 
 // DefaultHistoryWindow is Config.HistoryWindow's default.
 const DefaultHistoryWindow = 64
@@ -278,6 +282,22 @@ func (c *Consumer) run(ctx context.Context) {
 	case <-c.ready:
 		live = true
 	default:
+	}
+	if !live {
+		// The replay allocates fast and keeps little: collect less often
+		// until caught up (a quarter of the GC work, for a larger heap
+		// for a few seconds).
+		if prev := debug.SetGCPercent(replayGCPercent); prev >= replayGCPercent || prev < 0 {
+			debug.SetGCPercent(prev)
+		} else {
+			go func() {
+				select {
+				case <-c.ready:
+				case <-ctx.Done():
+				}
+				debug.SetGCPercent(prev)
+			}()
+		}
 	}
 	for fetches := range fetched {
 		if ctx.Err() != nil {

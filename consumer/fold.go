@@ -171,19 +171,22 @@ func (p *Partition) publish(ev *record.Event, off, ts int64, res *Result) {
 		return
 	}
 	r := p.room(ev.Room)
-	if len(r.history) >= p.window {
-		r.dropped = r.history[0].Offset
-		copy(r.history, r.history[1:])
-		r.history = r.history[:len(r.history)-1]
-	}
-	r.history = append(r.history, Message{
+	m := Message{
 		Event:     ev.Event,
 		Data:      append(json.RawMessage(nil), ev.Data...), // the record's buffer is not ours to keep
 		From:      ev.From,
 		User:      ev.User,
 		Offset:    off,
 		Timestamp: ts,
-	})
+	}
+	if len(r.history) < p.window {
+		r.history = append(r.history, m)
+		return
+	}
+	// Full: overwrite the oldest (a ring; head is the oldest).
+	r.dropped = r.history[r.head].Offset
+	r.history[r.head] = m
+	r.head = (r.head + 1) % len(r.history)
 }
 
 // expireDedupe forgets ids older than the window (in record time) and

@@ -69,12 +69,13 @@ type Room struct {
 	Members map[string]*Member
 	KV      map[string]*Entry
 
-	// history holds the room's most recent publishes, oldest first, at
+	// history holds the room's most recent publishes (a ring), at
 	// most Config.HistoryWindow. It is a cache of the log, not part of
 	// the state's identity: dropped is the offset of the newest publish
 	// evicted from it (-1 if none), so a reader knows whether the window
 	// alone covers a range.
-	history []Message
+	history []Message // a ring once full: history[head] is the oldest
+	head    int
 	dropped int64
 }
 
@@ -84,7 +85,10 @@ type Room struct {
 // this fold saw (the log's start, or a snapshot's). -1 when the window holds
 // the room's whole history. Call with the read lock held.
 func (p *Partition) History(r *Room) ([]Message, int64) {
-	return r.history, max(r.dropped, p.floor-1)
+	out := make([]Message, 0, len(r.history))
+	out = append(out, r.history[r.head:]...)
+	out = append(out, r.history[:r.head]...)
+	return out, max(r.dropped, p.floor-1)
 }
 
 type relayLease struct {
