@@ -3,6 +3,7 @@ package consumer
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -31,7 +32,9 @@ type snapshotBody struct {
 	Next      int64                   `json:"next"`
 	Rooms     map[string]snapshotRoom `json:"rooms"`
 	Relays    map[string]relayLease   `json:"relays"`
-	Dedupe    []snapshotDedupe        `json:"dedupe"`
+	// Dedupe is the dedupe window in a compact binary form (see
+	// encodeDedupe): it can hold hundreds of thousands of ids.
+	Dedupe []byte `json:"dedupe"`
 }
 
 type snapshotRoom struct {
@@ -45,12 +48,98 @@ type snapshotMember struct {
 	Offset  int64  `json:"offset"`
 }
 
-type snapshotDedupe struct {
-	Room   string `json:"r"`
-	User   string `json:"u,omitempty"`
-	MID    string `json:"m"`
-	Offset int64  `json:"o"`
-	TS     int64  `json:"t"`
+// encodeDedupe writes the dedupe queue (oldest first): a table of the rooms
+// it names, then per entry the room's index, the user, the mid, the first
+// publish's offset and the record time as a delta from the previous entry.
+func encodeDedupe(q []dedupeEntry, first map[dedupeKey]int64) []byte {
+	rooms := map[string]uint64{}
+	var table []string
+	for _, e := range q {
+		if _, ok := rooms[e.key.room]; !ok {
+			rooms[e.key.room] = uint64(len(table))
+			table = append(table, e.key.room)
+		}
+	}
+	b := binary.AppendUvarint(nil, uint64(len(table)))
+	for _, r := range table {
+		b = binary.AppendUvarint(b, uint64(len(r)))
+		b = append(b, r...)
+	}
+	b = binary.AppendUvarint(b, uint64(len(q)))
+	var ts int64
+	for _, e := range q {
+		b = binary.AppendUvarint(b, rooms[e.key.room])
+		b = binary.AppendUvarint(b, uint64(len(e.key.user)))
+		b = append(b, e.key.user...)
+		b = binary.AppendUvarint(b, uint64(len(e.key.mid)))
+		b = append(b, e.key.mid...)
+		b = binary.AppendVarint(b, first[e.key])
+		b = binary.AppendVarint(b, e.ts-ts)
+		ts = e.ts
+	}
+	return b
+}
+
+var errDedupe = errors.New("snapshot: corrupt dedupe section")
+
+func decodeDedupe(b []byte, p *Partition) error {
+	uv := func() (uint64, bool) {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return 0, false
+		}
+		b = b[n:]
+		return v, true
+	}
+	str := func() (string, bool) {
+		n, ok := uv()
+		if !ok || n > uint64(len(b)) {
+			return "", false
+		}
+		s := string(b[:n])
+		b = b[n:]
+		return s, true
+	}
+	vv := func() (int64, bool) {
+		v, n := binary.Varint(b)
+		if n <= 0 {
+			return 0, false
+		}
+		b = b[n:]
+		return v, true
+	}
+	nt, ok := uv()
+	if !ok || nt > uint64(len(b)) {
+		return errDedupe
+	}
+	table := make([]string, nt)
+	for i := range table {
+		if table[i], ok = str(); !ok {
+			return errDedupe
+		}
+	}
+	n, ok := uv()
+	if !ok || n > uint64(len(b)) {
+		return errDedupe
+	}
+	p.dedupe = make(map[dedupeKey]int64, n)
+	p.dedupeQ = make([]dedupeEntry, 0, n)
+	var ts int64
+	for i := uint64(0); i < n; i++ {
+		ri, ok1 := uv()
+		user, ok2 := str()
+		mid, ok3 := str()
+		off, ok4 := vv()
+		dt, ok5 := vv()
+		if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || ri >= nt {
+			return errDedupe
+		}
+		ts += dt
+		k := dedupeKey{room: table[ri], user: user, mid: mid}
+		p.dedupe[k] = off
+		p.dedupeQ = append(p.dedupeQ, dedupeEntry{key: k, ts: ts})
+	}
+	return nil
 }
 
 // EncodeSnapshot serialises the partition's state (not its history window,
@@ -74,9 +163,7 @@ func (p *Partition) EncodeSnapshot() ([]byte, int64, error) {
 	for name, l := range p.relays {
 		b.Relays[name] = *l
 	}
-	for _, e := range p.dedupeQ[p.dedupeHead:] {
-		b.Dedupe = append(b.Dedupe, snapshotDedupe{Room: e.key.room, User: e.key.user, MID: e.key.mid, Offset: p.dedupe[e.key], TS: e.ts})
-	}
+	b.Dedupe = encodeDedupe(p.dedupeQ[p.dedupeHead:], p.dedupe)
 	next := p.next
 	p.mu.RUnlock()
 
@@ -153,10 +240,8 @@ func DecodeSnapshot(data []byte, window int) (*Partition, error) {
 		l := l
 		p.relays[name] = &l
 	}
-	for _, d := range b.Dedupe {
-		k := dedupeKey{room: d.Room, user: d.User, mid: d.MID}
-		p.dedupe[k] = d.Offset
-		p.dedupeQ = append(p.dedupeQ, dedupeEntry{key: k, ts: d.TS})
+	if err := decodeDedupe(b.Dedupe, p); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

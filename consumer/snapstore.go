@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -128,6 +129,13 @@ func (st *SnapshotStore) Load(ctx context.Context, window int) (map[int32]*Parti
 		kn[slot] = m
 		known[int32(pn)] = kn
 	}
+	// Decode the partitions in parallel: a snapshot can hold a large
+	// dedupe window, and a start waits for all of them.
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, runtime.GOMAXPROCS(0))
+	)
 	for pn, slots := range known {
 		cands := []*Manifest{}
 		for _, m := range slots {
@@ -136,16 +144,25 @@ func (st *SnapshotStore) Load(ctx context.Context, window int) (map[int32]*Parti
 			}
 		}
 		sort.Slice(cands, func(i, j int) bool { return cands[i].Next > cands[j].Next })
-		for _, m := range cands {
-			p, err := st.assemble(pn, m, chunks, window)
-			if err != nil {
-				st.Logger.Warn("ignoring snapshot", "partition", pn, "slot", slotNames[m.slot], "next", m.Next, "err", err)
-				continue
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			for _, m := range cands {
+				p, err := st.assemble(pn, m, chunks, window)
+				if err != nil {
+					st.Logger.Warn("ignoring snapshot", "partition", pn, "slot", slotNames[m.slot], "next", m.Next, "err", err)
+					continue
+				}
+				mu.Lock()
+				out[pn] = p
+				mu.Unlock()
+				return
 			}
-			out[pn] = p
-			break
-		}
+		}()
 	}
+	wg.Wait()
 	st.mu.Lock()
 	st.known = known
 	st.mu.Unlock()
