@@ -137,8 +137,8 @@ func (c *Consumer) Start(ctx context.Context) error {
 	opts := append([]kgo.Opt{
 		kgo.FetchMaxWait(c.cfg.FetchMaxWait),
 		kgo.ClientID("roomlog-consumer"),
-		kgo.FetchMaxBytes(64 << 20),
-		kgo.FetchMaxPartitionBytes(8 << 20),
+		kgo.FetchMaxBytes(16 << 20),
+		kgo.FetchMaxPartitionBytes(4 << 20),
 	}, c.cfg.ClientOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

@@ -164,7 +164,7 @@ func (o *openedLog) scan(ctx context.Context, from, to map[int32]int64, follow b
 	defer progress.done()
 	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.topic: want}),
-		kgo.FetchMaxBytes(64 << 20), kgo.FetchMaxPartitionBytes(16 << 20),
+		kgo.FetchMaxBytes(4 << 20), kgo.FetchMaxPartitionBytes(1 << 20),
 	}, o.opts...)...)
 	if err != nil {
 		return err
