@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/roomlog/roomlog/record"
 	"github.com/roomlog/roomlog/relay"
@@ -338,4 +340,37 @@ func TestBadInput(t *testing.T) {
 			t.Fatalf("bystander got %+v", m)
 		}
 	})
+}
+
+// TestRelayWaitsForTheLog: a relay started before its broker waits for it
+// (a fleet restarting together) instead of exiting.
+func TestRelayWaitsForTheLog(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	started := make(chan *relay.Server, 1)
+	go func() {
+		started <- startRelay(t, backend{name: "kfake", brokers: []string{fmt.Sprintf("127.0.0.1:%d", port)}}, newTopic(t), nil)
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	select {
+	case <-started:
+		t.Fatal("the relay started without a broker")
+	default:
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	select {
+	case r := <-started:
+		cl := dial(t, r)
+		cl.join("late")
+	case <-time.After(30 * time.Second):
+		t.Fatal("the relay did not start once the broker came up")
+	}
 }

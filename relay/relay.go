@@ -311,7 +311,7 @@ func (s *Server) Start(ctx context.Context) error {
 		prod.Close()
 		return fmt.Errorf("relay: %w", err)
 	}
-	info, err := EnsureTopic(ctx, kadm.NewClient(prod), s.cfg.Topic, s.cfg.Partitions, s.cfg.ReplicationFactor)
+	info, err := ensureTopic(ctx, kadm.NewClient(prod), s.cfg.Topic, s.cfg.Partitions, s.cfg.ReplicationFactor, s.cfg.Logger)
 	if err != nil {
 		return fail(err)
 	}
