@@ -37,7 +37,7 @@ func benchEvent() record.Event {
 // ever lets a queue grow, so no subscriber is closed as slow.
 func benchServer(b *testing.B) *Server {
 	b.Helper()
-	s, err := New(Config{Brokers: []string{"x"}, SendQueue: 1 << 16})
+	s, err := New(Config{Brokers: []string{"x"}, SendQueue: 1 << 16, Auth: AuthConfig{Anonymous: true}})
 	if err != nil {
 		b.Fatal(err)
 	}

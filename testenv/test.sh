@@ -24,4 +24,7 @@ if (($#)); then
   go test "$@"
 else
   go test -race -count=1 -timeout 20m ./...
+  # The benchmarks run once each, so they cannot rot unnoticed (figures come
+  # from `make bench`, not from here).
+  go test -run '^$' -bench . -benchtime 1x ./record/ ./consumer/ ./relay/
 fi
