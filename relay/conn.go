@@ -24,6 +24,7 @@ const (
 type outFrame struct {
 	pm   *websocket.PreparedMessage
 	data []byte
+	slot bool // an ack holding an inflight slot, freed once written
 }
 
 // joined is a room the connection asked to be in. The hub subscription
@@ -200,6 +201,9 @@ func (c *conn) writeLoop() {
 				c.shutdown(CloseSlowClient, "write failed or timed out")
 				c.finish(nil)
 				return
+			}
+			if f.slot {
+				c.freeSlot()
 			}
 			batch[i] = outFrame{}
 		}
@@ -421,8 +425,9 @@ func (c *conn) stateOp(f *clientFrame) {
 // relay folds the record (Server.Deliver), so it reflects the record's
 // effect; if the log does not take the record, the client gets
 // log_unavailable and undo (if set) runs. It blocks while MaxInflight
-// records of this connection await the log, which pushes back on a client
-// that writes faster than the log accepts.
+// records of this connection are not yet folded, which pushes back on a
+// client that writes faster than the log and the fold go, and bounds the
+// acks that can burst onto its send queue.
 func (c *conn) appendRecord(ev *record.Event, id json.RawMessage, undo func()) {
 	ev.Req = idString(id)
 	ev.User = c.user()
@@ -432,8 +437,8 @@ func (c *conn) appendRecord(ev *record.Event, id json.RawMessage, undo func()) {
 		return
 	}
 	c.s.produce(ev, func(pos record.Pos, err error) {
-		<-c.inflight
 		if err != nil {
+			<-c.inflight // a taken record's slot is freed by its fold (Server.Deliver)
 			if undo != nil {
 				undo()
 			}
@@ -453,6 +458,14 @@ func (c *conn) appendRecord(ev *record.Event, id json.RawMessage, undo func()) {
 		}
 		c.mu.Unlock()
 	})
+}
+
+// freeSlot frees one inflight slot, if one is taken.
+func (c *conn) freeSlot() {
+	select {
+	case <-c.inflight:
+	default:
+	}
 }
 
 // room returns the connection's join of room, or nil.

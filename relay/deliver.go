@@ -19,6 +19,20 @@ func (s *Server) Deliver(d *consumer.Delivery) {
 	ev, res := &d.Event, d.Result
 	s.apiDelivered(d) // answers a backend API request waiting for this record
 	own := s.ownConn(ev.From)
+	// The record's inflight slot (appendRecord) is freed when its ack has
+	// been written (so a fast publisher cannot pile acks onto its own
+	// queue), or here when no ack carries it. Records the connection
+	// appends without a slot (its leaves on close) find none to free.
+	slot := own != nil
+	defer func() {
+		if slot {
+			own.freeSlot()
+		}
+	}()
+	ackOwn := func(b []byte) {
+		own.enqueue(outFrame{data: b, slot: true})
+		slot = false
+	}
 	switch ev.Type {
 	case record.TypePublish:
 		if own != nil {
@@ -34,7 +48,7 @@ func (s *Server) Deliver(d *consumer.Delivery) {
 				orig := d.Part.Pos(s.epoch, res.Original)
 				a.pos = &orig
 			}
-			own.send(appendAckWith(nil, json.RawMessage(ev.Req), a))
+			ackOwn(appendAckWith(nil, json.RawMessage(ev.Req), a))
 		}
 		if res.Duplicate {
 			s.stats.duplicates.Add(1)
@@ -61,15 +75,15 @@ func (s *Server) Deliver(d *consumer.Delivery) {
 		}
 	case record.TypeLeave:
 		if own != nil && ev.Req != "" {
-			own.send(appendAckWith(nil, json.RawMessage(ev.Req), ack{pos: &d.Pos}))
+			ackOwn(appendAckWith(nil, json.RawMessage(ev.Req), ack{pos: &d.Pos}))
 		}
 	case record.TypeSet, record.TypeDel, record.TypeIncr, record.TypeCAS:
 		if own != nil && ev.Req != "" {
 			if res.Code != "" {
 				s.countError(ErrorCode(res.Code))
-				own.send(appendStateError(nil, json.RawMessage(ev.Req), stateError(res.Code), res.Entry))
+				ackOwn(appendStateError(nil, json.RawMessage(ev.Req), stateError(res.Code), res.Entry))
 			} else {
-				own.send(appendAckWith(nil, json.RawMessage(ev.Req), ack{pos: &d.Pos, entry: &res.Entry}))
+				ackOwn(appendAckWith(nil, json.RawMessage(ev.Req), ack{pos: &d.Pos, entry: &res.Entry}))
 			}
 		}
 		if res.Code == "" {
