@@ -88,7 +88,6 @@ const DefaultHistoryWindow = 64
 type Stats struct {
 	Records uint64 // records folded
 	Skipped uint64 // records that did not decode (logged)
-	Lag     int64  // records between the fold and the end offsets seen at start, while replaying
 }
 
 // Consumer tails the events topic. Create with New, then Start.

@@ -16,8 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/roomlog/roomlog/record"
 )
 
 // SnapshotStore keeps partition snapshots in a compacted, single-partition
@@ -301,5 +299,3 @@ func Owner(p *Partition) string {
 	sort.Strings(names)
 	return names[int(p.id)%len(names)]
 }
-
-var _ = record.Pos{}

@@ -351,14 +351,29 @@ func TestRelayWaitsForTheLog(t *testing.T) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	started := make(chan *relay.Server, 1)
+	srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0", Brokers: []string{fmt.Sprintf("127.0.0.1:%d", port)}, Topic: newTopic(t),
+		Partitions: 4, Logger: testLogger(t), Auth: relay.AuthConfig{Anonymous: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startErr := make(chan error, 1)
 	go func() {
-		started <- startRelay(t, backend{name: "kfake", brokers: []string{fmt.Sprintf("127.0.0.1:%d", port)}}, newTopic(t), nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		startErr <- srv.Start(ctx)
 	}()
+	t.Cleanup(func() {
+		if !srv.Ready() {
+			return // never started
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
 	time.Sleep(1500 * time.Millisecond)
 	select {
-	case <-started:
-		t.Fatal("the relay started without a broker")
+	case err := <-startErr:
+		t.Fatalf("the relay did not wait for its broker: %v", err)
 	default:
 	}
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port))
@@ -367,8 +382,11 @@ func TestRelayWaitsForTheLog(t *testing.T) {
 	}
 	t.Cleanup(c.Close)
 	select {
-	case r := <-started:
-		cl := dial(t, r)
+	case err := <-startErr:
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl := dial(t, srv)
 		cl.join("late")
 	case <-time.After(30 * time.Second):
 		t.Fatal("the relay did not start once the broker came up")
