@@ -362,14 +362,6 @@ func TestRelayWaitsForTheLog(t *testing.T) {
 		defer cancel()
 		startErr <- srv.Start(ctx)
 	}()
-	t.Cleanup(func() {
-		if !srv.Ready() {
-			return // never started
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
 	time.Sleep(1500 * time.Millisecond)
 	select {
 	case err := <-startErr:
@@ -381,6 +373,16 @@ func TestRelayWaitsForTheLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
+	// Registered after the broker's: cleanups run last-first, so the relay
+	// drains while its broker is still up.
+	t.Cleanup(func() {
+		if !srv.Ready() {
+			return // never started
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
 	select {
 	case err := <-startErr:
 		if err != nil {
