@@ -2,10 +2,13 @@ package consumer
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/roomlog/roomlog/record"
 )
 
 // ReadRange reads partition's records with offsets in [from, to) from the log
@@ -68,6 +71,25 @@ func ReadRange(ctx context.Context, opts []kgo.Opt, topic string, partition int3
 			return logStart, nil
 		}
 	}
+}
+
+// ReadPublishes reads the room's messages with offsets in [from, to) of
+// partition p from the log, as the fold saw them: publishes of the room that
+// are not retries of a message id already delivered. fn gets each, in order
+// (its Data is its own); fn returning false stops the read. It returns the
+// partition's log start offset, as ReadRange does. For recovery and history
+// reads older than the in-memory window.
+func ReadPublishes(ctx context.Context, opts []kgo.Opt, topic string, p *Partition, room string, from, to int64, fn func(Message) bool) (int64, error) {
+	return ReadRange(ctx, opts, topic, p.ID(), from, to, func(r *kgo.Record) bool {
+		if string(r.Key) != room {
+			return true
+		}
+		ev, err := record.Decode(r)
+		if err != nil || ev.Type != record.TypePublish || p.IsDuplicate(&ev, r.Offset) {
+			return true
+		}
+		return fn(Message{Event: ev.Event, Data: append(json.RawMessage(nil), ev.Data...), From: ev.From, User: ev.User, Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli()})
+	})
 }
 
 func lastOffset(f kgo.Fetches) int64 {

@@ -49,9 +49,9 @@ func decodeAPIRequest(endpoint string, body []byte) (clientFrame, *frameError) {
 	if dec.More() {
 		return clientFrame{}, errorf(CodeBadRequest, "body holds more than one JSON value")
 	}
-	f := clientFrame{Room: r.Room, Event: r.Event, Data: r.Data, MID: r.MID, Key: r.Key, Value: r.Value, Delta: r.Delta, Version: r.Version}
+	f := clientFrame{Op: r.Op, Room: r.Room, Event: r.Event, Data: r.Data, MID: r.MID, Key: r.Key, Value: r.Value, Delta: r.Delta, Version: r.Version}
 	switch endpoint {
-	case "publish":
+	case apiPublish:
 		if r.Op != "" && r.Op != opPublish {
 			return f, errorf(CodeUnknownOp, "op must be absent or publish")
 		}
@@ -59,16 +59,13 @@ func decodeAPIRequest(endpoint string, body []byte) (clientFrame, *frameError) {
 			return f, errorf(CodeBadRequest, "key, value, delta and version belong to /api/state")
 		}
 		f.Op = opPublish
-	case "state":
-		switch r.Op {
-		case opSet, opDel, opIncr, opCAS:
-		default:
+	case apiState:
+		if spec := ops[r.Op]; spec == nil || spec.api != apiState {
 			return f, errorf(CodeUnknownOp, "op must be set, del, incr or cas")
 		}
 		if r.Event != "" || r.Data != nil || r.MID != "" {
 			return f, errorf(CodeBadRequest, "event, data and mid belong to /api/publish")
 		}
-		f.Op = r.Op
 	}
 	if ferr := validateFrame(&f); ferr != nil {
 		return f, ferr
@@ -142,8 +139,9 @@ func (s *Server) registerAPI(mux *http.ServeMux) {
 	if len(s.cfg.Auth.APIKeys) == 0 {
 		return
 	}
-	mux.HandleFunc("/api/publish", func(w http.ResponseWriter, r *http.Request) { s.serveAPI(w, r, "publish") })
-	mux.HandleFunc("/api/state", func(w http.ResponseWriter, r *http.Request) { s.serveAPI(w, r, "state") })
+	for _, endpoint := range []string{apiPublish, apiState} {
+		mux.HandleFunc("/api/"+endpoint, func(w http.ResponseWriter, r *http.Request) { s.serveAPI(w, r, endpoint) })
+	}
 }
 
 // apiMaxBody bounds a request body: a frame's limit plus room for the JSON
@@ -198,19 +196,10 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 func (s *Server) apiAppend(w http.ResponseWriter, ctx context.Context, f *clientFrame) {
 	session := s.currentSession()
 	req := strconv.Quote("api-" + session + "-" + strconv.FormatUint(s.sec.api.next.Add(1), 36))
-	ev := &record.Event{Room: f.Room, From: session + apiFromSuffix, Req: req}
-	switch f.Op {
-	case opPublish:
-		ev.Type, ev.Event, ev.Data, ev.MID = record.TypePublish, f.Event, f.Data, f.MID
+	ev := ops[f.Op].event(f)
+	ev.From, ev.Req = session+apiFromSuffix, req
+	if f.Op == opPublish {
 		s.stats.publishes.Add(1)
-	case opSet:
-		ev.Type, ev.Key, ev.Data = record.TypeSet, *f.Key, f.Value
-	case opDel:
-		ev.Type, ev.Key = record.TypeDel, *f.Key
-	case opIncr:
-		ev.Type, ev.Key, ev.Delta = record.TypeIncr, *f.Key, f.delta
-	case opCAS:
-		ev.Type, ev.Key, ev.Data, ev.Version = record.TypeCAS, *f.Key, f.Value, f.version
 	}
 	ch := make(chan apiResult, 1)
 	wt := &s.sec.api
@@ -246,40 +235,30 @@ func (s *Server) apiAppend(w http.ResponseWriter, ctx context.Context, f *client
 	case <-rctx.Done():
 		forget()
 		if f.Op == opPublish {
-			writeJSON(w, http.StatusOK, map[string]any{"pos": pos.String()})
+			writeJSON(w, http.StatusOK, appendAPIAnswer(nil, pos, ack{}, nil))
 			return
 		}
-		writeJSON(w, http.StatusGatewayTimeout, map[string]any{"error": string(CodeTimeout), "message": "the record is in the log, but this relay has not folded it yet", "pos": pos.String()})
+		writeJSON(w, http.StatusGatewayTimeout, appendAPIAnswer(nil, pos, ack{}, errorf(CodeTimeout, "the record is in the log, but this relay has not folded it yet")))
 		return
 	}
-	out := map[string]any{"pos": res.pos.String()}
 	if f.Op == opPublish {
 		if res.duplicate {
-			out["pos"], out["duplicate"] = res.original.String(), true
+			writeJSON(w, http.StatusOK, appendAPIAnswer(nil, res.original, ack{duplicate: true}, nil))
+			return
 		}
-		writeJSON(w, http.StatusOK, out)
+		writeJSON(w, http.StatusOK, appendAPIAnswer(nil, res.pos, ack{}, nil))
 		return
 	}
-	var val any = json.RawMessage("null")
-	if len(res.entry.Value) > 0 {
-		val = res.entry.Value
-	}
-	out["value"], out["version"] = val, res.entry.Version
 	if res.code != "" {
-		e := stateError(res.code)
-		out["error"], out["message"] = string(e.Code), e.Message
-		writeJSON(w, http.StatusConflict, out)
+		writeJSON(w, http.StatusConflict, appendAPIAnswer(nil, res.pos, ack{entry: &res.entry}, stateErrorText(res.code)))
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, appendAPIAnswer(nil, res.pos, ack{entry: &res.entry}, nil))
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status, b = http.StatusInternalServerError, []byte(`{"error":"internal"}`)
-	}
+// writeJSON writes a JSON body built in protocol.go.
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(body)
 }

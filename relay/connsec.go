@@ -1,8 +1,6 @@
 package relay
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"sync"
@@ -89,7 +87,7 @@ func (c *conn) startConnSec() {
 		cs.authTimer = time.AfterFunc(c.s.cfg.Auth.Timeout, func() {
 			if cs.p.Load() == nil {
 				c.s.countLimit("close_auth_timeout")
-				c.shutdown(CloseUnauthorized, "no valid token within the auth timeout")
+				c.shutdown(DisconnectAuthTimeout)
 			}
 		})
 	} else {
@@ -101,7 +99,7 @@ func (c *conn) startConnSec() {
 			since := time.Since(time.Unix(0, cs.lastRead.Load()))
 			if since >= idle {
 				c.s.countLimit("close_idle")
-				c.shutdown(CloseIdle, "idle: no frame for "+idle.String())
+				c.shutdown(DisconnectIdle.With("idle: no frame for " + idle.String()))
 				return
 			}
 			cs.mu.Lock()
@@ -129,7 +127,7 @@ func (c *conn) armExpiry(p *principal) {
 	cs.expTimer = time.AfterFunc(time.Until(p.exp)+c.s.cfg.Auth.Leeway, func() {
 		if cur := cs.p.Load(); cur == p {
 			c.s.countLimit("close_token_expired")
-			c.shutdown(CloseTokenExpired, "token expired; reconnect with a fresh token")
+			c.shutdown(DisconnectTokenExpired)
 		}
 	})
 }
@@ -165,34 +163,6 @@ func (c *conn) user() string {
 	return ""
 }
 
-// authFrame is {"op":"auth","token":"...","id":...}.
-type authFrame struct {
-	Op    string          `json:"op"`
-	ID    json.RawMessage `json:"id"`
-	Token string          `json:"token"`
-}
-
-var authOp = []byte(`"auth"`)
-
-// decodeAuthFrame parses b if it is an auth frame. ok is false for any
-// other frame.
-func decodeAuthFrame(b []byte) (f authFrame, ok bool, ferr *frameError) {
-	if !bytes.Contains(b, authOp) {
-		return f, false, nil
-	}
-	if err := json.Unmarshal(b, &f); err != nil || f.Op != "auth" {
-		return authFrame{}, false, nil // decodeFrame reports it
-	}
-	if err := validID(f.ID); err != nil {
-		f.ID = nil
-		return f, true, err
-	}
-	if f.Token == "" {
-		return f, true, errorf(CodeUnauthorized, "auth needs a token")
-	}
-	return f, true, nil
-}
-
 // gate runs before a frame is decoded: it counts activity, applies the rate
 // limit, serves auth frames, and refuses every other frame until the
 // connection is authenticated. It reports whether handle should go on.
@@ -206,7 +176,7 @@ func (c *conn) gate(b []byte) bool {
 	if ok, abuse := cs.limiter.allow(&c.s.cfg.Limits, now); !ok {
 		if abuse {
 			c.s.countLimit("close_rate_limited")
-			c.shutdown(CloseRateLimited, "sustained sending over the rate limit")
+			c.shutdown(DisconnectRateLimited)
 			return false
 		}
 		c.s.countLimit("rate_limited")
@@ -243,7 +213,7 @@ func (c *conn) auth(f *authFrame, ferr *frameError) {
 		c.s.countLimit("unauthorized")
 		c.sendError(f.ID, ferr)
 		if cur == nil {
-			c.shutdown(CloseUnauthorized, truncate(ferr.Message, 100))
+			c.shutdown(DisconnectAuthRefused.With(ferr.Message))
 		}
 		return
 	}
@@ -254,20 +224,12 @@ func (c *conn) auth(f *authFrame, ferr *frameError) {
 	}
 	c.armExpiry(p)
 	cs.mu.Unlock()
-	b := append([]byte(nil), `{"op":"ack"`...)
-	if len(f.ID) > 0 {
-		b = append(b, `,"id":`...)
-		b = append(b, f.ID...)
-	}
-	b = append(b, `,"user":`...)
-	b = appendString(b, p.user)
-	b = append(b, `,"exp":`...)
-	b = append(b, itoa(p.exp.Unix())...)
-	c.send(append(b, '}'))
+	c.send(appendAckWith(nil, f.ID, ack{auth: &authAck{user: p.user, exp: p.exp.Unix()}}))
 }
 
-// authorize checks a decoded frame against the connection's permissions.
-func (c *conn) authorize(f *clientFrame) *frameError {
+// authorize checks a decoded frame against the connection's permissions
+// for its op (opSpec.perms).
+func (c *conn) authorize(spec *opSpec, f *clientFrame) *frameError {
 	if c.sec == nil {
 		return nil
 	}
@@ -275,23 +237,7 @@ func (c *conn) authorize(f *clientFrame) *frameError {
 	if p == nil {
 		return errorf(CodeUnauthorized, "authenticate first")
 	}
-	var kinds []string
-	switch f.Op {
-	case opJoin:
-		kinds = []string{permJoin}
-		if f.Presence {
-			kinds = append(kinds, permPresence)
-		}
-	case opPublish:
-		kinds = []string{permPublish}
-	case opPresence:
-		kinds = []string{permPresence}
-	case opSet, opDel, opIncr, opCAS:
-		kinds = []string{permState}
-	case opGet, opHistory:
-		kinds = []string{permJoin}
-	}
-	for _, k := range kinds {
+	for _, k := range spec.perms(f) {
 		if !p.perms.allows(k, f.Room) {
 			c.s.countLimit("forbidden")
 			return errorf(CodeForbidden, "your token does not allow %s in room %q", k, truncate(f.Room, 64))
@@ -300,13 +246,3 @@ func (c *conn) authorize(f *clientFrame) *frameError {
 	return nil
 }
 
-// frameID extracts a frame's id for an error reply, or nil.
-func frameID(b []byte) json.RawMessage {
-	var f struct {
-		ID json.RawMessage `json:"id"`
-	}
-	if json.Unmarshal(b, &f) != nil || validID(f.ID) != nil {
-		return nil
-	}
-	return f.ID
-}

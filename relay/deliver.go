@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"strings"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/roomlog/roomlog/consumer"
 	"github.com/roomlog/roomlog/record"
@@ -13,99 +12,144 @@ import (
 
 // Deliver implements consumer.Sink: it runs on the consumer goroutine after
 // each record is folded, answers the record's sender if it is connected
-// here, and fans the record's effects out to the room's local subscribers.
-// It never blocks.
+// here, and fans the record's effects out to the room's local subscribers,
+// one method per record type. It never blocks.
 func (s *Server) Deliver(d *consumer.Delivery) {
-	ev, res := &d.Event, d.Result
 	s.apiDelivered(d) // answers a backend API request waiting for this record
-	own := s.ownConn(ev.From)
-	// The record's inflight slot (appendRecord) is freed when its ack has
-	// been written (so a fast publisher cannot pile acks onto its own
-	// queue), or here when no ack carries it. Records the connection
-	// appends without a slot (its leaves on close) find none to free.
-	slot := own != nil
-	defer func() {
-		if slot {
-			own.freeSlot()
-		}
-	}()
-	ackOwn := func(b []byte) {
-		own.enqueue(outFrame{data: b, slot: true})
-		slot = false
-	}
-	switch ev.Type {
+	// The sender's answer holds the record's inflight slot (appendRecord)
+	// until it has been written (so a fast publisher cannot pile acks onto
+	// its own queue); a record no answer carries frees it here. Records a
+	// connection appends without a slot (its leaves on close) find none.
+	a := answerer{c: s.ownConn(d.Event.From), req: json.RawMessage(d.Event.Req)}
+	switch d.Event.Type {
 	case record.TypePublish:
-		if own != nil {
-			if res.Duplicate {
-				s.metrics.publishes.WithLabelValues(outcomeDuplicate).Inc()
-			} else {
-				s.metrics.publishes.WithLabelValues(outcomeAcked).Inc()
-			}
-		}
-		if own != nil && ev.Req != "" {
-			a := ack{pos: &d.Pos, duplicate: res.Duplicate}
-			if res.Duplicate {
-				orig := d.Part.Pos(s.epoch, res.Original)
-				a.pos = &orig
-			}
-			ackOwn(appendAckWith(nil, json.RawMessage(ev.Req), a))
-		}
-		if res.Duplicate {
-			s.stats.duplicates.Add(1)
-			return
-		}
-		n := s.hub.broadcast(ev.Room, false, "", func() []byte {
-			return appendMessage(nil, ev.Room, ev.Event, ev.Data, ev.From, ev.User, d.Pos)
-		})
-		if n > 0 {
-			s.metrics.deliveries.WithLabelValues(kindMessage).Add(float64(n))
-			if d.Live {
-				s.metrics.since(s.metrics.deliverLatency, d.Timestamp)
-			}
-		}
+		s.deliverPublish(d, &a)
 	case record.TypeJoin:
-		if own != nil {
-			s.joinFolded(own, d)
-		}
-		if res.Joined != nil {
-			n := s.hub.broadcast(ev.Room, true, res.Joined.Conn, func() []byte {
-				return appendPresenceEvent(nil, "joined", ev.Room, res.Joined, "", d.Pos)
-			})
-			s.metrics.deliveries.WithLabelValues(kindPresence).Add(float64(n))
-		}
+		s.deliverJoin(d, a.c)
 	case record.TypeLeave:
-		if own != nil && ev.Req != "" {
-			ackOwn(appendAckWith(nil, json.RawMessage(ev.Req), ack{pos: &d.Pos}))
-		}
+		a.ack(ack{pos: &d.Pos})
 	case record.TypeSet, record.TypeDel, record.TypeIncr, record.TypeCAS:
-		if own != nil && ev.Req != "" {
-			if res.Code != "" {
-				s.countError(ErrorCode(res.Code))
-				ackOwn(appendStateError(nil, json.RawMessage(ev.Req), stateError(res.Code), res.Entry))
-			} else {
-				ackOwn(appendAckWith(nil, json.RawMessage(ev.Req), ack{pos: &d.Pos, entry: &res.Entry}))
-			}
-		}
-		if res.Code == "" {
-			n := s.hub.broadcast(ev.Room, false, "", func() []byte { return appendStateEvent(nil, ev, res.Entry, d.Pos) })
-			s.metrics.deliveries.WithLabelValues(kindState).Add(float64(n))
-		}
+		s.deliverState(d, &a)
 	case record.TypeLease:
-		s.leases.seen(d.Pos.Partition, ev.Relay, d.Pos.Offset)
+		s.leases.seen(d.Pos.Partition, d.Event.Relay, d.Pos.Offset)
 	}
-	for i := range res.Left {
-		l := &res.Left[i]
+	a.done()
+	s.deliverLeft(d)
+	if ended := d.Result.Ended; ended != "" && ended == s.currentSession() {
+		s.sessionEnded(d.Pos)
+	}
+}
+
+// answerer sends the answer to a record's sender, when it is connected
+// here and asked for one (the record has a request id).
+type answerer struct {
+	c        *conn
+	req      json.RawMessage
+	answered bool
+}
+
+func (a *answerer) ack(v ack) {
+	if a.c != nil && len(a.req) > 0 {
+		a.send(appendAckWith(nil, a.req, v))
+	}
+}
+
+func (a *answerer) fail(e *frameError) {
+	if a.c != nil && len(a.req) > 0 {
+		a.c.s.countError(e.Code)
+		a.send(appendError(nil, a.req, e))
+	}
+}
+
+// send queues the answer with the record's inflight slot.
+func (a *answerer) send(b []byte) {
+	a.c.sendFrames(outFrame{data: b, slot: true})
+	a.answered = true
+}
+
+// done frees the record's slot if no answer carries it.
+func (a *answerer) done() {
+	if a.c != nil && !a.answered {
+		a.c.freeSlot()
+	}
+}
+
+func (s *Server) deliverPublish(d *consumer.Delivery, a *answerer) {
+	ev, res := &d.Event, d.Result
+	if a.c != nil {
+		if res.Duplicate {
+			s.metrics.publishes.WithLabelValues(outcomeDuplicate).Inc()
+		} else {
+			s.metrics.publishes.WithLabelValues(outcomeAcked).Inc()
+		}
+	}
+	if res.Duplicate {
+		orig := d.Part.Pos(s.epoch, res.Original)
+		a.ack(ack{pos: &orig, duplicate: true})
+		s.stats.duplicates.Add(1)
+		return
+	}
+	a.ack(ack{pos: &d.Pos})
+	n := s.hub.broadcast(ev.Room, false, "", func() []byte {
+		return appendMessage(nil, ev.Room, ev.Event, ev.Data, ev.From, ev.User, d.Pos)
+	})
+	if n > 0 {
+		s.metrics.deliveries.WithLabelValues(kindMessage).Add(float64(n))
+		if d.Live {
+			s.metrics.since(s.metrics.deliverLatency, d.Timestamp)
+		}
+	}
+}
+
+// deliverJoin subscribes the joining connection, when it is here, and
+// tells the room's members who joined.
+func (s *Server) deliverJoin(d *consumer.Delivery, own *conn) {
+	ev, res := &d.Event, d.Result
+	if own != nil {
+		s.joinFolded(own, d)
+	}
+	if res.Joined != nil {
+		n := s.hub.broadcast(ev.Room, true, res.Joined.Conn, func() []byte {
+			return appendPresenceEvent(nil, "joined", ev.Room, res.Joined, "", d.Pos)
+		})
+		s.metrics.deliveries.WithLabelValues(kindPresence).Add(float64(n))
+	}
+}
+
+// deliverState answers a state op with its effect and tells the room's
+// members about a change that took effect.
+func (s *Server) deliverState(d *consumer.Delivery, a *answerer) {
+	ev, res := &d.Event, d.Result
+	if res.Code != "" {
+		a.fail(stateError(res.Code, res.Entry))
+		return
+	}
+	a.ack(ack{pos: &d.Pos, entry: &res.Entry})
+	n := s.hub.broadcast(ev.Room, false, "", func() []byte { return appendStateEvent(nil, ev, res.Entry, d.Pos) })
+	s.metrics.deliveries.WithLabelValues(kindState).Add(float64(n))
+}
+
+// deliverLeft tells rooms' members who left: by a leave record, a closed
+// connection or an expired relay.
+func (s *Server) deliverLeft(d *consumer.Delivery) {
+	for i := range d.Result.Left {
+		l := &d.Result.Left[i]
 		n := s.hub.broadcast(l.Room, true, l.Member.Conn, func() []byte {
 			return appendPresenceEvent(nil, "left", l.Room, &l.Member, l.Reason, d.Pos)
 		})
 		s.metrics.deliveries.WithLabelValues(kindPresence).Add(float64(n))
 	}
-	if res.Ended != "" && res.Ended == s.currentSession() {
-		s.sessionEnded(d.Pos)
-	}
 }
 
-func stateError(code string) *frameError {
+// stateError is the error a refused state op answers, with the key's
+// current value and version.
+func stateError(code string, cur consumer.Entry) *frameError {
+	e := stateErrorText(code)
+	e.Entry = &consumer.Entry{Value: cur.Value, Version: cur.Version}
+	return e
+}
+
+func stateErrorText(code string) *frameError {
 	switch code {
 	case consumer.CodeConflict:
 		return errorf(CodeConflict, "the key's version is not the expected one")
@@ -148,9 +192,7 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 		return
 	}
 	if res.Code == consumer.CodeStale {
-		c.mu.Lock()
-		delete(c.rooms, ev.Room)
-		c.mu.Unlock()
+		c.forget(ev.Room)
 		c.sendError(j.id, errorf(CodeRelayRestarted, "the relay's session ended before the join took effect; rejoin"))
 		return
 	}
@@ -162,7 +204,7 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 		return
 	}
 	since := j.since
-	if since.Epoch != s.epoch || since.Partition != d.Pos.Partition || since.Offset >= d.Pos.Offset {
+	if s.checkPos("since", since, ev.Room) != nil || since.Offset >= d.Pos.Offset {
 		// Another topic (or incarnation of it), or a position that is not
 		// in this room's partition before the join: nothing can be
 		// recovered exactly.
@@ -193,7 +235,7 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 		s.metrics.recoveries.WithLabelValues("window").Inc()
 		yes := true
 		backlog = append(backlog, outFrame{data: appendAckWith(nil, j.id, ack{pos: &d.Pos, recovered: &yes})})
-		c.enqueue(backlog...)
+		c.sendFrames(backlog...)
 		s.hub.add(ev.Room, sb)
 		return
 	}
@@ -212,22 +254,15 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 	}()
 }
 
-// readRoom reads the room's publishes with offsets in [from, to) of part
+// readRoom reads the room's messages with offsets in [from, to) of part
 // from the log, as message frames. complete is false when some of them are
 // gone (retention) or the read failed.
 func (s *Server) readRoom(room string, part *consumer.Partition, from, to int64) ([]outFrame, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ReadTimeout)
+	ctx, cancel := s.readDeadline()
 	defer cancel()
 	var frames []outFrame
-	logStart, err := consumer.ReadRange(ctx, s.clientOpts(), s.cfg.Topic, part.ID(), from, to, func(r *kgo.Record) bool {
-		if string(r.Key) != room {
-			return true
-		}
-		ev, err := record.Decode(r)
-		if err != nil || ev.Type != record.TypePublish || part.IsDuplicate(&ev, r.Offset) {
-			return true
-		}
-		frames = append(frames, outFrame{data: appendMessage(nil, room, ev.Event, ev.Data, ev.From, ev.User, part.Pos(s.epoch, r.Offset))})
+	logStart, err := consumer.ReadPublishes(ctx, s.clientOpts(), s.cfg.Topic, part, room, from, to, func(m consumer.Message) bool {
+		frames = append(frames, outFrame{data: appendMessage(nil, room, m.Event, m.Data, m.From, m.User, part.Pos(s.epoch, m.Offset))})
 		return true
 	})
 	if err != nil {
@@ -248,7 +283,7 @@ func (s *Server) sessionEnded(at record.Pos) {
 		"old_session", old, "new_session", s.currentSession(), "at", at.String())
 	s.connsMu.Lock()
 	for _, c := range s.conns {
-		c.shutdown(CloseSessionEnded, "relay lost its lease; reconnect and rejoin")
+		c.shutdown(DisconnectSessionEnded)
 	}
 	s.connsMu.Unlock()
 	s.leases.kick()

@@ -166,7 +166,7 @@ func (s *sub) send(f outFrame) {
 		if s.recovering.Load() {
 			if len(s.buf) >= s.c.s.cfg.SendQueue {
 				s.mu.Unlock()
-				s.c.shutdown(CloseSlowClient, "too many messages during recovery")
+				s.c.shutdown(DisconnectSlowRecovery)
 				return
 			}
 			s.buf = append(s.buf, f)
@@ -175,7 +175,7 @@ func (s *sub) send(f outFrame) {
 		}
 		s.mu.Unlock()
 	}
-	s.c.enqueue(f)
+	s.c.sendFrames(f)
 }
 
 // finishRecovery sends backlog (waiting for the writer to make room, so a
@@ -186,8 +186,8 @@ func (s *sub) finishRecovery(backlog []outFrame, after outFrame) {
 	s.c.enqueueWait(backlog)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.c.enqueue(after)
-	s.c.enqueue(s.buf...)
+	s.c.sendFrames(after)
+	s.c.sendFrames(s.buf...)
 	s.buf = nil
 	s.recovering.Store(false)
 }

@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"encoding/json"
 	"net"
 	"net/http"
 	"strconv"
@@ -26,14 +25,6 @@ const (
 	DefaultAbuseFactor = 5                // refused frames per window, as a multiple of rate×window, before close 4008
 	DefaultMaxConns    = 100_000          // sockets per relay
 	DefaultAuthTimeout = 10 * time.Second // time a connection has to authenticate
-)
-
-// Close codes for limits and authentication, documented in docs/protocol.md.
-const (
-	CloseTokenExpired = 4003 // the connection's token expired and was not refreshed
-	CloseUnauthorized = 4004 // no valid token within --auth-timeout, or a refused first auth frame
-	CloseRateLimited  = 4008 // sustained sending far over the rate limit
-	CloseIdle         = 4009 // no frame from the client for --idle-timeout
 )
 
 // Error codes for limits and authentication.
@@ -271,11 +262,7 @@ func httpError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	b, _ := json.Marshal(struct {
-		Error   string `json:"error"`
-		Message string `json:"message"`
-	}{code, msg})
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(appendHTTPError(nil, code, msg))
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -105,32 +105,6 @@ func (l lagCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// closeReason names a close code for roomlog_closes_total.
-func closeReason(code int) string {
-	switch code {
-	case 1000:
-		return "normal"
-	case CloseGoingAway:
-		return "going_away"
-	case CloseUnsupportedData:
-		return "binary"
-	case CloseTooBig:
-		return "too_big"
-	case CloseSlowClient:
-		return "slow_client"
-	case CloseSessionEnded:
-		return "session_ended"
-	case CloseTokenExpired:
-		return "token_expired"
-	case CloseUnauthorized:
-		return "unauthorized"
-	case CloseRateLimited:
-		return "rate_limited"
-	case CloseIdle:
-		return "idle"
-	}
-	return "other"
-}
 
 func (m *metrics) since(h prometheus.Histogram, t time.Time) { h.Observe(time.Since(t).Seconds()) }
 

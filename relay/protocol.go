@@ -16,20 +16,6 @@ import (
 // frames and encoding server frames. It is the only place that knows the JSON
 // shape; conn.go works with the decoded values.
 
-// Client ops.
-const (
-	opJoin     = "join"
-	opLeave    = "leave"
-	opPublish  = "publish"
-	opSet      = "set"
-	opDel      = "del"
-	opIncr     = "incr"
-	opCAS      = "cas"
-	opGet      = "get"
-	opPresence = "presence"
-	opHistory  = "history"
-)
-
 // History page sizes.
 const (
 	DefaultHistoryLimit = 50
@@ -64,10 +50,12 @@ const (
 	CodeShuttingDown   ErrorCode = "shutting_down"   // the relay is draining; reconnect elsewhere
 )
 
-// frameError is a client-visible error: a code and a message for humans.
+// frameError is a client-visible error: a code and a message for humans,
+// and for a state op the fold refused, the key's current value and version.
 type frameError struct {
 	Code    ErrorCode
 	Message string
+	Entry   *consumer.Entry
 }
 
 func (e *frameError) Error() string { return string(e.Code) + ": " + e.Message }
@@ -119,93 +107,169 @@ func decodeFrame(b []byte) (clientFrame, *frameError) {
 }
 
 // validateFrame checks a parsed frame (a client frame or an HTTP API
-// request) and fills its parsed fields. On an invalid id, it clears f.ID.
+// request) against the op table and fills its parsed fields. On an invalid
+// id, it clears f.ID.
 func validateFrame(f *clientFrame) *frameError {
 	if err := validID(f.ID); err != nil {
 		f.ID = nil
 		return err
 	}
-	switch f.Op {
-	case opJoin, opLeave, opPublish, opSet, opDel, opIncr, opCAS, opGet, opPresence, opHistory:
-	case "":
-		return errorf(CodeUnknownOp, "frame has no op")
-	default:
-		return errorf(CodeUnknownOp, "unknown op %q", truncate(f.Op, 32))
+	spec, ferr := lookupOp(f.Op)
+	if ferr != nil {
+		return ferr
 	}
-	if err := record.ValidName(f.Room, record.MaxRoomBytes); err != nil {
-		return errorf(CodeInvalidRoom, "room %v", err)
+	if !spec.roomless {
+		if err := record.ValidName(f.Room, record.MaxRoomBytes); err != nil {
+			return errorf(CodeInvalidRoom, "room %v", err)
+		}
 	}
-	var perr *frameError
-	switch f.Op {
-	case opJoin:
-		f.since, f.hasSince, perr = parsePos("since", f.Since)
-	case opPublish:
-		if f.Event == "" {
-			f.Event = record.DefaultEvent
-		} else if err := record.ValidName(f.Event, record.MaxEventBytes); err != nil {
-			return errorf(CodeInvalidEvent, "event %v", err)
-		}
-		if len(f.Data) == 0 {
-			f.Data = json.RawMessage("null")
-		}
-		if len(f.MID) > record.MaxMIDBytes {
-			return errorf(CodeBadRequest, "mid is %d bytes, more than %d", len(f.MID), record.MaxMIDBytes)
-		}
-	case opSet, opDel, opIncr, opCAS:
-		perr = decodeStateOp(f)
-	case opGet:
-		if f.Key != nil {
-			if err := record.ValidName(*f.Key, record.MaxKeyBytes); err != nil {
-				return errorf(CodeInvalidKey, "key %v", err)
-			}
-		}
-		f.after, f.hasAfter, perr = parsePos("after", f.After)
-	case opHistory:
-		switch {
-		case f.Limit == 0:
-			f.Limit = DefaultHistoryLimit
-		case f.Limit < 0 || f.Limit > MaxHistoryLimit:
-			return errorf(CodeBadRequest, "limit must be between 1 and %d", MaxHistoryLimit)
-		}
-		f.before, f.hasBefore, perr = parsePos("before", f.Before)
+	if spec.validate == nil {
+		return nil
 	}
-	return perr
+	return spec.validate(f)
 }
 
-func decodeStateOp(f *clientFrame) *frameError {
+// validateJoin parses since.
+func validateJoin(f *clientFrame) (ferr *frameError) {
+	f.since, f.hasSince, ferr = parsePos("since", f.Since)
+	return ferr
+}
+
+// validatePublish defaults event and data and bounds mid.
+func validatePublish(f *clientFrame) *frameError {
+	if f.Event == "" {
+		f.Event = record.DefaultEvent
+	} else if err := record.ValidName(f.Event, record.MaxEventBytes); err != nil {
+		return errorf(CodeInvalidEvent, "event %v", err)
+	}
+	if len(f.Data) == 0 {
+		f.Data = json.RawMessage("null")
+	}
+	if len(f.MID) > record.MaxMIDBytes {
+		return errorf(CodeBadRequest, "mid is %d bytes, more than %d", len(f.MID), record.MaxMIDBytes)
+	}
+	return nil
+}
+
+// validateKey checks the key of a state op.
+func validateKey(f *clientFrame) *frameError {
 	if f.Key == nil {
 		return errorf(CodeInvalidKey, "%s needs a key", f.Op)
 	}
 	if err := record.ValidName(*f.Key, record.MaxKeyBytes); err != nil {
 		return errorf(CodeInvalidKey, "key %v", err)
 	}
-	switch f.Op {
-	case opSet, opCAS:
-		if len(f.Value) == 0 {
-			return errorf(CodeInvalidValue, "%s needs a value (JSON; null is a value)", f.Op)
-		}
-		if len(f.Value) > consumer.MaxValueBytes {
-			return errorf(CodeValueTooLarge, "value is %d bytes, more than %d", len(f.Value), consumer.MaxValueBytes)
-		}
+	return nil
+}
+
+// validateValue checks the key and the value of set and cas.
+func validateValue(f *clientFrame) *frameError {
+	if ferr := validateKey(f); ferr != nil {
+		return ferr
 	}
-	var err error
-	switch f.Op {
-	case opIncr:
-		f.delta = 1
-		if len(f.Delta) > 0 {
-			if f.delta, err = strconv.ParseInt(string(f.Delta), 10, 64); err != nil {
-				return errorf(CodeInvalidValue, "delta must be an integer in the int64 range")
-			}
-		}
-	case opCAS:
-		if len(f.Version) == 0 {
-			return errorf(CodeInvalidValue, "cas needs the expected version (0: the key must be absent)")
-		}
-		if f.version, err = strconv.ParseInt(string(f.Version), 10, 64); err != nil || f.version < 0 {
-			return errorf(CodeInvalidValue, "version must be a non-negative integer")
+	if len(f.Value) == 0 {
+		return errorf(CodeInvalidValue, "%s needs a value (JSON; null is a value)", f.Op)
+	}
+	if len(f.Value) > consumer.MaxValueBytes {
+		return errorf(CodeValueTooLarge, "value is %d bytes, more than %d", len(f.Value), consumer.MaxValueBytes)
+	}
+	return nil
+}
+
+func validateIncr(f *clientFrame) *frameError {
+	if ferr := validateKey(f); ferr != nil {
+		return ferr
+	}
+	f.delta = 1
+	if len(f.Delta) > 0 {
+		var err error
+		if f.delta, err = strconv.ParseInt(string(f.Delta), 10, 64); err != nil {
+			return errorf(CodeInvalidValue, "delta must be an integer in the int64 range")
 		}
 	}
 	return nil
+}
+
+func validateCAS(f *clientFrame) *frameError {
+	if ferr := validateValue(f); ferr != nil {
+		return ferr
+	}
+	if len(f.Version) == 0 {
+		return errorf(CodeInvalidValue, "cas needs the expected version (0: the key must be absent)")
+	}
+	var err error
+	if f.version, err = strconv.ParseInt(string(f.Version), 10, 64); err != nil || f.version < 0 {
+		return errorf(CodeInvalidValue, "version must be a non-negative integer")
+	}
+	return nil
+}
+
+// validateGet checks the optional key and parses after.
+func validateGet(f *clientFrame) (ferr *frameError) {
+	if f.Key != nil {
+		if err := record.ValidName(*f.Key, record.MaxKeyBytes); err != nil {
+			return errorf(CodeInvalidKey, "key %v", err)
+		}
+	}
+	f.after, f.hasAfter, ferr = parsePos("after", f.After)
+	return ferr
+}
+
+// validatePresence parses after.
+func validatePresence(f *clientFrame) (ferr *frameError) {
+	f.after, f.hasAfter, ferr = parsePos("after", f.After)
+	return ferr
+}
+
+// validateHistory defaults and bounds limit and parses before.
+func validateHistory(f *clientFrame) (ferr *frameError) {
+	switch {
+	case f.Limit == 0:
+		f.Limit = DefaultHistoryLimit
+	case f.Limit < 0 || f.Limit > MaxHistoryLimit:
+		return errorf(CodeBadRequest, "limit must be between 1 and %d", MaxHistoryLimit)
+	}
+	f.before, f.hasBefore, ferr = parsePos("before", f.Before)
+	return ferr
+}
+
+// authFrame is {"op":"auth","token":"...","id":...}.
+type authFrame struct {
+	Op    string          `json:"op"`
+	ID    json.RawMessage `json:"id"`
+	Token string          `json:"token"`
+}
+
+var authOp = []byte(`"auth"`)
+
+// decodeAuthFrame parses b if it is an auth frame. ok is false for any
+// other frame.
+func decodeAuthFrame(b []byte) (f authFrame, ok bool, ferr *frameError) {
+	if !bytes.Contains(b, authOp) {
+		return f, false, nil
+	}
+	if err := json.Unmarshal(b, &f); err != nil || f.Op != "auth" {
+		return authFrame{}, false, nil // decodeFrame reports it
+	}
+	if err := validID(f.ID); err != nil {
+		f.ID = nil
+		return f, true, err
+	}
+	if f.Token == "" {
+		return f, true, errorf(CodeUnauthorized, "auth needs a token")
+	}
+	return f, true, nil
+}
+
+// frameID extracts a frame's id for an error reply, or nil.
+func frameID(b []byte) json.RawMessage {
+	var f struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(b, &f) != nil || validID(f.ID) != nil {
+		return nil
+	}
+	return f.ID
 }
 
 func parsePos(field, s string) (record.Pos, bool, *frameError) {
@@ -273,6 +337,19 @@ func appendError(b []byte, id json.RawMessage, e *frameError) []byte {
 	b = appendString(b, string(e.Code))
 	b = append(b, `,"message":`...)
 	b = appendString(b, e.Message)
+	if e.Entry != nil {
+		b = appendEntry(b, *e.Entry)
+	}
+	return append(b, '}')
+}
+
+// appendPong answers a ping (the application-level heartbeat).
+func appendPong(b []byte, id json.RawMessage) []byte {
+	b = append(b, `{"op":"pong"`...)
+	if len(id) > 0 {
+		b = append(b, `,"id":`...)
+		b = append(b, id...)
+	}
 	return append(b, '}')
 }
 
@@ -298,12 +375,38 @@ func appendMessage(b []byte, room, event string, data json.RawMessage, from, use
 	return append(b, `"}`...)
 }
 
-// ack is the body of an ack frame; zero fields are left out.
+// ack is the body of an ack frame: what an op answers. Zero fields are left
+// out. Every protocol builds its answers from this value.
 type ack struct {
 	pos       *record.Pos
 	recovered *bool
 	duplicate bool
-	entry     *consumer.Entry // value and version
+	entry     *consumer.Entry   // get of a key, state ops: value and version
+	state     *[]keyEntry       // get of a whole room
+	members   *[]consumer.Member // presence
+	history   *historyPage      // history
+	auth      *authAck          // auth
+}
+
+// keyEntry is one key of a room's state.
+type keyEntry struct {
+	Key string
+	consumer.Entry
+}
+
+// historyPage is a page of a room's messages, oldest first.
+type historyPage struct {
+	room     string
+	epoch    uint64
+	part     int32
+	messages []consumer.Message
+	more     bool
+}
+
+// authAck is what an accepted token grants.
+type authAck struct {
+	user string
+	exp  int64 // Unix seconds
 }
 
 func appendAckWith(b []byte, id json.RawMessage, a ack) []byte {
@@ -327,11 +430,62 @@ func appendAckWith(b []byte, id json.RawMessage, a ack) []byte {
 	if a.entry != nil {
 		b = appendEntry(b, *a.entry)
 	}
+	if a.state != nil {
+		b = appendState(b, *a.state)
+	}
+	if a.members != nil {
+		b = append(b, `,"members":[`...)
+		for i := range *a.members {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendMember(b, &(*a.members)[i])
+		}
+		b = append(b, ']')
+	}
+	if h := a.history; h != nil {
+		b = append(b, `,"messages":[`...)
+		for i, m := range h.messages {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendMessage(b, h.room, m.Event, m.Data, m.From, m.User, record.Pos{Epoch: h.epoch, Partition: h.part, Offset: m.Offset})
+		}
+		b = append(b, `],"more":`...)
+		b = strconv.AppendBool(b, h.more)
+	}
+	if a.auth != nil {
+		b = append(b, `,"user":`...)
+		b = appendString(b, a.auth.user)
+		b = append(b, `,"exp":`...)
+		b = strconv.AppendInt(b, a.auth.exp, 10)
+	}
 	return append(b, '}')
 }
 
+// appendState is a room's whole state: "state":{"key":{"value":…,"version":…},…}.
+func appendState(b []byte, kv []keyEntry) []byte {
+	b = append(b, `,"state":{`...)
+	for i, e := range kv {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, e.Key)
+		b = append(b, ':', '{')
+		b = appendEntryFields(b, e.Entry)
+		b = append(b, '}')
+	}
+	return append(b, '}')
+}
+
+// appendEntry appends a key's value and version as fields of an open
+// object.
 func appendEntry(b []byte, e consumer.Entry) []byte {
-	b = append(b, `,"value":`...)
+	return appendEntryFields(append(b, ','), e)
+}
+
+func appendEntryFields(b []byte, e consumer.Entry) []byte {
+	b = append(b, `"value":`...)
 	if len(e.Value) == 0 {
 		b = append(b, "null"...)
 	} else {
@@ -339,15 +493,6 @@ func appendEntry(b []byte, e consumer.Entry) []byte {
 	}
 	b = append(b, `,"version":`...)
 	return strconv.AppendInt(b, e.Version, 10)
-}
-
-// appendStateError is an error frame for a state op the fold refused,
-// carrying the key's current value and version.
-func appendStateError(b []byte, id json.RawMessage, e *frameError, cur consumer.Entry) []byte {
-	b = appendError(b, id, e)
-	b = b[:len(b)-1]
-	b = appendEntry(b, cur)
-	return append(b, '}')
 }
 
 // appendStateEvent tells a room's members that a key changed.
@@ -397,6 +542,39 @@ func appendPresenceEvent(b []byte, op, room string, m *consumer.Member, reason s
 	b = append(b, `,"pos":"`...)
 	b = pos.Append(b)
 	return append(b, `"}`...)
+}
+
+// The backend API's bodies (docs/security.md): one JSON object per answer.
+
+// appendAPIAnswer is the body of a backend API answer: the record's
+// position, whether it was a duplicate, the key's value and version for a
+// state op, and the error that refused it.
+func appendAPIAnswer(b []byte, pos record.Pos, a ack, e *frameError) []byte {
+	b = append(b, `{"pos":"`...)
+	b = pos.Append(b)
+	b = append(b, '"')
+	if a.duplicate {
+		b = append(b, `,"duplicate":true`...)
+	}
+	if a.entry != nil {
+		b = appendEntry(b, *a.entry)
+	}
+	if e != nil {
+		b = append(b, `,"error":`...)
+		b = appendString(b, string(e.Code))
+		b = append(b, `,"message":`...)
+		b = appendString(b, e.Message)
+	}
+	return append(b, '}', '\n')
+}
+
+// appendHTTPError is the body of every HTTP error: {"error":code,"message":…}.
+func appendHTTPError(b []byte, code, msg string) []byte {
+	b = append(b, `{"error":`...)
+	b = appendString(b, code)
+	b = append(b, `,"message":`...)
+	b = appendString(b, msg)
+	return append(b, '}', '\n')
 }
 
 // appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as

@@ -1,9 +1,7 @@
 package relay
 
 import (
-	"encoding/json"
 	"sort"
-	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -23,109 +21,94 @@ func (s *Server) partitionOf(room string) *consumer.Partition {
 	return s.cons.State().Partition(int32(i))
 }
 
+// checkPos checks that a client's position p (its field) can be compared
+// with room's positions: from this topic's incarnation (stale_position)
+// and in the room's partition (bad_position).
+func (s *Server) checkPos(field string, p record.Pos, room string) *frameError {
+	if p.Epoch != s.epoch {
+		return errorf(CodeStalePosition, "%s is a position in another topic, or in an earlier incarnation of this one", field)
+	}
+	if p.Partition != s.partitionOf(room).ID() {
+		return errorf(CodeBadPosition, "%s is not a position of room %q", field, room)
+	}
+	return nil
+}
+
 // waitFolded waits until the fold has passed the connection's own newest
 // record in p and the client's `after` position: read-your-writes.
 func (s *Server) waitFolded(c *conn, f *clientFrame, p *consumer.Partition) *frameError {
 	c.mu.Lock()
 	next := c.lastWrite[p.ID()] + 1
 	c.mu.Unlock()
-	part := p.ID()
 	if f.hasAfter {
-		if f.after.Epoch != s.epoch {
-			return errorf(CodeStalePosition, "after is a position in another topic, or in an earlier incarnation of this one")
-		}
-		if f.after.Partition != part {
-			return errorf(CodeBadPosition, "after is not a position of room %q", f.Room)
+		if ferr := s.checkPos("after", f.after, f.Room); ferr != nil {
+			return ferr
 		}
 		next = max(next, f.after.Offset+1)
 	}
 	ctx, cancel := s.readDeadline()
 	defer cancel()
-	if err := s.cons.WaitFor(ctx, part, next); err != nil {
+	if err := s.cons.WaitFor(ctx, p.ID(), next); err != nil {
 		return errorf(CodeTimeout, "this relay has not caught up with the position yet: %v", err)
 	}
 	return nil
 }
 
-func (s *Server) get(c *conn, f *clientFrame) {
+// get answers a key's value and version, or the room's whole state.
+func (s *Server) get(c *conn, f *clientFrame) (ack, *frameError) {
 	p := s.partitionOf(f.Room)
 	if ferr := s.waitFolded(c, f, p); ferr != nil {
-		c.sendError(f.ID, ferr)
-		return
+		return ack{}, ferr
 	}
 	p.RLock()
+	defer p.RUnlock()
 	at := p.Pos(s.epoch, p.Next()-1)
-	b := appendAckWith(nil, f.ID, ack{pos: &at})
-	b = b[:len(b)-1] // reopen the object for the answer's fields
+	a := ack{pos: &at}
 	r := p.Room(f.Room)
 	if f.Key != nil {
 		var e consumer.Entry
 		if r != nil && r.KV[*f.Key] != nil {
 			e = *r.KV[*f.Key]
 		}
-		b = appendEntry(b, e)
-	} else {
-		b = append(b, `,"state":{`...)
-		if r != nil {
-			keys := make([]string, 0, len(r.KV))
-			for k := range r.KV {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for i, k := range keys {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = appendString(b, k)
-				b = append(b, `:{"value":`...)
-				b = append(b, r.KV[k].Value...)
-				b = append(b, `,"version":`...)
-				b = strconv.AppendInt(b, r.KV[k].Version, 10)
-				b = append(b, '}')
-			}
-		}
-		b = append(b, '}')
+		a.entry = &e
+		return a, nil
 	}
-	p.RUnlock()
-	c.send(append(b, '}'))
+	kv := []keyEntry{}
+	if r != nil {
+		for k, e := range r.KV {
+			kv = append(kv, keyEntry{Key: k, Entry: *e})
+		}
+		sort.Slice(kv, func(i, j int) bool { return kv[i].Key < kv[j].Key })
+	}
+	a.state = &kv
+	return a, nil
 }
 
-func (s *Server) presence(c *conn, f *clientFrame) {
+// presence answers the room's members on every relay, in join order.
+func (s *Server) presence(c *conn, f *clientFrame) (ack, *frameError) {
 	p := s.partitionOf(f.Room)
 	if ferr := s.waitFolded(c, f, p); ferr != nil {
-		c.sendError(f.ID, ferr)
-		return
+		return ack{}, ferr
 	}
 	p.RLock()
 	at := p.Pos(s.epoch, p.Next()-1)
-	var members []consumer.Member
+	members := []consumer.Member{}
 	if r := p.Room(f.Room); r != nil {
 		members = consumer.SortedMembers(r)
 	}
 	p.RUnlock()
-	b := appendAckWith(nil, f.ID, ack{pos: &at})
-	b = append(b[:len(b)-1], `,"members":[`...)
-	for i := range members {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendMember(b, &members[i])
-	}
-	c.send(append(b, "]}"...))
+	return ack{pos: &at, members: &members}, nil
 }
 
 // history answers up to f.Limit of the room's publishes before f.before
 // (default: the newest), oldest first: from the in-memory window when it
 // covers the page, else read back from the log in growing chunks.
-func (s *Server) history(c *conn, f *clientFrame) {
+func (s *Server) history(_ *conn, f *clientFrame) (ack, *frameError) {
 	p := s.partitionOf(f.Room)
-	if f.hasBefore && f.before.Epoch != s.epoch {
-		c.sendError(f.ID, errorf(CodeStalePosition, "before is a position in another topic, or in an earlier incarnation of this one"))
-		return
-	}
-	if f.hasBefore && f.before.Partition != p.ID() {
-		c.sendError(f.ID, errorf(CodeBadPosition, "before is not a position of room %q", f.Room))
-		return
+	if f.hasBefore {
+		if ferr := s.checkPos("before", f.before, f.Room); ferr != nil {
+			return ack{}, ferr
+		}
 	}
 	p.RLock()
 	before := p.Next()
@@ -148,7 +131,6 @@ func (s *Server) history(c *conn, f *clientFrame) {
 	if len(msgs) > f.Limit {
 		msgs = msgs[len(msgs)-f.Limit:]
 	}
-	var err error
 	if len(msgs) < f.Limit && dropped >= 0 {
 		// The window does not reach back far enough: read the log below
 		// what the window holds.
@@ -156,25 +138,13 @@ func (s *Server) history(c *conn, f *clientFrame) {
 		if len(msgs) > 0 {
 			upTo = msgs[0].Offset
 		}
-		var older []consumer.Message
-		older, more, err = s.readHistory(f.Room, p, upTo, f.Limit-len(msgs))
-		msgs = append(older, msgs...)
-	}
-	if err != nil {
-		c.sendError(f.ID, errorf(CodeTimeout, "reading history from the log: %v", err))
-		return
-	}
-	b := appendAckWith(nil, f.ID, ack{})
-	b = append(b[:len(b)-1], `,"messages":[`...)
-	for i, m := range msgs {
-		if i > 0 {
-			b = append(b, ',')
+		older, olderMore, err := s.readHistory(f.Room, p, upTo, f.Limit-len(msgs))
+		if err != nil {
+			return ack{}, errorf(CodeTimeout, "reading history from the log: %v", err)
 		}
-		b = appendMessage(b, f.Room, m.Event, m.Data, m.From, m.User, p.Pos(s.epoch, m.Offset))
+		msgs, more = append(older, msgs...), olderMore
 	}
-	b = append(b, `],"more":`...)
-	b = strconv.AppendBool(b, more && len(msgs) > 0)
-	c.send(append(b, '}'))
+	return ack{history: &historyPage{room: f.Room, epoch: s.epoch, part: p.ID(), messages: msgs, more: more && len(msgs) > 0}}, nil
 }
 
 // Bounds of a history read from the log.
@@ -194,15 +164,8 @@ func (s *Server) readHistory(room string, p *consumer.Partition, upTo int64, lim
 	for hi := upTo; hi > 0 && len(out) < limit && scanned < historyMaxScan; {
 		lo := max(hi-chunk, 0)
 		var page []consumer.Message
-		logStart, err := consumer.ReadRange(ctx, s.clientOpts(), s.cfg.Topic, p.ID(), lo, hi, func(r *kgo.Record) bool {
-			if string(r.Key) != room {
-				return true
-			}
-			ev, err := record.Decode(r)
-			if err != nil || ev.Type != record.TypePublish || p.IsDuplicate(&ev, r.Offset) {
-				return true
-			}
-			page = append(page, consumer.Message{Event: ev.Event, Data: append(json.RawMessage(nil), ev.Data...), From: ev.From, User: ev.User, Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli()})
+		logStart, err := consumer.ReadPublishes(ctx, s.clientOpts(), s.cfg.Topic, p, room, lo, hi, func(m consumer.Message) bool {
+			page = append(page, m)
 			return true
 		})
 		if err != nil {

@@ -24,14 +24,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -286,43 +284,57 @@ func (s *Server) Epoch() uint64 { return s.epoch }
 // HTTP (/ws answers 503 until ready), replays the log into the shared state,
 // takes this relay's lease, and then accepts WebSocket clients. It returns
 // once the relay is ready, or with the error that stopped it.
-func (s *Server) Start(ctx context.Context) error {
-	base := s.clientOpts()
-	prod, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.ClientID("roomlog-relay"),
-		kgo.DefaultProduceTopic(s.cfg.Topic),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(s.cfg.ProduceLinger),
-		kgo.RecordDeliveryTimeout(s.cfg.ProduceTimeout),
-		kgo.ProducerBatchMaxBytes(int32(MaxMessageBytesLimit + 16<<10)),
-		kgo.RecordPartitioner(NewPartitioner()),
-	}, base...)...)
-	if err != nil {
-		return fmt.Errorf("relay: producer: %w", err)
+func (s *Server) Start(ctx context.Context) (err error) {
+	if err := s.startProducer(); err != nil {
+		return err
 	}
-	s.prod = prod
-	fail := func(err error) error {
-		if s.http != nil {
-			_ = s.http.Close()
+	defer func() {
+		if err != nil {
+			if s.http != nil {
+				_ = s.http.Close()
+			}
+			if s.cons != nil {
+				s.cons.Stop()
+			}
+			s.prod.Close()
+			err = fmt.Errorf("relay: %w", err)
 		}
-		if s.cons != nil {
-			s.cons.Stop()
-		}
-		prod.Close()
-		return fmt.Errorf("relay: %w", err)
-	}
-	info, err := ensureTopic(ctx, kadm.NewClient(prod), s.cfg.Topic, s.cfg.Partitions, s.cfg.ReplicationFactor, s.cfg.Logger)
+	}()
+	info, err := ensureTopic(ctx, kadm.NewClient(s.prod), s.cfg.Topic, s.cfg.Partitions, s.cfg.ReplicationFactor, s.cfg.Logger)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	s.epoch, s.partitions = info.Epoch, info.Partitions
 	s.keyPart = kgo.StickyKeyPartitioner(nil).ForTopic(s.cfg.Topic)
 	if info.Partitions != s.cfg.Partitions {
 		s.cfg.Logger.Info("events topic exists with another partition count; using it", "topic", s.cfg.Topic, "partitions", info.Partitions)
 	}
+	if err := s.startHTTP(ctx); err != nil {
+		return err
+	}
+	began := time.Now()
+	restored, err := s.startConsumer(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.writeLeases(ctx); err != nil {
+		return fmt.Errorf("taking the relay lease: %w", err)
+	}
+	s.startBackground(ctx)
+	s.ready.Store(true)
+	s.cfg.Logger.Info("relay started", "relay", s.cfg.RelayName, "session", s.currentSession(), "listen", s.ln.Addr().String(),
+		"topic", s.cfg.Topic, "partitions", info.Partitions, "epoch", fmt.Sprintf("%016x", s.epoch),
+		"replayed", s.cons.Stats().Records, "snapshots", restored, "replay_time", time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// startHTTP listens and serves the HTTP endpoints (http.go); /ws and the
+// API answer 503 until the relay is ready. It names the relay after its
+// host and port when no name was given.
+func (s *Server) startHTTP(ctx context.Context) error {
 	ln, err := listen(ctx, s.cfg.Listen, s.cfg.ReusePort)
 	if err != nil {
-		return fail(fmt.Errorf("listen on %s: %w", s.cfg.Listen, err))
+		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
 	}
 	if s.cfg.TLS != nil {
 		ln = tls.NewListener(ln, s.cfg.TLS)
@@ -333,31 +345,25 @@ func (s *Server) Start(ctx context.Context) error {
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
 		s.cfg.RelayName = strings.ReplaceAll(host, "/", "_") + ":" + port
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/ws", s.serveWS)
-	s.registerAPI(mux)
-	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.Ready() {
-			http.Error(w, "not ready: replaying the log or draining", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
 	s.http = &http.Server{
-		Handler:           mux,
+		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	go func() { _ = s.http.Serve(ln) }()
+	return nil
+}
 
-	restore, err := s.loadSnapshots(ctx, kadm.NewClient(prod))
+// startConsumer loads the partitions' snapshots, starts the consumer and
+// waits until it has replayed the log. It returns how many snapshots it
+// restored.
+func (s *Server) startConsumer(ctx context.Context) (int, error) {
+	restore, err := s.loadSnapshots(ctx, kadm.NewClient(s.prod))
 	if err != nil {
-		return fail(err)
+		return 0, err
 	}
 	s.cons, err = consumer.New(consumer.Config{
-		ClientOpts:    base,
+		ClientOpts:    s.clientOpts(),
 		Topic:         s.cfg.Topic,
 		Epoch:         s.epoch,
 		Sink:          s,
@@ -370,17 +376,19 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	if err != nil {
 		s.cons = nil
-		return fail(err)
+		return 0, err
 	}
-	began := time.Now()
 	select {
 	case <-s.cons.Ready():
+		return len(restore), nil
 	case <-ctx.Done():
-		return fail(fmt.Errorf("replaying the log: %w", ctx.Err()))
+		return 0, fmt.Errorf("replaying the log: %w", ctx.Err())
 	}
-	if err := s.writeLeases(ctx); err != nil {
-		return fail(fmt.Errorf("taking the relay lease: %w", err))
-	}
+}
+
+// startBackground starts the lease loop and the snapshot loop, which run
+// until Shutdown.
+func (s *Server) startBackground(ctx context.Context) {
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.bgCancel = cancel
 	s.bg.Add(1)
@@ -389,11 +397,6 @@ func (s *Server) Start(ctx context.Context) error {
 		s.bg.Add(1)
 		go s.snapshotLoop(bgCtx)
 	}
-	s.ready.Store(true)
-	s.cfg.Logger.Info("relay started", "relay", s.cfg.RelayName, "session", s.currentSession(), "listen", ln.Addr().String(),
-		"topic", s.cfg.Topic, "partitions", info.Partitions, "epoch", fmt.Sprintf("%016x", s.epoch),
-		"replayed", s.cons.Stats().Records, "snapshots", len(restore), "replay_time", time.Since(began).Round(time.Millisecond))
-	return nil
 }
 
 // Shutdown drains the relay: it stops accepting, closes every socket with
@@ -406,7 +409,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	herr := s.http.Shutdown(ctx)
 	s.connsMu.Lock()
 	for _, c := range s.conns {
-		c.shutdown(CloseGoingAway, "relay shutting down; reconnect")
+		c.shutdown(DisconnectShutdown)
 	}
 	s.connsMu.Unlock()
 	done := make(chan struct{})
@@ -445,64 +448,9 @@ func (s *Server) Stats() Stats {
 	}
 }
 
-func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	if s.draining.Load() {
-		http.Error(w, "relay is shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	if !s.ready.Load() {
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "relay is replaying the log; retry shortly", http.StatusServiceUnavailable)
-		return
-	}
-	sec, ok := s.admit(w, r) // connection limits and a token on the URL or header; writes the HTTP error itself
-	if !ok {
-		return
-	}
-	ws, err := s.up.Upgrade(w, r, nil) // writes the HTTP error itself
-	if err != nil {
-		sec.release()
-		return
-	}
-	session := s.currentSession()
-	c := newConn(s, ws, session+"-"+strconv.FormatUint(s.nextConn.Add(1), 36), session)
-	c.sec = sec
-	s.connsMu.Lock()
-	if s.draining.Load() {
-		s.connsMu.Unlock()
-		sec.release()
-		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseGoingAway, "relay shutting down"), time.Now().Add(time.Second))
-		ws.Close()
-		return
-	}
-	s.conns[c.id] = c
-	s.wg.Add(1)
-	s.connsMu.Unlock()
-	s.metrics.connsTotal.Inc()
-	c.send(appendWelcome(nil, c.id, s.cfg.RelayName))
-	c.startConnSec()
-	go c.readLoop()
-}
-
 func (s *Server) removeConn(c *conn) {
 	s.connsMu.Lock()
 	delete(s.conns, c.id)
 	s.connsMu.Unlock()
 }
 
-// produce appends ev to the events topic; done (if not nil) runs on a
-// franz-go goroutine with the record's position or the error.
-func (s *Server) produce(ev *record.Event, done func(record.Pos, error)) {
-	r := record.Encode(ev)
-	began := time.Now()
-	s.prod.Produce(context.Background(), r, func(r *kgo.Record, err error) {
-		if err == nil {
-			s.metrics.since(s.metrics.produceLatency, began)
-		} else {
-			s.cfg.Logger.Warn("append failed", "room", ev.Room, "type", ev.Type, "err", err)
-		}
-		if done != nil {
-			done(record.Pos{Epoch: s.epoch, Partition: r.Partition, Offset: r.Offset}, err)
-		}
-	})
-}

@@ -1,0 +1,108 @@
+package relay
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// The WebSocket endpoint /ws: admission and upgrade (serveWS), then the
+// connection's reader (readLoop), which decodes each client frame
+// (protocol.go) and runs it through the op table (ops.go).
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		http.Error(w, "relay is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if !s.ready.Load() {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "relay is replaying the log; retry shortly", http.StatusServiceUnavailable)
+		return
+	}
+	sec, ok := s.admit(w, r) // connection limits and a token on the URL or header; writes the HTTP error itself
+	if !ok {
+		return
+	}
+	ws, err := s.up.Upgrade(w, r, nil) // writes the HTTP error itself
+	if err != nil {
+		sec.release()
+		return
+	}
+	session := s.currentSession()
+	c := newConn(s, ws, session+"-"+strconv.FormatUint(s.nextConn.Add(1), 36), session)
+	c.sec = sec
+	s.connsMu.Lock()
+	if s.draining.Load() {
+		s.connsMu.Unlock()
+		sec.release()
+		_ = ws.WriteControl(websocket.CloseMessage, DisconnectShutdown.closeMessage(), time.Now().Add(time.Second))
+		ws.Close()
+		return
+	}
+	s.conns[c.id] = c
+	s.wg.Add(1)
+	s.connsMu.Unlock()
+	s.metrics.connsTotal.Inc()
+	c.send(appendWelcome(nil, c.id, s.cfg.RelayName))
+	c.startConnSec()
+	go c.readLoop()
+}
+
+// readLoop is the connection's reader: it reads frames and runs them until
+// the socket fails or closes, then leaves the rooms and waits for the
+// writer to have closed the socket.
+func (c *conn) readLoop() {
+	defer c.s.wg.Done()
+	defer func() {
+		c.shutdown(DisconnectNormal)
+		<-c.finished // the writer has sent the close frame and closed the socket
+	}()
+	defer c.cleanup()
+	c.pinger = time.AfterFunc(c.s.cfg.PingInterval, c.ping)
+	defer c.pinger.Stop()
+	c.ws.SetReadLimit(int64(c.s.cfg.MaxMessageBytes))
+	deadline := func() { _ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PingInterval + c.s.cfg.PongTimeout)) }
+	deadline()
+	c.ws.SetPongHandler(func(string) error { deadline(); return nil })
+	for {
+		mt, data, err := c.ws.ReadMessage()
+		if err != nil {
+			if err == websocket.ErrReadLimit {
+				// gorilla has already sent close 1009.
+				c.s.stats.badFrames.Add(1)
+				c.s.countLimit("frame_too_big")
+				c.shutdown(DisconnectTooBig)
+			} else {
+				c.shutdown(DisconnectNormal)
+			}
+			return
+		}
+		deadline()
+		if mt != websocket.TextMessage {
+			c.s.stats.badFrames.Add(1)
+			c.shutdown(DisconnectBinary)
+			return
+		}
+		c.handle(data)
+	}
+}
+
+// handle serves one client text frame.
+func (c *conn) handle(b []byte) {
+	if !c.gate(b) { // rate limit, auth frames, unauthenticated connections
+		return
+	}
+	f, ferr := decodeFrame(b)
+	if ferr != nil {
+		c.s.stats.badFrames.Add(1)
+		if f.Op == opPublish {
+			c.s.metrics.publishes.WithLabelValues(outcomeRejected).Inc()
+		}
+		c.sendError(f.ID, ferr)
+		return
+	}
+	c.run(&f)
+}
