@@ -245,4 +245,3 @@ func (c *conn) authorize(spec *opSpec, f *clientFrame) *frameError {
 	}
 	return nil
 }
-

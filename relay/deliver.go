@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"strings"
 
-
 	"github.com/roomlog/roomlog/consumer"
 	"github.com/roomlog/roomlog/record"
 )

@@ -32,20 +32,20 @@ type Disconnect struct {
 // The reasons a connection ends. A reason that needs detail (a duration, a
 // token error) is made from one of these with With.
 var (
-	DisconnectNormal         = Disconnect{CloseNormal, "", "normal"}
-	DisconnectShutdown       = Disconnect{CloseGoingAway, "relay shutting down; reconnect", "going_away"}
-	DisconnectPingFailed     = Disconnect{CloseGoingAway, "ping failed", "going_away"}
-	DisconnectBinary         = Disconnect{CloseUnsupportedData, "binary frames are not supported; send JSON text frames", "binary"}
-	DisconnectTooBig         = Disconnect{CloseTooBig, "frame too big", "too_big"}
-	DisconnectSlow           = Disconnect{CloseSlowClient, "send queue full: client too slow", "slow_client"}
-	DisconnectWriteFailed    = Disconnect{CloseSlowClient, "write failed or timed out", "slow_client"}
-	DisconnectSlowRecovery   = Disconnect{CloseSlowClient, "too many messages during recovery", "slow_client"}
-	DisconnectSessionEnded   = Disconnect{CloseSessionEnded, "relay lost its lease; reconnect and rejoin", "session_ended"}
-	DisconnectTokenExpired   = Disconnect{CloseTokenExpired, "token expired; reconnect with a fresh token", "token_expired"}
-	DisconnectAuthTimeout    = Disconnect{CloseUnauthorized, "no valid token within the auth timeout", "unauthorized"}
-	DisconnectAuthRefused    = Disconnect{CloseUnauthorized, "authentication refused", "unauthorized"}
-	DisconnectRateLimited    = Disconnect{CloseRateLimited, "sustained sending over the rate limit", "rate_limited"}
-	DisconnectIdle           = Disconnect{CloseIdle, "idle: no frame within the idle timeout", "idle"}
+	DisconnectNormal       = Disconnect{CloseNormal, "", "normal"}
+	DisconnectShutdown     = Disconnect{CloseGoingAway, "relay shutting down; reconnect", "going_away"}
+	DisconnectPingFailed   = Disconnect{CloseGoingAway, "ping failed", "going_away"}
+	DisconnectBinary       = Disconnect{CloseUnsupportedData, "binary frames are not supported; send JSON text frames", "binary"}
+	DisconnectTooBig       = Disconnect{CloseTooBig, "frame too big", "too_big"}
+	DisconnectSlow         = Disconnect{CloseSlowClient, "send queue full: client too slow", "slow_client"}
+	DisconnectWriteFailed  = Disconnect{CloseSlowClient, "write failed or timed out", "slow_client"}
+	DisconnectSlowRecovery = Disconnect{CloseSlowClient, "too many messages during recovery", "slow_client"}
+	DisconnectSessionEnded = Disconnect{CloseSessionEnded, "relay lost its lease; reconnect and rejoin", "session_ended"}
+	DisconnectTokenExpired = Disconnect{CloseTokenExpired, "token expired; reconnect with a fresh token", "token_expired"}
+	DisconnectAuthTimeout  = Disconnect{CloseUnauthorized, "no valid token within the auth timeout", "unauthorized"}
+	DisconnectAuthRefused  = Disconnect{CloseUnauthorized, "authentication refused", "unauthorized"}
+	DisconnectRateLimited  = Disconnect{CloseRateLimited, "sustained sending over the rate limit", "rate_limited"}
+	DisconnectIdle         = Disconnect{CloseIdle, "idle: no frame within the idle timeout", "idle"}
 )
 
 // disconnectReasonMaxBytes keeps a reason inside a close frame's 123 bytes.

@@ -105,7 +105,6 @@ func (l lagCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-
 func (m *metrics) since(h prometheus.Histogram, t time.Time) { h.Observe(time.Since(t).Seconds()) }
 
 // CountACMEEvent counts a certificate management event (certmagic's event

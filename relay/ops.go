@@ -82,7 +82,9 @@ func init() {
 		},
 		opDel: {
 			perm: permState, member: true, api: apiState, validate: validateKey, serve: (*conn).appendOp,
-			event: func(f *clientFrame) *record.Event { return &record.Event{Type: record.TypeDel, Room: f.Room, Key: *f.Key} },
+			event: func(f *clientFrame) *record.Event {
+				return &record.Event{Type: record.TypeDel, Room: f.Room, Key: *f.Key}
+			},
 		},
 		opIncr: {
 			perm: permState, member: true, api: apiState, validate: validateIncr, serve: (*conn).appendOp,

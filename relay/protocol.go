@@ -381,11 +381,11 @@ type ack struct {
 	pos       *record.Pos
 	recovered *bool
 	duplicate bool
-	entry     *consumer.Entry   // get of a key, state ops: value and version
-	state     *[]keyEntry       // get of a whole room
+	entry     *consumer.Entry    // get of a key, state ops: value and version
+	state     *[]keyEntry        // get of a whole room
 	members   *[]consumer.Member // presence
-	history   *historyPage      // history
-	auth      *authAck          // auth
+	history   *historyPage       // history
+	auth      *authAck           // auth
 }
 
 // keyEntry is one key of a room's state.

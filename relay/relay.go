@@ -453,4 +453,3 @@ func (s *Server) removeConn(c *conn) {
 	delete(s.conns, c.id)
 	s.connsMu.Unlock()
 }
-
