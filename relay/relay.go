@@ -1,18 +1,3 @@
-// Package relay is roomlog's edge process: an HTTP server whose /ws endpoint
-// accepts WebSocket clients, appends every client event to the Kafka events
-// topic (keyed by room), and fans the records its consumer reads back out to
-// the local sockets of each room.
-//
-// Data flow: socket → conn.readLoop → Server.produce (franz-go, acks=all,
-// idempotent) → log → consumer.Consumer → hub.Deliver → conn queue →
-// conn.writeLoop → socket. A publish is acknowledged only when the log has
-// it; a message is delivered only when read back from the log, so every
-// relay delivers the same records in the same per-room order.
-//
-// Concurrency: per connection, one reader and one writer goroutine; the hub's
-// rooms are sharded with a lock each; the consumer is one goroutine. See
-// docs/DESIGN.md for the lock order. Server methods are safe for concurrent
-// use.
 package relay
 
 import (

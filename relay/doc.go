@@ -1,0 +1,56 @@
+// Package relay is roomlog's edge process: an HTTP server whose /ws endpoint
+// accepts WebSocket clients, appends every client event to the Kafka events
+// topic (keyed by room), and fans the records its consumer reads back out to
+// the local sockets of each room.
+//
+// # The path of a message, by file
+//
+//	handler_websocket.go  serveWS admits and upgrades; conn.readLoop reads a frame
+//	protocol.go           decodeFrame: JSON → clientFrame, validated
+//	ops.go                the op table: permissions, membership, the record, the handler
+//	conn.go               the op's handler appends its record (appendRecord)
+//	producer.go           Server.produce: franz-go, acks=all, idempotent
+//	                      … the log, consumer.Consumer folds the record …
+//	deliver.go            Server.Deliver: the sender's ack, then fan-out
+//	hub.go                rooms → local subscriptions; a frame encoded once per room
+//	writer.go             conn.enqueue → conn.writeLoop → the socket
+//
+// The backend API (api.go) goes through the same op table. A publish is
+// acknowledged only when the log has it and this relay has folded it; a
+// message is delivered only when read back from the log, so every relay
+// delivers the same records in the same per-room order.
+//
+// # Concurrency
+//
+// Server methods are safe for concurrent use. What runs, and what may touch a
+// connection:
+//
+//   - The connection's reader (conn.readLoop), one per socket: it reads
+//     frames and runs every op, so ops of one connection run in order. On exit
+//     it leaves the connection's rooms, then waits for the socket to close.
+//   - The connection's writer (conn.writeLoop): started by enqueue when the
+//     queue was empty, it is the only goroutine that writes data frames, and
+//     it exits once it has drained the queue, so an idle socket has none.
+//     After a shutdown the last writer (or a finisher goroutine that shutdown
+//     starts when none runs) flushes, sends the close frame and closes the
+//     socket.
+//   - Timers, each calling only WriteControl or shutdown: the pinger
+//     (every PingInterval), and in connsec.go the auth deadline, the token
+//     expiry and the idle check.
+//   - The consumer's folder goroutine calls Server.Deliver for every record
+//     (deliver.go): acks to the sender, join subscriptions and recoveries
+//     from the in-memory window, fan-out through the hub. It never blocks:
+//     frames go through enqueue, and a client whose queue is full is closed
+//     (DisconnectSlow).
+//   - franz-go's produce callbacks (appendRecord) send log_unavailable and
+//     note the connection's last write.
+//   - Recoveries that read the log run on goroutines of their own (Server.bg)
+//     and hand their backlog over with enqueueWait, which waits for room.
+//   - The lease and snapshot loops (lease.go, snapshot.go) on Server.bg;
+//     a relay whose session the log ended closes every socket (4002).
+//   - HTTP handlers: /ws admission, the backend API (which waits for its
+//     records' folds, never touching a connection), metrics and health.
+//
+// Locks and their order are in docs/DESIGN.md. No lock is held while calling
+// into franz-go or writing to a socket.
+package relay
