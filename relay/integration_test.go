@@ -95,6 +95,30 @@ func TestSenderReceivesOwnPublish(t *testing.T) {
 	})
 }
 
+// TestPing: the application heartbeat is answered with and without an id,
+// needs no room and appends nothing.
+func TestPing(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		topic := newTopic(t)
+		r := startRelay(t, b, topic, quietLeases) // no lease record between the two counts
+		c := dial(t, r)
+		before := endOffsets(t, b, topic)
+		for _, tc := range []struct{ in, id string }{
+			{`{"op":"ping","id":"h1"}`, `"h1"`},
+			{`{"op":"ping","id":7}`, `7`},
+			{`{"op":"ping"}`, ``},
+		} {
+			c.sendRaw(websocket.TextMessage, []byte(tc.in))
+			if f := c.reply(); f.Op != "pong" || string(f.ID) != tc.id {
+				t.Fatalf("%s: got %+v, want pong with id %s", tc.in, f, tc.id)
+			}
+		}
+		if after := endOffsets(t, b, topic); after != before {
+			t.Fatalf("ping appended %d records", after-before)
+		}
+	})
+}
+
 func TestKcatInterop(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
 		kc := kcat(t)

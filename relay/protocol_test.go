@@ -46,6 +46,8 @@ func TestDecodeFrame(t *testing.T) {
 		{name: "bad after", in: `{"op":"get","room":"a","after":"1-2"}`, code: CodeBadPosition},
 		{name: "history limit", in: `{"op":"history","room":"a","limit":100000}`, code: CodeBadRequest},
 		{name: "presence", in: `{"op":"presence","room":"a","id":1}`, id: `1`},
+		{name: "presence bad after", in: `{"op":"presence","room":"a","after":"x"}`, code: CodeBadPosition},
+		{name: "ping needs no room", in: `{"op":"ping","id":"h"}`, id: `"h"`},
 		{name: "long event", in: `{"op":"publish","room":"a","event":"` + strings.Repeat("e", record.MaxEventBytes+1) + `"}`, code: CodeInvalidEvent},
 	}
 	for _, tt := range tests {
