@@ -24,55 +24,6 @@ import (
 // this relay has folded it. docs/security.md and docs/protocol.md describe
 // it.
 
-// apiRequest is the body of both endpoints. Unknown fields are refused.
-type apiRequest struct {
-	Room    string          `json:"room"`
-	Event   string          `json:"event"`
-	Data    json.RawMessage `json:"data"`
-	MID     string          `json:"mid"`
-	Op      string          `json:"op"`
-	Key     *string         `json:"key"`
-	Value   json.RawMessage `json:"value"`
-	Delta   json.RawMessage `json:"delta"`
-	Version json.RawMessage `json:"version"`
-}
-
-// decodeAPIRequest parses and validates a body for endpoint "publish" or
-// "state", with the same rules as a client frame.
-func decodeAPIRequest(endpoint string, body []byte) (clientFrame, *frameError) {
-	var r apiRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return clientFrame{}, errorf(CodeBadRequest, "body is not a JSON object of the documented shape: %v", err)
-	}
-	if dec.More() {
-		return clientFrame{}, errorf(CodeBadRequest, "body holds more than one JSON value")
-	}
-	f := clientFrame{Op: r.Op, Room: r.Room, Event: r.Event, Data: r.Data, MID: r.MID, Key: r.Key, Value: r.Value, Delta: r.Delta, Version: r.Version}
-	switch endpoint {
-	case apiPublish:
-		if r.Op != "" && r.Op != opPublish {
-			return f, errorf(CodeUnknownOp, "op must be absent or publish")
-		}
-		if r.Key != nil || r.Value != nil || r.Delta != nil || r.Version != nil {
-			return f, errorf(CodeBadRequest, "key, value, delta and version belong to /api/state")
-		}
-		f.Op = opPublish
-	case apiState:
-		if spec := ops[r.Op]; spec == nil || spec.api != apiState {
-			return f, errorf(CodeUnknownOp, "op must be set, del, incr or cas")
-		}
-		if r.Event != "" || r.Data != nil || r.MID != "" {
-			return f, errorf(CodeBadRequest, "event, data and mid belong to /api/publish")
-		}
-	}
-	if ferr := validateFrame(&f); ferr != nil {
-		return f, ferr
-	}
-	return f, nil
-}
-
 // apiResult is what the fold made of an API request's record.
 type apiResult struct {
 	pos       record.Pos

@@ -12,9 +12,11 @@ import (
 	"github.com/roomlog/roomlog/record"
 )
 
-// This file is the JSON wire protocol (docs/protocol.md): decoding client
-// frames and encoding server frames. It is the only place that knows the JSON
-// shape; conn.go works with the decoded values.
+// This file is the JSON of the relay (docs/protocol.md): decoding client
+// frames and backend API bodies into clientFrame, validating them against the
+// op table (ops.go), and encoding every server frame, ack, error and API
+// answer. It is the only file that knows the JSON shapes; the rest of the
+// relay works with decoded values and reply values (ack, frameError).
 
 // History page sizes.
 const (
@@ -270,6 +272,55 @@ func frameID(b []byte) json.RawMessage {
 		return nil
 	}
 	return f.ID
+}
+
+// apiRequest is the body of both endpoints. Unknown fields are refused.
+type apiRequest struct {
+	Room    string          `json:"room"`
+	Event   string          `json:"event"`
+	Data    json.RawMessage `json:"data"`
+	MID     string          `json:"mid"`
+	Op      string          `json:"op"`
+	Key     *string         `json:"key"`
+	Value   json.RawMessage `json:"value"`
+	Delta   json.RawMessage `json:"delta"`
+	Version json.RawMessage `json:"version"`
+}
+
+// decodeAPIRequest parses and validates a body for endpoint "publish" or
+// "state", with the same rules as a client frame.
+func decodeAPIRequest(endpoint string, body []byte) (clientFrame, *frameError) {
+	var r apiRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return clientFrame{}, errorf(CodeBadRequest, "body is not a JSON object of the documented shape: %v", err)
+	}
+	if dec.More() {
+		return clientFrame{}, errorf(CodeBadRequest, "body holds more than one JSON value")
+	}
+	f := clientFrame{Op: r.Op, Room: r.Room, Event: r.Event, Data: r.Data, MID: r.MID, Key: r.Key, Value: r.Value, Delta: r.Delta, Version: r.Version}
+	switch endpoint {
+	case apiPublish:
+		if r.Op != "" && r.Op != opPublish {
+			return f, errorf(CodeUnknownOp, "op must be absent or publish")
+		}
+		if r.Key != nil || r.Value != nil || r.Delta != nil || r.Version != nil {
+			return f, errorf(CodeBadRequest, "key, value, delta and version belong to /api/state")
+		}
+		f.Op = opPublish
+	case apiState:
+		if spec := ops[r.Op]; spec == nil || spec.api != apiState {
+			return f, errorf(CodeUnknownOp, "op must be set, del, incr or cas")
+		}
+		if r.Event != "" || r.Data != nil || r.MID != "" {
+			return f, errorf(CodeBadRequest, "event, data and mid belong to /api/publish")
+		}
+	}
+	if ferr := validateFrame(&f); ferr != nil {
+		return f, ferr
+	}
+	return f, nil
 }
 
 func parsePos(field, s string) (record.Pos, bool, *frameError) {

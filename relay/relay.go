@@ -163,7 +163,7 @@ type Stats struct {
 	Connections   int    // open sockets
 	Rooms         int    // rooms with a local member
 	Publishes     uint64 // publish frames accepted
-	Delivered     uint64 // message frames enqueued to sockets
+	Delivered     uint64 // frames fanned out to sockets: messages, state changes, joined and left
 	BadFrames     uint64 // frames refused as malformed, too big or binary
 	ErrorFrames   uint64 // error frames sent
 	SlowCloses    uint64 // sockets closed for not keeping up
