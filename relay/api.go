@@ -41,7 +41,10 @@ type apiWaiters struct {
 	next atomic.Uint64
 }
 
-const apiFromSuffix = "-api"
+// apiFromSuffix ends the `from` of records the backend API appends:
+// "<session>/api". Connection ids are "<session>-<base 36 counter>", which
+// never holds a '/', so the two can never be mistaken for each other.
+const apiFromSuffix = "/api"
 
 // apiDelivered runs in Deliver for every record: it hands an API request's
 // fold result to the waiting handler. It never blocks.

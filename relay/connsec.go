@@ -112,6 +112,10 @@ func (c *conn) startConnSec() {
 	}
 }
 
+// maxExpiryWait is beyond any process's life: a token expiring later is
+// never timed.
+const maxExpiryWait = 100 * 365 * 24 * time.Hour
+
 // armExpiry closes the connection with 4003 when p's token expires (plus
 // the leeway), unless a refreshed token has replaced it by then. Holds
 // cs.mu.
@@ -124,7 +128,14 @@ func (c *conn) armExpiry(p *principal) {
 	if p.exp.IsZero() || cs.terminated {
 		return
 	}
-	cs.expTimer = time.AfterFunc(time.Until(p.exp)+c.s.cfg.Auth.Leeway, func() {
+	// A far exp ("never expires": 9999-12-31) saturates time.Until, and
+	// adding the leeway would overflow to a negative wait that fires at
+	// once: such a token needs no timer.
+	wait := time.Until(p.exp)
+	if wait > maxExpiryWait {
+		return
+	}
+	cs.expTimer = time.AfterFunc(wait+c.s.cfg.Auth.Leeway, func() {
 		if cur := cs.p.Load(); cur == p {
 			c.s.countLimit("close_token_expired")
 			c.shutdown(DisconnectTokenExpired)

@@ -74,16 +74,18 @@ func newMetrics(s *Server) *metrics {
 		return 0
 	}))
 	f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "roomlog_log_records_total", Help: "Records folded by the consumer (replay included)."}, func() float64 {
-		if s.cons == nil {
+		cons := s.started.Load()
+		if cons == nil {
 			return 0
 		}
-		return float64(s.cons.Stats().Records)
+		return float64(cons.Stats().Records)
 	}))
 	f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "roomlog_log_skipped_total", Help: "Records the consumer could not decode and skipped."}, func() float64 {
-		if s.cons == nil {
+		cons := s.started.Load()
+		if cons == nil {
 			return 0
 		}
-		return float64(s.cons.Stats().Skipped)
+		return float64(cons.Stats().Skipped)
 	}))
 	f(lagCollector{s})
 	return m
@@ -97,10 +99,11 @@ var lagDesc = prometheus.NewDesc("roomlog_consumer_lag_records", "Records in the
 func (l lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- lagDesc }
 
 func (l lagCollector) Collect(ch chan<- prometheus.Metric) {
-	if l.s.cons == nil {
+	cons := l.s.started.Load()
+	if cons == nil {
 		return
 	}
-	for _, p := range l.s.cons.State().Partitions() {
+	for _, p := range cons.State().Partitions() {
 		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(p.Lag()), strconv.Itoa(int(p.ID())))
 	}
 }

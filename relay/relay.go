@@ -198,6 +198,11 @@ type Server struct {
 
 	prod *kgo.Client
 	cons *consumer.Consumer
+	// started holds the consumer once Start has started it: what HTTP
+	// handlers (metrics) and Stats read, so a scrape during Start never
+	// touches the consumer while Start still builds it. Nil until then,
+	// and if Start failed.
+	started atomic.Pointer[consumer.Consumer]
 	ln   net.Listener
 	http *http.Server
 	up   websocket.Upgrader
@@ -306,6 +311,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("taking the relay lease: %w", err)
 	}
 	s.startBackground(ctx)
+	s.started.Store(s.cons)
 	s.ready.Store(true)
 	s.cfg.Logger.Info("relay started", "relay", s.cfg.RelayName, "session", s.currentSession(), "listen", s.ln.Addr().String(),
 		"topic", s.cfg.Topic, "partitions", info.Partitions, "epoch", fmt.Sprintf("%016x", s.epoch),
@@ -388,10 +394,17 @@ func (s *Server) startBackground(ctx context.Context) {
 // 1001 (going away) so clients reconnect elsewhere, flushes the producer, and
 // stops the consumer. It returns when all of that is done or ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
+	if s.started.Load() == nil {
+		return errors.New("relay: not started")
+	}
 	if !s.draining.CompareAndSwap(false, true) {
 		return errors.New("relay: already shut down")
 	}
-	herr := s.http.Shutdown(ctx)
+	// Sockets get their 1001 at once; http.Server.Shutdown, which stops
+	// accepting and waits for API requests (up to --read-timeout), runs
+	// beside it.
+	herrc := make(chan error, 1)
+	go func() { herrc <- s.http.Shutdown(ctx) }()
 	s.connsMu.Lock()
 	for _, c := range s.conns {
 		c.shutdown(DisconnectShutdown)
@@ -403,6 +416,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 	}
+	herr := <-herrc
 	ferr := s.prod.Flush(ctx)
 	s.cons.Stop()
 	s.prod.Close()
@@ -415,7 +429,10 @@ func (s *Server) Stats() Stats {
 	s.connsMu.Lock()
 	n := len(s.conns)
 	s.connsMu.Unlock()
-	cs := s.cons.Stats()
+	var cs consumer.Stats
+	if cons := s.started.Load(); cons != nil {
+		cs = cons.Stats()
+	}
 	return Stats{
 		Connections:   n,
 		Rooms:         s.hub.rooms(),

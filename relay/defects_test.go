@@ -1,0 +1,165 @@
+package relay_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/roomlog/roomlog/relay"
+)
+
+// Regression tests for defects found in review, each failing before its fix.
+
+// TestTokenThatNeverExpires: a token whose exp is 9999-12-31 (a common
+// "never expires") keeps its connection; the expiry timer used to overflow
+// to a negative wait and close it with 4003 at once.
+func TestTokenThatNeverExpires(t *testing.T) {
+	b := kfakeBackend(t)
+	k := newTestKeys(t)
+	r := authRelay(t, b, newTopic(t), k, nil)
+	never := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC).Unix()
+	tok := sign(t, jwt.SigningMethodHS256, k.hs, "", claims("alice", []string{"*"}, map[string]any{"exp": never}))
+	c, _, err := dialWith(t, nil, wsURL(r)+"?token="+tok, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.join("forever")
+	// The old timer fired at once: by now the close would have arrived.
+	if f := c.do(map[string]any{"op": "publish", "room": "forever", "data": 1, "id": "p"}); f.Pos == "" {
+		t.Fatalf("publish: %+v", f)
+	}
+	c2, _, err := dialWith(t, nil, wsURL(r), nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := c2.do(map[string]any{"op": "auth", "token": tok, "id": "a"}); f.Op != "ack" {
+		t.Fatalf("auth frame: %+v", f)
+	}
+	c2.join("forever")
+}
+
+// TestAPIIDsAreNotConnectionIDs: the backend API's records carry a `from`
+// that no connection id can ever be (it used to be "<session>-api", the id
+// of the session's 13,878th connection).
+func TestAPIIDsAreNotConnectionIDs(t *testing.T) {
+	r := startRelay(t, kfakeBackend(t), newTopic(t), func(c *relay.Config) {
+		quietLeases(c)
+		c.Auth.APIKeys = [][]byte{[]byte(testAPIKey)}
+	})
+	c := dial(t, r)
+	c.join("news")
+	if code, out := apiPost(t, r, "/api/publish", testAPIKey, `{"room":"news","data":1}`); code != 200 {
+		t.Fatalf("publish: %d %v", code, out)
+	}
+	m := c.message()
+	connID := regexp.MustCompile(`^` + regexp.QuoteMeta(r.ID()) + `-[0-9a-z]+$`)
+	if m.From == "" || connID.MatchString(m.From) {
+		t.Fatalf("API record from %q: shaped like a connection id of this relay", m.From)
+	}
+}
+
+// TestMetricsDuringStart: /metrics scraped while the relay starts (it serves
+// HTTP before the consumer exists) neither races with Start nor fails.
+func TestMetricsDuringStart(t *testing.T) {
+	b := kfakeBackend(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	r, err := relay.New(relay.Config{Brokers: b.brokers, Topic: newTopic(t), Listen: addr, Logger: testLogger(t),
+		Auth: relay.AuthConfig{Anonymous: true}, LeaseTimeout: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() { started <- r.Start(context.Background()) }()
+	scrapes, afterStart := 0, false
+	for !afterStart {
+		select {
+		case err := <-started:
+			if err != nil {
+				t.Fatal(err)
+			}
+			afterStart = true // one more scrape, after Start
+		default:
+		}
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			time.Sleep(time.Millisecond) // not listening yet
+			continue
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("/metrics: %s", resp.Status)
+		}
+		scrapes++
+	}
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
+	if scrapes < 2 {
+		t.Logf("only %d scrapes overlapped the start", scrapes)
+	}
+	_ = r.Stats()
+}
+
+// TestShutdownWithoutStart: Shutdown and Stats on a relay whose Start failed
+// (or never ran) report an error instead of panicking.
+func TestShutdownWithoutStart(t *testing.T) {
+	r, err := relay.New(relay.Config{Brokers: []string{"127.0.0.1:1"}, Auth: relay.AuthConfig{Anonymous: true}, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := r.Start(ctx); err == nil {
+		t.Fatal("Start succeeded with no broker")
+	}
+	if st := r.Stats(); st.Connections != 0 || st.LogRecords != 0 {
+		t.Fatalf("stats of a relay that never started: %+v", st)
+	}
+	if err := r.Shutdown(context.Background()); err == nil || errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown of a relay that never started: %v, want an error", err)
+	}
+}
+
+// TestShutdownClosesSocketsFirst: a backend API request still running does
+// not hold back the 1001 that tells clients to reconnect elsewhere (Shutdown
+// used to wait for http.Server.Shutdown, which waits for such requests,
+// before closing any socket).
+func TestShutdownClosesSocketsFirst(t *testing.T) {
+	r := startRelay(t, kfakeBackend(t), newTopic(t), func(c *relay.Config) {
+		quietLeases(c)
+		c.Auth.APIKeys = [][]byte{[]byte(testAPIKey)}
+	})
+	c := dial(t, r)
+	c.join("a")
+	// Half a request: its handler waits for the rest of the body.
+	hold, err := net.Dial("tcp", r.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	if _, err := hold.Write([]byte("POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + testAPIKey + "\r\nContent-Length: 100\r\n\r\n{")); err != nil {
+		t.Fatal(err)
+	}
+	// Past closeCode's own limit: the old order would close the socket only
+	// when this ran out.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*waitLimit)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() { _ = r.Shutdown(ctx); close(stopped) }()
+	if code := c.closeCode(); code != relay.CloseGoingAway {
+		t.Fatalf("close code %d, want %d", code, relay.CloseGoingAway)
+	}
+	hold.Close() // ends the held request, so Shutdown can finish
+	<-stopped
+}
