@@ -203,9 +203,9 @@ type Server struct {
 	// touches the consumer while Start still builds it. Nil until then,
 	// and if Start failed.
 	started atomic.Pointer[consumer.Consumer]
-	ln   net.Listener
-	http *http.Server
-	up   websocket.Upgrader
+	ln      net.Listener
+	http    *http.Server
+	up      websocket.Upgrader
 
 	connsMu  sync.Mutex
 	conns    map[string]*conn
