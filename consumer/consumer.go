@@ -167,15 +167,20 @@ func (c *Consumer) Start(ctx context.Context) error {
 	}
 	// Partitions whose log is empty (or fully deleted) are caught up at
 	// once; find their start so an empty partition counts as folded.
+	// Without it the history floor would stay 0, and a recovery could
+	// claim messages that retention deleted: fail instead.
 	starts, err := adm.ListStartOffsets(ctx, c.cfg.Topic)
 	if err == nil {
-		starts.Each(func(o kadm.ListedOffset) {
-			if o.Err == nil {
-				p := c.state.Partition(o.Partition)
-				p.next, p.floor = o.Offset, o.Offset
-			}
-		})
+		err = starts.Error()
 	}
+	if err != nil {
+		cl.Close()
+		return fmt.Errorf("consumer: list start offsets of %q: %w", c.cfg.Topic, err)
+	}
+	starts.Each(func(o kadm.ListedOffset) {
+		p := c.state.Partition(o.Partition)
+		p.next, p.floor = o.Offset, o.Offset
+	})
 	for pn, rp := range c.cfg.Restore {
 		end, ok := c.ends[pn]
 		if !ok || rp.next > end {
