@@ -54,12 +54,13 @@ const benchDrainEvery = 64
 // them.
 func drainQueues(conns []*conn) {
 	for _, c := range conns {
-		c.mu.Lock()
-		clear(c.queue)
-		c.queue = c.queue[:0]
-		c.mu.Unlock()
+		w := c.t.(*wsWriter)
+		w.mu.Lock()
+		clear(w.queue)
+		w.queue = w.queue[:0]
+		w.mu.Unlock()
 		select {
-		case c.space <- struct{}{}:
+		case w.space <- struct{}{}:
 		default:
 		}
 	}
@@ -77,14 +78,16 @@ func BenchmarkHubFanout(b *testing.B) {
 			s := benchServer(b)
 			conns := make([]*conn, subs)
 			for i := range conns {
-				conns[i] = newConn(s, nil, s.ID()+"-"+strconv.Itoa(i), s.ID())
-				conns[i].writing = true // the benchmark drains the queues itself: no writer goroutine
+				conns[i] = newConn(s, s.ID()+"-"+strconv.Itoa(i), s.ID(), jsonCodec{})
+				w := newWSWriter(conns[i], nil)
+				w.writing = true // the benchmark drains the queues itself: no writer goroutine
+				conns[i].t = w
 				if !s.hub.add("lobby", &sub{c: conns[i]}) {
 					b.Fatal("add: already in room")
 				}
 				// Let each queue reach its steady-state capacity before
 				// timing, as a long-lived socket's would.
-				conns[i].queue = make([]outFrame, 0, benchDrainEvery)
+				w.queue = make([]outFrame, 0, benchDrainEvery)
 			}
 			d := consumer.Delivery{
 				Event:  benchEvent(),
@@ -105,7 +108,7 @@ func BenchmarkHubFanout(b *testing.B) {
 			drainQueues(conns)
 			b.StopTimer()
 			for _, c := range conns {
-				if c.closed {
+				if c.t.(*wsWriter).closed {
 					b.Fatalf("conn %s was closed: a queue overflowed", c.id)
 				}
 			}

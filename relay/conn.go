@@ -3,10 +3,8 @@ package relay
 import (
 	"encoding/json"
 	"sync"
-	"time"
 
-	"github.com/gorilla/websocket"
-
+	"github.com/roomlog/roomlog/consumer"
 	"github.com/roomlog/roomlog/record"
 )
 
@@ -19,48 +17,114 @@ type joined struct {
 	id       json.RawMessage
 }
 
-// conn is one WebSocket client. Its reader goroutine (readLoop,
-// handler_websocket.go) owns the socket's read side and runs every client
-// op; its writer goroutine (writeLoop, writer.go) is the only one that
-// writes frames. Other goroutines (the consumer through Server.Deliver,
-// produce callbacks, recoveries, timers) hand frames to the writer through
-// enqueue, which never blocks.
+// conn is one client connection, whatever its protocol: its rooms, its
+// records in flight, its security state, and the ops' handlers. What it is
+// told goes through enc (how the protocol encodes acks, errors and
+// deliveries) and t (the transport that writes to the socket: the WebSocket
+// writer in writer.go). Its protocol's reader runs every op on one
+// goroutine; other goroutines (the consumer through Server.Deliver, produce
+// callbacks, recoveries, timers) only queue frames, which never blocks.
 type conn struct {
 	s       *Server
 	id      string
 	session string // the relay session this conn belongs to
-	ws      *websocket.Conn
+	t       transport
+	enc     codec
 
-	mu        sync.Mutex // guards queue, closed, rooms, lastWrite
-	queue     []outFrame
-	closed    bool
+	mu        sync.Mutex // guards rooms and lastWrite
 	rooms     map[string]*joined
 	lastWrite map[int32]int64 // partition → offset of this conn's newest record
 
-	writing   bool          // a writer goroutine runs (or, once closed, the finisher)
-	space     chan struct{} // cap 1: the writer took the queue
-	finished  chan struct{} // closed once the socket is closed
-	pinger    *time.Timer
 	done      chan struct{} // closed by shutdown
 	closeOnce sync.Once
-	closeWith Disconnect // set once, before done is closed
 
 	inflight chan struct{} // records appended and not yet acknowledged to the client
 
 	sec *connSec // authentication, rate limit, timers (connsec.go)
 }
 
-func newConn(s *Server, ws *websocket.Conn, id, session string) *conn {
+// transport writes a connection's frames to its socket. enqueue and
+// enqueueWait come from any goroutine; close is called once, by
+// conn.shutdown, before the connection's done channel closes.
+type transport interface {
+	// enqueue queues frames in order without blocking; false (nothing
+	// queued) when they do not fit: the client is too slow.
+	enqueue(fs ...outFrame) bool
+	// push is enqueue of one frame, without a slice: fan-out's hot path.
+	push(f outFrame) bool
+	// enqueueWait queues frames, waiting for room; it gives up when the
+	// connection closes. Never on the consumer's goroutine.
+	enqueueWait(fs []outFrame)
+	// close flushes what is queued (unless d is a slow client), tells the
+	// client d and closes the socket, without blocking the caller.
+	close(d Disconnect)
+}
+
+// codec encodes what a client is told, in its protocol. jsonCodec
+// (protocol.go) is the native protocol's.
+type codec interface {
+	ack(id json.RawMessage, a ack) []byte
+	error(id json.RawMessage, e *frameError) []byte
+	pong(id json.RawMessage) []byte
+	message(room, event string, data json.RawMessage, from, user string, pos record.Pos) []byte
+	stateChange(ev *record.Event, e consumer.Entry, pos record.Pos) []byte
+	presenceChange(op, room string, m *consumer.Member, reason string, pos record.Pos) []byte
+}
+
+func newConn(s *Server, id, session string, enc codec) *conn {
 	return &conn{
 		s:        s,
 		id:       id,
 		session:  session,
-		ws:       ws,
-		space:    make(chan struct{}, 1),
+		enc:      enc,
 		done:     make(chan struct{}),
-		finished: make(chan struct{}),
 		inflight: make(chan struct{}, s.cfg.MaxInflight),
 	}
+}
+
+// enqueue hands frames to the transport (see transport.enqueue).
+func (c *conn) enqueue(fs ...outFrame) bool { return c.t.enqueue(fs...) }
+
+// enqueueWait hands frames to the transport, waiting for room.
+func (c *conn) enqueueWait(fs []outFrame) { c.t.enqueueWait(fs) }
+
+// sendFrames queues frames for the client, and closes it as too slow when
+// they do not fit.
+func (c *conn) sendFrames(fs ...outFrame) {
+	if !c.enqueue(fs...) {
+		c.shutdown(DisconnectSlow)
+	}
+}
+
+// sendFrame queues one frame (see sendFrames).
+func (c *conn) sendFrame(f outFrame) {
+	if !c.t.push(f) {
+		c.shutdown(DisconnectSlow)
+	}
+}
+
+// send queues a frame for this client alone (see sendFrames).
+func (c *conn) send(b []byte) { c.sendFrame(outFrame{data: b}) }
+
+// reply answers request id with a.
+func (c *conn) reply(id json.RawMessage, a ack) { c.send(c.enc.ack(id, a)) }
+
+func (c *conn) sendError(id json.RawMessage, e *frameError) {
+	c.s.countError(e.Code)
+	c.send(c.enc.error(id, e))
+}
+
+// shutdown ends the connection with d. The first call wins; it never
+// blocks.
+func (c *conn) shutdown(d Disconnect) {
+	c.closeOnce.Do(func() {
+		if d.Code == CloseSlowClient {
+			c.s.stats.slowCloses.Add(1)
+		}
+		c.s.metrics.closes.WithLabelValues(d.Label).Inc()
+		c.t.close(d)
+		close(c.done)
+	})
 }
 
 // The ops' handlers for a connection (the op table, ops.go, dispatches to
@@ -88,7 +152,7 @@ func (c *conn) join(f *clientFrame) {
 	c.mu.Unlock()
 	switch {
 	case already:
-		c.send(appendAckWith(nil, f.ID, ack{}))
+		c.reply(f.ID, ack{})
 		return
 	case full:
 		c.s.countLimit("too_many_rooms")
@@ -118,7 +182,7 @@ func (c *conn) appendOp(f *clientFrame) {
 }
 
 // pong answers the application-level heartbeat.
-func (c *conn) pong(f *clientFrame) { c.send(appendPong(nil, f.ID)) }
+func (c *conn) pong(f *clientFrame) { c.send(c.enc.pong(f.ID)) }
 
 // appendRecord appends ev to the log as this connection's. The client's ack
 // is sent when this relay folds the record (Server.Deliver), so it reflects

@@ -235,7 +235,7 @@ func (c *conn) auth(f *authFrame, ferr *frameError) {
 	}
 	c.armExpiry(p)
 	cs.mu.Unlock()
-	c.send(appendAckWith(nil, f.ID, ack{auth: &authAck{user: p.user, exp: p.exp.Unix()}}))
+	c.reply(f.ID, ack{auth: &authAck{user: p.user, exp: p.exp.Unix()}})
 }
 
 // authorize checks a decoded frame against the connection's permissions

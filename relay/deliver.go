@@ -49,20 +49,20 @@ type answerer struct {
 
 func (a *answerer) ack(v ack) {
 	if a.c != nil && len(a.req) > 0 {
-		a.send(appendAckWith(nil, a.req, v))
+		a.send(a.c.enc.ack(a.req, v))
 	}
 }
 
 func (a *answerer) fail(e *frameError) {
 	if a.c != nil && len(a.req) > 0 {
 		a.c.s.countError(e.Code)
-		a.send(appendError(nil, a.req, e))
+		a.send(a.c.enc.error(a.req, e))
 	}
 }
 
 // send queues the answer with the record's inflight slot.
 func (a *answerer) send(b []byte) {
-	a.c.sendFrames(outFrame{data: b, slot: true})
+	a.c.sendFrame(outFrame{data: b, slot: true})
 	a.answered = true
 }
 
@@ -89,8 +89,8 @@ func (s *Server) deliverPublish(d *consumer.Delivery, a *answerer) {
 		return
 	}
 	a.ack(ack{pos: &d.Pos})
-	n := s.hub.broadcast(ev.Room, false, "", func() []byte {
-		return appendMessage(nil, ev.Room, ev.Event, ev.Data, ev.From, ev.User, d.Pos)
+	n := s.hub.broadcast(ev.Room, false, "", func(enc codec) []byte {
+		return enc.message(ev.Room, ev.Event, ev.Data, ev.From, ev.User, d.Pos)
 	})
 	if n > 0 {
 		s.metrics.deliveries.WithLabelValues(kindMessage).Add(float64(n))
@@ -108,8 +108,8 @@ func (s *Server) deliverJoin(d *consumer.Delivery, own *conn) {
 		s.joinFolded(own, d)
 	}
 	if res.Joined != nil {
-		n := s.hub.broadcast(ev.Room, true, res.Joined.Conn, func() []byte {
-			return appendPresenceEvent(nil, "joined", ev.Room, res.Joined, "", d.Pos)
+		n := s.hub.broadcast(ev.Room, true, res.Joined.Conn, func(enc codec) []byte {
+			return enc.presenceChange("joined", ev.Room, res.Joined, "", d.Pos)
 		})
 		s.metrics.deliveries.WithLabelValues(kindPresence).Add(float64(n))
 	}
@@ -124,7 +124,7 @@ func (s *Server) deliverState(d *consumer.Delivery, a *answerer) {
 		return
 	}
 	a.ack(ack{pos: &d.Pos, entry: &res.Entry})
-	n := s.hub.broadcast(ev.Room, false, "", func() []byte { return appendStateEvent(nil, ev, res.Entry, d.Pos) })
+	n := s.hub.broadcast(ev.Room, false, "", func(enc codec) []byte { return enc.stateChange(ev, res.Entry, d.Pos) })
 	s.metrics.deliveries.WithLabelValues(kindState).Add(float64(n))
 }
 
@@ -133,8 +133,8 @@ func (s *Server) deliverState(d *consumer.Delivery, a *answerer) {
 func (s *Server) deliverLeft(d *consumer.Delivery) {
 	for i := range d.Result.Left {
 		l := &d.Result.Left[i]
-		n := s.hub.broadcast(l.Room, true, l.Member.Conn, func() []byte {
-			return appendPresenceEvent(nil, "left", l.Room, &l.Member, l.Reason, d.Pos)
+		n := s.hub.broadcast(l.Room, true, l.Member.Conn, func(enc codec) []byte {
+			return enc.presenceChange("left", l.Room, &l.Member, l.Reason, d.Pos)
 		})
 		s.metrics.deliveries.WithLabelValues(kindPresence).Add(float64(n))
 	}
@@ -186,7 +186,7 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 	if j == nil {
 		// Left (or disconnected) before the join took effect.
 		if ev.Req != "" {
-			c.send(appendAckWith(nil, json.RawMessage(ev.Req), ack{pos: &d.Pos}))
+			c.reply(json.RawMessage(ev.Req), ack{pos: &d.Pos})
 		}
 		return
 	}
@@ -199,7 +199,7 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 	sb := &sub{c: c, presence: j.presence}
 	if !j.hasSince {
 		s.hub.add(ev.Room, sb)
-		c.send(appendAckWith(nil, j.id, ack{pos: &d.Pos}))
+		c.reply(j.id, ack{pos: &d.Pos})
 		return
 	}
 	since := j.since
@@ -209,7 +209,7 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 		// recovered exactly.
 		s.hub.add(ev.Room, sb)
 		no := false
-		c.send(appendAckWith(nil, j.id, ack{pos: &d.Pos, recovered: &no}))
+		c.reply(j.id, ack{pos: &d.Pos, recovered: &no})
 		s.stats.recoveries.Add(1)
 		s.metrics.recoveries.WithLabelValues("none").Inc()
 		return
@@ -223,7 +223,7 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 			covered = true
 			for _, m := range hist {
 				if m.Offset > since.Offset && m.Offset < d.Pos.Offset {
-					backlog = append(backlog, outFrame{data: appendMessage(nil, ev.Room, m.Event, m.Data, m.From, m.User, d.Part.Pos(s.epoch, m.Offset))})
+					backlog = append(backlog, outFrame{data: c.enc.message(ev.Room, m.Event, m.Data, m.From, m.User, d.Part.Pos(s.epoch, m.Offset))})
 				}
 			}
 		}
@@ -233,7 +233,7 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 	if covered {
 		s.metrics.recoveries.WithLabelValues("window").Inc()
 		yes := true
-		backlog = append(backlog, outFrame{data: appendAckWith(nil, j.id, ack{pos: &d.Pos, recovered: &yes})})
+		backlog = append(backlog, outFrame{data: c.enc.ack(j.id, ack{pos: &d.Pos, recovered: &yes})})
 		c.sendFrames(backlog...)
 		s.hub.add(ev.Room, sb)
 		return
@@ -248,20 +248,20 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
-		backlog, complete := s.readRoom(room, part, since.Offset+1, join.Offset)
-		sb.finishRecovery(backlog, outFrame{data: appendAckWith(nil, id, ack{pos: &join, recovered: &complete})})
+		backlog, complete := s.readRoom(c.enc, room, part, since.Offset+1, join.Offset)
+		sb.finishRecovery(backlog, outFrame{data: c.enc.ack(id, ack{pos: &join, recovered: &complete})})
 	}()
 }
 
 // readRoom reads the room's messages with offsets in [from, to) of part
-// from the log, as message frames. complete is false when some of them are
+// from the log, as message frames of enc. complete is false when some of them are
 // gone (retention) or the read failed.
-func (s *Server) readRoom(room string, part *consumer.Partition, from, to int64) ([]outFrame, bool) {
+func (s *Server) readRoom(enc codec, room string, part *consumer.Partition, from, to int64) ([]outFrame, bool) {
 	ctx, cancel := s.readDeadline()
 	defer cancel()
 	var frames []outFrame
 	logStart, err := consumer.ReadPublishes(ctx, s.clientOpts(), s.cfg.Topic, part, room, from, to, func(m consumer.Message) bool {
-		frames = append(frames, outFrame{data: appendMessage(nil, room, m.Event, m.Data, m.From, m.User, part.Pos(s.epoch, m.Offset))})
+		frames = append(frames, outFrame{data: enc.message(room, m.Event, m.Data, m.From, m.User, part.Pos(s.epoch, m.Offset))})
 		return true
 	})
 	if err != nil {

@@ -32,8 +32,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	session := s.currentSession()
-	c := newConn(s, ws, session+"-"+strconv.FormatUint(s.nextConn.Add(1), 36), session)
-	c.sec = sec
+	c := newConn(s, session+"-"+strconv.FormatUint(s.nextConn.Add(1), 36), session, jsonCodec{})
+	wr := newWSWriter(c, ws)
+	c.t, c.sec = wr, sec
 	s.connsMu.Lock()
 	if s.draining.Load() {
 		s.connsMu.Unlock()
@@ -48,27 +49,28 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.metrics.connsTotal.Inc()
 	c.send(appendWelcome(nil, c.id, s.cfg.RelayName))
 	c.startConnSec()
-	go c.readLoop()
+	go c.readLoop(wr)
 }
 
 // readLoop is the connection's reader: it reads frames and runs them until
 // the socket fails or closes, then leaves the rooms and waits for the
 // writer to have closed the socket.
-func (c *conn) readLoop() {
+func (c *conn) readLoop(w *wsWriter) {
 	defer c.s.wg.Done()
 	defer func() {
 		c.shutdown(DisconnectNormal)
-		<-c.finished // the writer has sent the close frame and closed the socket
+		<-w.finished // the writer has sent the close frame and closed the socket
 	}()
 	defer c.cleanup()
-	c.pinger = time.AfterFunc(c.s.cfg.PingInterval, c.ping)
-	defer c.pinger.Stop()
-	c.ws.SetReadLimit(int64(c.s.cfg.MaxMessageBytes))
-	deadline := func() { _ = c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PingInterval + c.s.cfg.PongTimeout)) }
+	w.pinger = time.AfterFunc(c.s.cfg.PingInterval, w.ping)
+	defer w.pinger.Stop()
+	ws := w.ws
+	ws.SetReadLimit(int64(c.s.cfg.MaxMessageBytes))
+	deadline := func() { _ = ws.SetReadDeadline(time.Now().Add(c.s.cfg.PingInterval + c.s.cfg.PongTimeout)) }
 	deadline()
-	c.ws.SetPongHandler(func(string) error { deadline(); return nil })
+	ws.SetPongHandler(func(string) error { deadline(); return nil })
 	for {
-		mt, data, err := c.ws.ReadMessage()
+		mt, data, err := ws.ReadMessage()
 		if err != nil {
 			if err == websocket.ErrReadLimit {
 				// gorilla has already sent close 1009.

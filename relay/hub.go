@@ -125,10 +125,10 @@ func (h *hub) rooms() int {
 
 // broadcast sends the frame built by encode to the room's subscribers (only
 // those that asked for presence events, if presenceOnly), except the
-// connection with id except. encode runs at most once, and only if someone
-// may receive the frame.
-// It returns how many sockets it was enqueued for.
-func (h *hub) broadcast(room string, presenceOnly bool, except string, encode func() []byte) int {
+// connection with id except. encode runs at most once per protocol (codec)
+// among the subscribers, and only if someone may receive the frame. It
+// returns how many sockets it was enqueued for.
+func (h *hub) broadcast(room string, presenceOnly bool, except string, encode func(codec) []byte) int {
 	sh := h.shard(room)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
@@ -136,26 +136,55 @@ func (h *hub) broadcast(room string, presenceOnly bool, except string, encode fu
 	if r == nil || (presenceOnly && r.presence == 0) {
 		return 0
 	}
-	// A prepared message frames the payload once for every socket; it
-	// costs a few KiB to build, so a lone subscriber gets plain bytes.
-	f := outFrame{data: encode()}
-	if len(r.members) > 1 {
-		pm, err := websocket.NewPreparedMessage(websocket.TextMessage, f.data)
-		if err != nil { // only on a compression failure, which we never ask for
-			return 0
-		}
-		f = outFrame{pm: pm}
-	}
+	var enc frameCache
 	n := 0
 	for _, s := range r.members {
 		if (presenceOnly && !s.presence) || (except != "" && s.c.id == except) {
 			continue
 		}
-		s.send(f)
+		s.send(enc.frame(s.c.enc, encode, len(r.members)))
 		n++
 	}
 	h.delivered.Add(uint64(n))
 	return n
+}
+
+// frameCache holds one broadcast's frame per codec: a room's subscribers
+// speak one or two protocols.
+type frameCache struct {
+	n      int
+	codecs [2]codec
+	frames [2]outFrame
+	more   map[codec]outFrame
+}
+
+func (fc *frameCache) frame(enc codec, encode func(codec) []byte, members int) outFrame {
+	for i := range fc.n {
+		if fc.codecs[i] == enc {
+			return fc.frames[i]
+		}
+	}
+	if f, ok := fc.more[enc]; ok {
+		return f
+	}
+	f := outFrame{data: encode(enc)}
+	// A prepared message frames the payload once for every WebSocket; it
+	// costs a few KiB to build, so a lone subscriber gets plain bytes.
+	if _, native := enc.(jsonCodec); native && members > 1 {
+		if pm, err := websocket.NewPreparedMessage(websocket.TextMessage, f.data); err == nil { // fails only when compressing, which we never ask for
+			f = outFrame{pm: pm}
+		}
+	}
+	if fc.n < len(fc.codecs) {
+		fc.codecs[fc.n], fc.frames[fc.n] = enc, f
+		fc.n++
+	} else {
+		if fc.more == nil {
+			fc.more = map[codec]outFrame{}
+		}
+		fc.more[enc] = f
+	}
+	return f
 }
 
 // send delivers f to the subscriber, holding it back while the subscription
@@ -175,7 +204,7 @@ func (s *sub) send(f outFrame) {
 		}
 		s.mu.Unlock()
 	}
-	s.c.sendFrames(f)
+	s.c.sendFrame(f)
 }
 
 // finishRecovery sends backlog (waiting for the writer to make room, so a

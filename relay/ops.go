@@ -136,7 +136,7 @@ func answer(read func(s *Server, c *conn, f *clientFrame) (ack, *frameError)) fu
 			c.sendError(f.ID, ferr)
 			return
 		}
-		c.send(appendAckWith(nil, f.ID, a))
+		c.reply(f.ID, a)
 	}
 }
 

@@ -368,6 +368,24 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
+// jsonCodec is the native protocol's codec: JSON frames.
+type jsonCodec struct{}
+
+var _ codec = jsonCodec{}
+
+func (jsonCodec) ack(id json.RawMessage, a ack) []byte           { return appendAckWith(nil, id, a) }
+func (jsonCodec) error(id json.RawMessage, e *frameError) []byte { return appendError(nil, id, e) }
+func (jsonCodec) pong(id json.RawMessage) []byte                 { return appendPong(nil, id) }
+func (jsonCodec) message(room, event string, data json.RawMessage, from, user string, pos record.Pos) []byte {
+	return appendMessage(nil, room, event, data, from, user, pos)
+}
+func (jsonCodec) stateChange(ev *record.Event, e consumer.Entry, pos record.Pos) []byte {
+	return appendStateEvent(nil, ev, e, pos)
+}
+func (jsonCodec) presenceChange(op, room string, m *consumer.Member, reason string, pos record.Pos) []byte {
+	return appendPresenceEvent(nil, op, room, m, reason, pos)
+}
+
 // Server frames. Each encoder appends to b and returns it.
 
 func appendWelcome(b []byte, connID, relayID string) []byte {

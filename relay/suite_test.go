@@ -236,6 +236,11 @@ func (c *client) reply() frame {
 	case f := <-c.acks:
 		return f
 	case err := <-c.err:
+		// The reader queues every frame before it reports the close, but
+		// select picks at random among ready cases: take what came first.
+		if f, ok := c.before(c.acks, err); ok {
+			return f
+		}
 		c.t.Fatalf("connection ended waiting for a reply: %v", err)
 	case <-time.After(waitLimit):
 		c.t.Fatalf("no reply within %v", waitLimit)
@@ -269,11 +274,26 @@ func (c *client) message() frame {
 	case f := <-c.msgs:
 		return f
 	case err := <-c.err:
+		if f, ok := c.before(c.msgs, err); ok {
+			return f
+		}
 		c.t.Fatalf("connection ended waiting for a message: %v", err)
 	case <-time.After(waitLimit):
 		c.t.Fatalf("no message within %v", waitLimit)
 	}
 	return frame{}
+}
+
+// before returns a frame that arrived before the connection ended with
+// err, putting err back for the next wait (closeCode).
+func (c *client) before(ch chan frame, err error) (frame, bool) {
+	select {
+	case f := <-ch:
+		c.err <- err // the reader has exited: the buffer of one is free
+		return f, true
+	default:
+		return frame{}, false
+	}
 }
 
 // partitionEnds returns the end offset of every partition of topic.

@@ -1,22 +1,45 @@
 package relay
 
 import (
-	"encoding/json"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
 )
 
-// The writer side of a connection: its send queue, the writer goroutine
-// that runs only while the queue is non-empty, pings from a timer, and the
-// close. See the Concurrency section of the package comment.
+// The WebSocket transport of a connection: its send queue, the writer
+// goroutine that runs only while the queue is non-empty, pings from a
+// timer, and the close. See the Concurrency section of the package comment.
 
 // outFrame is one queued server frame: a prepared message shared by a room's
-// sockets, or bytes for this socket alone.
+// WebSocket sockets, or bytes.
 type outFrame struct {
 	pm   *websocket.PreparedMessage
 	data []byte
 	slot bool // an ack holding an inflight slot, freed once written
+}
+
+// wsWriter is a connection's WebSocket transport. Its writer goroutine
+// (writeLoop) is the only one that writes data frames to ws.
+type wsWriter struct {
+	c  *conn
+	ws *websocket.Conn
+
+	mu        sync.Mutex // guards queue, closed, closeWith, writing
+	queue     []outFrame
+	closed    bool
+	closeWith Disconnect
+
+	writing  bool          // a writer goroutine runs (or, once closed, the finisher)
+	space    chan struct{} // cap 1: the writer took the queue
+	finished chan struct{} // closed once the socket is closed
+	pinger   *time.Timer
+}
+
+var _ transport = (*wsWriter)(nil)
+
+func newWSWriter(c *conn, ws *websocket.Conn) *wsWriter {
+	return &wsWriter{c: c, ws: ws, space: make(chan struct{}, 1), finished: make(chan struct{})}
 }
 
 // enqueue hands frames to the writer, in order, starting the writer if it
@@ -24,22 +47,42 @@ type outFrame struct {
 // queuing nothing, when the frames do not fit in the queue: the client is too
 // slow, and the caller decides what follows (usually DisconnectSlow). On a
 // closed connection it drops the frames and reports true.
-func (c *conn) enqueue(fs ...outFrame) bool {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+func (w *wsWriter) enqueue(fs ...outFrame) bool {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
 		return true
 	}
-	if len(c.queue)+len(fs) > c.s.cfg.SendQueue {
-		c.mu.Unlock()
+	if len(w.queue)+len(fs) > w.c.s.cfg.SendQueue {
+		w.mu.Unlock()
 		return false
 	}
-	c.queue = append(c.queue, fs...)
-	start := !c.writing
-	c.writing = true
-	c.mu.Unlock()
+	w.queue = append(w.queue, fs...)
+	start := !w.writing
+	w.writing = true
+	w.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		go w.writeLoop()
+	}
+	return true
+}
+
+func (w *wsWriter) push(f outFrame) bool {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return true
+	}
+	if len(w.queue) >= w.c.s.cfg.SendQueue {
+		w.mu.Unlock()
+		return false
+	}
+	w.queue = append(w.queue, f)
+	start := !w.writing
+	w.writing = true
+	w.mu.Unlock()
+	if start {
+		go w.writeLoop()
 	}
 	return true
 }
@@ -47,112 +90,89 @@ func (c *conn) enqueue(fs ...outFrame) bool {
 // enqueueWait hands frames to the writer, waiting for room in the queue
 // instead of closing the connection. For backlogs, never on the consumer's
 // goroutine.
-func (c *conn) enqueueWait(fs []outFrame) {
+func (w *wsWriter) enqueueWait(fs []outFrame) {
 	for len(fs) > 0 {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
+		w.mu.Lock()
+		if w.closed {
+			w.mu.Unlock()
 			return
 		}
-		n := min(c.s.cfg.SendQueue-len(c.queue), len(fs))
+		n := min(w.c.s.cfg.SendQueue-len(w.queue), len(fs))
 		start := false
 		if n > 0 {
-			c.queue = append(c.queue, fs[:n]...)
+			w.queue = append(w.queue, fs[:n]...)
 			fs = fs[n:]
-			start = !c.writing
-			c.writing = true
+			start = !w.writing
+			w.writing = true
 		}
-		c.mu.Unlock()
+		w.mu.Unlock()
 		if start {
-			go c.writeLoop()
+			go w.writeLoop()
 		}
 		if len(fs) > 0 {
 			select {
-			case <-c.space:
-			case <-c.done:
+			case <-w.space:
+			case <-w.c.done:
 				return
 			}
 		}
 	}
 }
 
-// sendFrames queues frames for the client, and closes it as too slow when
-// they do not fit.
-func (c *conn) sendFrames(fs ...outFrame) {
-	if !c.enqueue(fs...) {
-		c.shutdown(DisconnectSlow)
+// close makes the running writer send d's close frame, or starts a
+// finisher when none runs.
+func (w *wsWriter) close(d Disconnect) {
+	w.mu.Lock()
+	w.closed = true
+	w.closeWith = d
+	start := !w.writing
+	w.writing = true // from now on only the finisher writes
+	w.mu.Unlock()
+	if start {
+		go w.finish(nil)
 	}
-}
-
-// send queues a frame for this client alone (see sendFrames).
-func (c *conn) send(b []byte) { c.sendFrames(outFrame{data: b}) }
-
-func (c *conn) sendError(id json.RawMessage, e *frameError) {
-	c.s.countError(e.Code)
-	c.send(appendError(nil, id, e))
-}
-
-// shutdown ends the connection with d's close frame: the running writer
-// sends it, or a goroutine started here when none runs. The first call wins.
-func (c *conn) shutdown(d Disconnect) {
-	c.closeOnce.Do(func() {
-		c.mu.Lock()
-		c.closed = true
-		c.closeWith = d
-		start := !c.writing
-		c.writing = true // from now on only the finisher writes
-		c.mu.Unlock()
-		if d.Code == CloseSlowClient {
-			c.s.stats.slowCloses.Add(1)
-		}
-		c.s.metrics.closes.WithLabelValues(d.Label).Inc()
-		close(c.done)
-		if start {
-			go c.finish(nil)
-		}
-	})
 }
 
 // writeLoop is the connection's writer while it has frames to send: it
 // runs only while the queue is non-empty (an idle connection has no writer
 // goroutine), and it is the only goroutine writing data frames. On shutdown
 // it sends the close frame and closes the socket.
-func (c *conn) writeLoop() {
+func (w *wsWriter) writeLoop() {
 	var batch []outFrame
 	for {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			c.finish(nil)
+		w.mu.Lock()
+		if w.closed {
+			w.mu.Unlock()
+			w.finish(nil)
 			return
 		}
-		if len(c.queue) == 0 {
-			c.writing = false
-			c.mu.Unlock()
+		if len(w.queue) == 0 {
+			w.writing = false
+			w.mu.Unlock()
 			return
 		}
-		batch, c.queue = c.queue, batch[:0]
-		c.mu.Unlock()
+		batch, w.queue = w.queue, batch[:0]
+		w.mu.Unlock()
 		select {
-		case c.space <- struct{}{}:
+		case w.space <- struct{}{}:
 		default:
 		}
 		for i, f := range batch {
 			if i%16 == 0 {
 				select {
-				case <-c.done:
-					c.finish(batch[i:])
+				case <-w.c.done:
+					w.finish(batch[i:])
 					return
 				default:
 				}
 			}
-			if err := c.write(f); err != nil {
-				c.shutdown(DisconnectWriteFailed)
-				c.finish(nil)
+			if err := w.write(f); err != nil {
+				w.c.shutdown(DisconnectWriteFailed)
+				w.finish(nil)
 				return
 			}
 			if f.slot {
-				c.freeSlot()
+				w.c.freeSlot()
 			}
 			batch[i] = outFrame{}
 		}
@@ -163,20 +183,21 @@ func (c *conn) writeLoop() {
 // frame that explains a close must arrive before it) within a second, then
 // the close frame, and closes the socket, which ends the reader. A slow
 // client gets no flush. It runs once, on the last writer.
-func (c *conn) finish(pending []outFrame) {
-	c.mu.Lock()
-	rest := c.queue
-	c.queue = nil
-	c.mu.Unlock()
-	if c.closeWith.Code != CloseSlowClient {
-		_ = c.ws.SetWriteDeadline(time.Now().Add(time.Second))
+func (w *wsWriter) finish(pending []outFrame) {
+	w.mu.Lock()
+	rest := w.queue
+	w.queue = nil
+	d := w.closeWith
+	w.mu.Unlock()
+	if d.Code != CloseSlowClient {
+		_ = w.ws.SetWriteDeadline(time.Now().Add(time.Second))
 		for _, fs := range [][]outFrame{pending, rest} {
 			for _, f := range fs {
 				var err error
 				if f.pm != nil {
-					err = c.ws.WritePreparedMessage(f.pm)
+					err = w.ws.WritePreparedMessage(f.pm)
 				} else {
-					err = c.ws.WriteMessage(websocket.TextMessage, f.data)
+					err = w.ws.WriteMessage(websocket.TextMessage, f.data)
 				}
 				if err != nil {
 					break
@@ -184,32 +205,32 @@ func (c *conn) finish(pending []outFrame) {
 			}
 		}
 	}
-	_ = c.ws.WriteControl(websocket.CloseMessage, c.closeWith.closeMessage(), time.Now().Add(time.Second))
-	_ = c.ws.Close()
-	close(c.finished)
+	_ = w.ws.WriteControl(websocket.CloseMessage, d.closeMessage(), time.Now().Add(time.Second))
+	_ = w.ws.Close()
+	close(w.finished)
 }
 
 // ping runs on a timer, not on a goroutine of the connection: gorilla lets
 // WriteControl run beside the writer.
-func (c *conn) ping() {
+func (w *wsWriter) ping() {
 	select {
-	case <-c.done:
+	case <-w.c.done:
 		return
 	default:
 	}
-	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.s.cfg.WriteTimeout)); err != nil {
-		c.shutdown(DisconnectPingFailed)
+	if err := w.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(w.c.s.cfg.WriteTimeout)); err != nil {
+		w.c.shutdown(DisconnectPingFailed)
 		return
 	}
-	c.pinger.Reset(c.s.cfg.PingInterval)
+	w.pinger.Reset(w.c.s.cfg.PingInterval)
 }
 
-func (c *conn) write(f outFrame) error {
-	if err := c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout)); err != nil {
+func (w *wsWriter) write(f outFrame) error {
+	if err := w.ws.SetWriteDeadline(time.Now().Add(w.c.s.cfg.WriteTimeout)); err != nil {
 		return err
 	}
 	if f.pm != nil {
-		return c.ws.WritePreparedMessage(f.pm)
+		return w.ws.WritePreparedMessage(f.pm)
 	}
-	return c.ws.WriteMessage(websocket.TextMessage, f.data)
+	return w.ws.WriteMessage(websocket.TextMessage, f.data)
 }
