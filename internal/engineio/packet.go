@@ -94,6 +94,9 @@ func decodePacket(b []byte, binary bool, index int) (Packet, error) {
 	}
 	t := PacketType(b[0])
 	if t == 'b' {
+		if bytes.ContainsAny(b[1:], "\r\n") { // which Go's decoder skips
+			return Packet{}, &DecodeError{Index: index, Reason: "bad base64: line break"}
+		}
 		data := make([]byte, base64.StdEncoding.DecodedLen(len(b)-1))
 		n, err := base64.StdEncoding.Strict().Decode(data, b[1:])
 		if err != nil {

@@ -166,6 +166,11 @@ func (s *Session) closeLocked(reason CloseReason, flush bool) {
 		s.notifyLocked()
 		return
 	}
+	if reason == ReasonClientClose {
+		s.final = true
+		s.srv.remove(s)
+		return
+	}
 	time.AfterFunc(s.srv.cfg.CloseFlush, func() {
 		s.mu.Lock()
 		s.final = true
