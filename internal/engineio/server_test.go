@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -668,5 +669,70 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if _, err := NewServer(Config{OnSession: echo, PingInterval: -1}); err == nil {
 		t.Fatal("negative interval: no error")
+	}
+}
+
+// TestUpgradeUnderLoad: the server sends while the client upgrades; every
+// message arrives once and in order, on polling before the switch and on the
+// WebSocket after.
+func TestUpgradeUnderLoad(t *testing.T) {
+	const n = 2000
+	ts := newTestServer(t, Config{SendQueue: n, OnSession: func(s *Session) {
+		go func() {
+			for i := range n {
+				if s.Send(Message{Data: []byte(strconv.Itoa(i))}) != nil {
+					return
+				}
+				// Spread the sends over the upgrade (load shape, not
+				// synchronisation: any interleaving must pass).
+				time.Sleep(20 * time.Microsecond)
+			}
+		}()
+		echo(s)
+	}})
+	op, u := handshake(t, ts)
+	next := 0
+	take := func(data string) {
+		t.Helper()
+		if data != strconv.Itoa(next) {
+			t.Fatalf("got message %q, want %d", data, next)
+		}
+		next++
+	}
+	takePayload := func(body string) {
+		t.Helper()
+		if err := DecodePayload([]byte(body), func(p Packet) error {
+			if p.Type == PacketMessage {
+				take(string(p.Data))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	takePayload(poll(t, u))
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket&sid="+op.SID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	takePayload(poll(t, u))
+	ws.WriteMessage(websocket.TextMessage, []byte("2probe"))
+	if got := readText(t, ws); got != "3probe" {
+		t.Fatalf("probe answer %q", got)
+	}
+	takePayload(poll(t, u)) // answered at once: what is queued, or a noop
+	ws.WriteMessage(websocket.TextMessage, []byte("5"))
+	onPolling := next
+	defer func() { t.Logf("%d messages on polling, %d on the WebSocket", onPolling, n-onPolling) }()
+	for next < n {
+		got := readText(t, ws)
+		if got == "2" {
+			continue
+		}
+		if !strings.HasPrefix(got, "4") {
+			t.Fatalf("unexpected frame %q", got)
+		}
+		take(got[1:])
 	}
 }
