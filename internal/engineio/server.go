@@ -48,6 +48,8 @@ func (s *Server) Len() int {
 // Shutdown refuses new sessions (HTTP 503), closes every session with
 // ReasonShutdown (the transport only: clients reconnect, elsewhere) and
 // waits until every OnSession handler and writer has returned, or ctx ends.
+// Call it before the http.Server's Shutdown, which waits for pending polls:
+// closing the sessions is what answers them.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
