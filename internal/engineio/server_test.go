@@ -736,3 +736,54 @@ func TestUpgradeUnderLoad(t *testing.T) {
 		take(got[1:])
 	}
 }
+
+func TestCloseFlushesWebSocket(t *testing.T) {
+	reqs := make(chan *http.Request, 1)
+	ts := newTestServer(t, Config{OnSession: func(s *Session) {
+		reqs <- s.Request()
+		s.Send(Message{Data: []byte("a")}, Message{Binary: true, Data: []byte{7}})
+		s.Close(ReasonServerClose)
+	}})
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket&token=x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	readText(t, ws) // open
+	if got := readText(t, ws); got != "4a" {
+		t.Fatalf("first frame %q", got)
+	}
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if typ, b, err := ws.ReadMessage(); err != nil || typ != websocket.BinaryMessage || string(b) != "\x07" {
+		t.Fatalf("second frame %d %q %v", typ, b, err)
+	}
+	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+		t.Fatalf("after the queue: %v, want close 1000", err)
+	}
+	r := <-reqs
+	if r.URL.Query().Get("token") != "x" || r.RemoteAddr == "" {
+		t.Fatalf("Request() = %v %q", r.URL, r.RemoteAddr)
+	}
+}
+
+func TestCloseDuringProbe(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	op, _ := handshake(t, ts)
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket&sid="+op.SID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	ws.WriteMessage(websocket.TextMessage, []byte("2probe"))
+	if got := readText(t, ws); got != "3probe" {
+		t.Fatalf("probe answer %q", got)
+	}
+	ts.session(op.SID).Close(ReasonShutdown)
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := ws.ReadMessage(); err == nil {
+		t.Fatal("the probe WebSocket outlived its session")
+	}
+	if r := ts.endReason(t, op.SID); r != ReasonShutdown {
+		t.Fatalf("reason %v", r)
+	}
+}
