@@ -63,7 +63,7 @@ var (
 	// WebSocket.
 	ReasonClientClose = CloseReason{1000, "client close"}
 	// ReasonTransportError: a poll request that ended early, overlapping
-	// requests, a failed read.
+	// requests, a failed read or write.
 	ReasonTransportError = CloseReason{1011, "transport error"}
 	// ReasonParseError: a malformed or unexpected packet.
 	ReasonParseError = CloseReason{1002, "parse error"}

@@ -69,7 +69,7 @@ func (s *Session) servePoll(w http.ResponseWriter, r *http.Request) {
 	s.polling = false
 	s.mu.Unlock()
 	if err := writePoll(w, r, body, s.srv.cfg.WriteTimeout); err != nil {
-		s.fail(ReasonSlowClient)
+		s.fail(writeErrorReason(err))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -194,7 +195,7 @@ func (s *Session) writeLoop() {
 		s.mu.Unlock()
 		for _, p := range batch {
 			if err := s.writePacket(p, deadline); err != nil {
-				s.fail(ReasonSlowClient)
+				s.fail(writeErrorReason(err))
 				break
 			}
 		}
@@ -218,6 +219,15 @@ func (s *Session) writePacket(p Packet, deadline time.Time) error {
 		return err
 	}
 	return w.Close()
+}
+
+// writeErrorReason: a missed deadline is a slow client; anything else, a
+// broken transport.
+func writeErrorReason(err error) CloseReason {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return ReasonSlowClient
+	}
+	return ReasonTransportError
 }
 
 func closeWebSocket(ws *websocket.Conn, reason CloseReason, deadline time.Time) {
