@@ -80,7 +80,8 @@ func (s *Server) lookup(sid string) *Session {
 	return s.sessions[sid]
 }
 
-// add registers sess, unless the server is shutting down.
+// add registers sess and counts its handler in wg, unless the server is
+// shutting down. Under mu, so Shutdown's Wait never races an Add.
 func (s *Server) add(sess *Session) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -88,6 +89,7 @@ func (s *Server) add(sess *Session) bool {
 		return false
 	}
 	s.sessions[sess.id] = sess
+	s.wg.Add(1)
 	return true
 }
 
@@ -195,7 +197,6 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, isWS bool) {
 		return
 	}
 	open := AppendPacket(nil, Packet{Type: PacketOpen, Data: s.openData(sid, !s.cfg.DisableWebSocket)})
-	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		s.run(sess)

@@ -31,7 +31,6 @@ func (s *Server) openWebSocket(w http.ResponseWriter, r *http.Request, sess *Ses
 		closeWebSocket(ws, ReasonShutdown, time.Now().Add(s.cfg.WriteTimeout))
 		return
 	}
-	s.wg.Add(1)
 	defer s.wg.Done()
 	s.run(sess)
 }
@@ -162,6 +161,9 @@ func readErrorReason(err error) CloseReason {
 // The WebSocket writer runs only while there is something to write (or a
 // close to perform): an idle session costs no writer goroutine.
 
+// startWriterLocked: the session's handler is still counted in wg here
+// (writers start only while the session is open, or from closeLocked), so
+// this Add never races Shutdown's Wait.
 func (s *Session) startWriterLocked() {
 	s.writing = true
 	s.srv.wg.Add(1)
