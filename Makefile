@@ -40,6 +40,10 @@ fuzz:
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeAPIRequest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzParseRooms$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./consumer/ -run '^$$' -fuzz '^FuzzDecodeSnapshot$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/engineio/ -run '^$$' -fuzz '^FuzzDecodePacket$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/engineio/ -run '^$$' -fuzz '^FuzzDecodePayload$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/socketio/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/socketio/ -run '^$$' -fuzz '^FuzzSplitArray$$' -fuzztime $(FUZZTIME)
 
 # A local fleet: a broker and three relays on 127.0.0.1:8081-8083, until Ctrl-C.
 # CLUSTER_FLAGS=--kafka uses real Apache Kafka instead of the embedded broker.

@@ -2,13 +2,16 @@
 # Installs what the test suite needs on a fresh Debian machine, and nothing
 # that is already there: Go (checked, not installed), a JDK 17+ and Maven for
 # the real Kafka broker (testenv/kafka), kcat, the independent Kafka client
-# the interop tests drive, and Pebble, the ACME server the TLS tests run. Idempotent; needs root (or sudo) only when
-# something is missing.
+# the interop tests drive, Pebble, the ACME server the TLS tests run, and Node with the official socket.io-client
+# (testenv/socketio, npm ci from its lock file) for the Socket.IO interop tests. Idempotent; needs root (or sudo)
+# only when something is missing.
 set -euo pipefail
 
 need=()
 command -v kcat >/dev/null 2>&1 || command -v kafkacat >/dev/null 2>&1 || need+=(kcat)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if ! command -v java >/dev/null 2>&1 || ! java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])'; then
   need+=(openjdk-17-jdk-headless)
 fi
@@ -30,6 +33,14 @@ gobin="$(go env GOPATH)/bin"
 if ! command -v pebble >/dev/null 2>&1 && [ ! -x "$gobin/pebble" ]; then
   echo "setup: installing pebble" >&2
   go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1
+fi
+
+# socket.io-client for the Socket.IO interop tests, exactly as locked; again
+# when the lock file changed since the last install.
+sio="$(dirname "$0")/socketio"
+if [[ ! -f "$sio/node_modules/.package-lock.json" || "$sio/package-lock.json" -nt "$sio/node_modules/.package-lock.json" ]]; then
+  echo "setup: installing socket.io-client (npm ci)" >&2
+  (cd "$sio" && npm ci --no-audit --no-fund >&2)
 fi
 
 # Fetch the Kafka jars now so a slow download is reported here, not as a

@@ -1,0 +1,35 @@
+// Package engineio is an Engine.IO v4 server (the transport under
+// Socket.IO v5), as socket.io-client 4.x speaks it: the handshake, server
+// heartbeats, HTTP long-polling (packets joined with 0x1e, binary in base64),
+// the upgrade to WebSocket (probe, upgrade, noop) and WebSocket alone. It
+// knows nothing of Socket.IO: a session carries text and binary messages.
+//
+// # Sessions without sticky load balancing
+//
+// Every polling request and the upgrade name their session (sid). A server
+// holds the sessions it created; Config.NewSID lets the caller make a sid
+// name its owner, and Config.Forward is asked for a request whose sid this
+// server does not hold, so the caller can proxy it to the owner.
+//
+// # Concurrency
+//
+// A Session has one reader and one writer:
+//   - the reader is the Config.OnSession handler, on its own goroutine: only
+//     it calls ReadMessage. On polling, POST handlers hand it the client's
+//     messages one at a time (a POST is answered once its messages are
+//     taken); on a WebSocket it reads the socket itself.
+//   - the writer: on a WebSocket, a goroutine that runs only while the send
+//     queue is non-empty (started by Send, exiting when it has drained it);
+//     on polling, the pending GET handler, which takes the whole queue.
+//
+// Send and Close may be called from any goroutine and never block on the
+// network: Send appends to a bounded queue (overflow closes the session
+// with ReasonSlowClient). Beside these run a heartbeat timer per session
+// (time.AfterFunc: queue a ping, or close when its pong is late), the
+// upgrade's HTTP handler while a WebSocket probes, and, for a polling
+// session that closes between two polls, a timer that drops it after
+// Config.CloseFlush.
+//
+// Lock order: Session.mu, then Server.mu. No lock is held while writing to
+// a socket or calling the caller's code.
+package engineio

@@ -1,0 +1,789 @@
+package engineio
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// echo is an OnSession handler that sends every message back.
+func echo(sess *Session) {
+	for {
+		m, err := sess.ReadMessage()
+		if err != nil {
+			return
+		}
+		if sess.Send(m) != nil {
+			return
+		}
+	}
+}
+
+// testServer is a Server on a real HTTP server, with the reasons its
+// sessions ended.
+type testServer struct {
+	*Server
+	http *httptest.Server
+	url  string // .../socket.io/?EIO=4
+
+	mu      sync.Mutex
+	ended   map[string]CloseReason
+	endedCh chan struct{}
+}
+
+func newTestServer(t *testing.T, cfg Config) *testServer {
+	t.Helper()
+	ts := &testServer{ended: map[string]CloseReason{}, endedCh: make(chan struct{}, 100)}
+	handler := cfg.OnSession
+	if handler == nil {
+		handler = echo
+	}
+	cfg.OnSession = func(s *Session) {
+		handler(s)
+		<-s.Done()
+		ts.mu.Lock()
+		ts.ended[s.ID()] = s.Reason()
+		ts.mu.Unlock()
+		ts.endedCh <- struct{}{}
+	}
+	srv, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Server = srv
+	mux := http.NewServeMux()
+	mux.Handle("/socket.io/", srv)
+	ts.http = httptest.NewServer(mux)
+	ts.url = ts.http.URL + "/socket.io/?EIO=4"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		ts.http.Close()
+	})
+	return ts
+}
+
+// endReason waits until session sid's handler has returned.
+func (ts *testServer) endReason(t *testing.T, sid string) CloseReason {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		ts.mu.Lock()
+		r, ok := ts.ended[sid]
+		ts.mu.Unlock()
+		if ok {
+			return r
+		}
+		select {
+		case <-ts.endedCh:
+		case <-deadline:
+			t.Fatalf("session %s did not end", sid)
+		}
+	}
+}
+
+func (ts *testServer) session(sid string) *Session { return ts.lookup(sid) }
+
+type openPacket struct {
+	SID          string   `json:"sid"`
+	Upgrades     []string `json:"upgrades"`
+	PingInterval int      `json:"pingInterval"`
+	PingTimeout  int      `json:"pingTimeout"`
+	MaxPayload   int      `json:"maxPayload"`
+}
+
+func do(t *testing.T, method, u, body string, header http.Header) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, string(b)
+}
+
+// handshake opens a polling session and returns its sid and URL.
+func handshake(t *testing.T, ts *testServer) (openPacket, string) {
+	t.Helper()
+	res, body := do(t, "GET", ts.url+"&transport=polling", "", nil)
+	if res.StatusCode != 200 || !strings.HasPrefix(body, "0") {
+		t.Fatalf("handshake: %d %q", res.StatusCode, body)
+	}
+	if ct := res.Header.Get("Content-Type"); ct != "text/plain; charset=UTF-8" {
+		t.Fatalf("handshake Content-Type %q", ct)
+	}
+	var op openPacket
+	if err := json.Unmarshal([]byte(body[1:]), &op); err != nil {
+		t.Fatalf("open packet %q: %v", body, err)
+	}
+	return op, ts.url + "&transport=polling&sid=" + url.QueryEscape(op.SID)
+}
+
+func poll(t *testing.T, u string) string {
+	t.Helper()
+	res, body := do(t, "GET", u, "", nil)
+	if res.StatusCode != 200 {
+		t.Fatalf("poll: %d %q", res.StatusCode, body)
+	}
+	return body
+}
+
+func send(t *testing.T, u, payload string) {
+	t.Helper()
+	res, body := do(t, "POST", u, payload, nil)
+	if res.StatusCode != 200 || body != "ok" {
+		t.Fatalf("POST %q: %d %q", payload, res.StatusCode, body)
+	}
+}
+
+// waitFor polls cond until it holds, for state the protocol gives no
+// signal of (a poll parked on the server).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (s *Session) pollPending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.polling
+}
+
+func TestHandshakePolling(t *testing.T) {
+	ts := newTestServer(t, Config{PingInterval: time.Minute, PingTimeout: 30 * time.Second, MaxPayload: 5000})
+	op, _ := handshake(t, ts)
+	want := openPacket{SID: op.SID, Upgrades: []string{"websocket"}, PingInterval: 60000, PingTimeout: 30000, MaxPayload: 5000}
+	if len(op.SID) != 20 || op.Upgrades[0] != want.Upgrades[0] || op.PingInterval != want.PingInterval ||
+		op.PingTimeout != want.PingTimeout || op.MaxPayload != want.MaxPayload {
+		t.Fatalf("open packet %+v, want %+v", op, want)
+	}
+	if ts.Len() != 1 {
+		t.Fatalf("Len = %d, want 1", ts.Len())
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	ts := newTestServer(t, Config{AllowedOrigins: []string{"https://*.example.com"}})
+	op, _ := handshake(t, ts)
+	tests := []struct {
+		name   string
+		method string
+		query  string
+		header http.Header
+		status int
+		code   ErrorCode
+	}{
+		{"no transport", "GET", "", nil, 400, CodeUnknownTransport},
+		{"unknown transport", "GET", "&transport=flash", nil, 400, CodeUnknownTransport},
+		{"EIO 3", "GET", "&transport=polling&EIO=3", nil, 400, CodeUnsupportedProtocol},
+		{"POST handshake", "POST", "&transport=polling", nil, 400, CodeBadHandshakeMethod},
+		{"unknown sid", "GET", "&transport=polling&sid=nope", nil, 400, CodeUnknownSID},
+		{"websocket without upgrade", "GET", "&transport=websocket", nil, 400, CodeBadRequest},
+		{"jsonp", "GET", "&transport=polling&j=0", nil, 400, CodeBadRequest},
+		{"PUT on a session", "PUT", "&transport=polling&sid=" + op.SID, nil, 400, CodeBadRequest},
+		{"foreign origin", "GET", "&transport=polling", http.Header{"Origin": {"https://evil.com"}}, 403, CodeForbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u := ts.url + tt.query
+			if strings.Contains(tt.query, "EIO=3") {
+				u = ts.http.URL + "/socket.io/?" + strings.TrimPrefix(tt.query, "&")
+			}
+			res, body := do(t, tt.method, u, "", tt.header)
+			var got struct {
+				Code    ErrorCode `json:"code"`
+				Message string    `json:"message"`
+			}
+			if err := json.Unmarshal([]byte(body), &got); err != nil {
+				t.Fatalf("body %q: %v", body, err)
+			}
+			if res.StatusCode != tt.status || got.Code != tt.code || got.Message != tt.code.String() {
+				t.Fatalf("got %d %+v, want %d code %d", res.StatusCode, got, tt.status, tt.code)
+			}
+		})
+	}
+}
+
+func TestCORS(t *testing.T) {
+	ts := newTestServer(t, Config{AllowedOrigins: []string{"https://*.example.com"}})
+	origin := http.Header{"Origin": {"https://app.example.com"}}
+	res, _ := do(t, "GET", ts.url+"&transport=polling", "", origin)
+	if res.StatusCode != 200 || res.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" ||
+		res.Header.Get("Access-Control-Allow-Credentials") != "true" {
+		t.Fatalf("allowed origin: %d %v", res.StatusCode, res.Header)
+	}
+	pre := http.Header{"Origin": {"https://app.example.com"}, "Access-Control-Request-Method": {"POST"},
+		"Access-Control-Request-Headers": {"content-type"}}
+	res, _ = do(t, "OPTIONS", ts.url+"&transport=polling", "", pre)
+	if res.StatusCode != 204 || res.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" ||
+		res.Header.Get("Access-Control-Allow-Headers") != "content-type" || !strings.Contains(res.Header.Get("Access-Control-Allow-Methods"), "POST") {
+		t.Fatalf("preflight: %d %v", res.StatusCode, res.Header)
+	}
+	pre.Set("Origin", "https://example.org")
+	if res, _ = do(t, "OPTIONS", ts.url+"&transport=polling", "", pre); res.StatusCode != 403 {
+		t.Fatalf("preflight from a foreign origin: %d, want 403", res.StatusCode)
+	}
+	// The server's own host is always allowed.
+	if res, _ = do(t, "GET", ts.url+"&transport=polling", "", http.Header{"Origin": {ts.http.URL}}); res.StatusCode != 200 {
+		t.Fatalf("same origin: %d", res.StatusCode)
+	}
+}
+
+func TestPollingEcho(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	_, u := handshake(t, ts)
+	send(t, u, "4hello €\x1ebAQID\x1e4")
+	var got []Packet
+	for len(got) < 3 {
+		if err := DecodePayload([]byte(poll(t, u)), func(p Packet) error {
+			got = append(got, p)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []Packet{
+		{Type: PacketMessage, Data: []byte("hello €")},
+		{Type: PacketMessage, Data: []byte{1, 2, 3}, Binary: true},
+		{Type: PacketMessage, Data: []byte{}},
+	}
+	for i := range want {
+		if got[i].Type != want[i].Type || got[i].Binary != want[i].Binary || string(got[i].Data) != string(want[i].Data) {
+			t.Fatalf("packet %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	// The client closes.
+	op := strings.TrimPrefix(u[strings.Index(u, "sid=")+4:], "")
+	send(t, u, "1")
+	if r := ts.endReason(t, op); r != ReasonClientClose {
+		t.Fatalf("reason %v, want %v", r, ReasonClientClose)
+	}
+	if res, _ := do(t, "GET", u, "", nil); res.StatusCode != 400 {
+		t.Fatalf("poll after close: %d, want 400", res.StatusCode)
+	}
+}
+
+func TestPollingOverlap(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	op, u := handshake(t, ts)
+	first := make(chan string, 1)
+	go func() {
+		res, err := http.Get(u)
+		if err != nil {
+			first <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		first <- string(b)
+	}()
+	sess := ts.session(op.SID)
+	waitFor(t, "the first poll to park", sess.pollPending)
+	res, body := do(t, "GET", u, "", nil)
+	if res.StatusCode != 400 {
+		t.Fatalf("second poll: %d %q, want 400", res.StatusCode, body)
+	}
+	if r := ts.endReason(t, op.SID); r != ReasonTransportError {
+		t.Fatalf("reason %v, want %v", r, ReasonTransportError)
+	}
+	if got := <-first; got != "1" {
+		t.Fatalf("first poll got %q, want the close packet", got)
+	}
+}
+
+func TestPollingTooLarge(t *testing.T) {
+	ts := newTestServer(t, Config{MaxPayload: 100})
+	op, u := handshake(t, ts)
+	res, _ := do(t, "POST", u, "4"+strings.Repeat("x", 100), nil)
+	if res.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d, want 413", res.StatusCode)
+	}
+	if r := ts.endReason(t, op.SID); r != ReasonTooBig {
+		t.Fatalf("reason %v, want %v", r, ReasonTooBig)
+	}
+}
+
+func TestPollingMalformed(t *testing.T) {
+	for _, payload := range []string{"9", "4a\x1e\x1e", "b!!", "2"} {
+		ts := newTestServer(t, Config{})
+		op, u := handshake(t, ts)
+		res, _ := do(t, "POST", u, payload, nil)
+		if res.StatusCode != 400 {
+			t.Fatalf("POST %q: %d, want 400", payload, res.StatusCode)
+		}
+		if r := ts.endReason(t, op.SID); r != ReasonParseError {
+			t.Fatalf("POST %q: reason %v, want %v", payload, r, ReasonParseError)
+		}
+	}
+}
+
+func TestHeartbeatPolling(t *testing.T) {
+	ts := newTestServer(t, Config{PingInterval: 20 * time.Millisecond, PingTimeout: 200 * time.Millisecond})
+	op, u := handshake(t, ts)
+	for range 3 {
+		if got := poll(t, u); got != "2" {
+			t.Fatalf("poll = %q, want a ping", got)
+		}
+		send(t, u, "3")
+	}
+	// No pong: the session ends.
+	if got := poll(t, u); got != "2" {
+		t.Fatalf("poll = %q, want a ping", got)
+	}
+	if r := ts.endReason(t, op.SID); r != ReasonPingTimeout {
+		t.Fatalf("reason %v, want %v", r, ReasonPingTimeout)
+	}
+}
+
+func TestSendQueueOverflow(t *testing.T) {
+	errs := make(chan error, 1)
+	ts := newTestServer(t, Config{SendQueue: 2, OnSession: func(s *Session) {
+		for range 3 {
+			if err := s.Send(Message{Data: []byte("x")}); err != nil {
+				errs <- err
+				return
+			}
+		}
+		errs <- nil
+	}})
+	op, _ := handshake(t, ts)
+	err := <-errs
+	var ce *CloseError
+	if !errors.Is(err, ErrClosed) || !errors.As(err, &ce) || ce.Reason != ReasonSlowClient {
+		t.Fatalf("third Send = %v, want a CloseError with ReasonSlowClient", err)
+	}
+	if r := ts.endReason(t, op.SID); r != ReasonSlowClient {
+		t.Fatalf("reason %v", r)
+	}
+}
+
+func TestCloseFlushesPolling(t *testing.T) {
+	ts := newTestServer(t, Config{OnSession: func(s *Session) {
+		m, err := s.ReadMessage()
+		if err == nil {
+			s.Send(Message{Data: append([]byte("bye "), m.Data...)})
+			s.Close(ReasonServerClose)
+		}
+	}})
+	op, u := handshake(t, ts)
+	send(t, u, "4alice")
+	if got := poll(t, u); got != "4bye alice\x1e1" {
+		t.Fatalf("poll = %q, want the message then the close packet", got)
+	}
+	if r := ts.endReason(t, op.SID); r != ReasonServerClose {
+		t.Fatalf("reason %v", r)
+	}
+}
+
+func wsURL(u string) string { return "ws" + strings.TrimPrefix(u, "http") }
+
+func readText(t *testing.T, ws *websocket.Conn) string {
+	t.Helper()
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	typ, b, err := ws.ReadMessage()
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if typ != websocket.TextMessage {
+		t.Fatalf("got a binary frame %q", b)
+	}
+	return string(b)
+}
+
+func TestWebSocketOnly(t *testing.T) {
+	ts := newTestServer(t, Config{PingInterval: 30 * time.Millisecond, PingTimeout: time.Second})
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	open := readText(t, ws)
+	var op openPacket
+	if !strings.HasPrefix(open, "0") || json.Unmarshal([]byte(open[1:]), &op) != nil || len(op.Upgrades) != 0 || op.SID == "" {
+		t.Fatalf("open = %q", open)
+	}
+	ws.WriteMessage(websocket.TextMessage, []byte("4hi"))
+	ws.WriteMessage(websocket.BinaryMessage, []byte{0, 1})
+	gotText, gotBinary, pings := false, false, 0
+	for !gotText || !gotBinary || pings < 2 {
+		ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		typ, b, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case typ == websocket.BinaryMessage && string(b) == "\x00\x01":
+			gotBinary = true
+		case string(b) == "4hi":
+			gotText = true
+		case string(b) == "2":
+			pings++
+			ws.WriteMessage(websocket.TextMessage, []byte("3"))
+		default:
+			t.Fatalf("unexpected frame %d %q", typ, b)
+		}
+	}
+	// Polling on a WebSocket session is a transport mismatch.
+	if res, _ := do(t, "GET", ts.url+"&transport=polling&sid="+op.SID, "", nil); res.StatusCode != 400 {
+		t.Fatalf("poll on a WebSocket session: %d", res.StatusCode)
+	}
+	ws.WriteMessage(websocket.TextMessage, []byte("1"))
+	if r := ts.endReason(t, op.SID); r != ReasonClientClose {
+		t.Fatalf("reason %v", r)
+	}
+}
+
+func TestWebSocketTooBig(t *testing.T) {
+	ts := newTestServer(t, Config{MaxPayload: 10})
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	var op openPacket
+	json.Unmarshal([]byte(readText(t, ws)[1:]), &op)
+	ws.WriteMessage(websocket.TextMessage, []byte("4"+strings.Repeat("x", 10)))
+	if r := ts.endReason(t, op.SID); r != ReasonTooBig {
+		t.Fatalf("reason %v, want %v", r, ReasonTooBig)
+	}
+}
+
+func TestUpgrade(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	op, u := handshake(t, ts)
+	// A poll parks, as the client's does while it probes.
+	parked := make(chan string, 1)
+	go func() {
+		res, err := http.Get(u)
+		if err != nil {
+			parked <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		parked <- string(b)
+	}()
+	waitFor(t, "the poll to park", ts.session(op.SID).pollPending)
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket&sid="+op.SID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	// A second upgrade is refused.
+	if _, res, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket&sid="+op.SID, nil); err == nil || res.StatusCode != 400 {
+		t.Fatalf("second upgrade: %v", err)
+	}
+	ws.WriteMessage(websocket.TextMessage, []byte("2probe"))
+	if got := readText(t, ws); got != "3probe" {
+		t.Fatalf("probe answer %q", got)
+	}
+	if got := <-parked; got != "6" {
+		t.Fatalf("parked poll got %q, want a noop", got)
+	}
+	// Messages sent while the client pauses go out on polling or, once
+	// upgraded, on the WebSocket; here, on polling.
+	send(t, u, "4during")
+	if got := poll(t, u); got != "4during" {
+		t.Fatalf("poll while upgrading = %q", got)
+	}
+	ws.WriteMessage(websocket.TextMessage, []byte("5"))
+	ws.WriteMessage(websocket.TextMessage, []byte("4after"))
+	if got := readText(t, ws); got != "4after" {
+		t.Fatalf("echo on the WebSocket = %q", got)
+	}
+	waitFor(t, "the transport to switch", func() bool { return ts.session(op.SID).Transport() == TransportWebSocket })
+	if res, _ := do(t, "GET", u, "", nil); res.StatusCode != 400 {
+		t.Fatalf("poll after the upgrade: %d, want 400", res.StatusCode)
+	}
+}
+
+func TestUpgradeBadProbe(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	op, u := handshake(t, ts)
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket&sid="+op.SID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.WriteMessage(websocket.TextMessage, []byte("4not a probe"))
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := ws.ReadMessage(); err == nil {
+		t.Fatal("the probe WebSocket stayed open")
+	}
+	ws.Close()
+	// The session goes on polling.
+	send(t, u, "4still")
+	if got := poll(t, u); got != "4still" {
+		t.Fatalf("poll = %q", got)
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	readText(t, ws)
+	op, u := handshake(t, ts)
+	parked := make(chan string, 1)
+	go func() {
+		res, err := http.Get(u)
+		if err != nil {
+			parked <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		parked <- string(b)
+	}()
+	waitFor(t, "the poll to park", ts.session(op.SID).pollPending)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ts.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing but the transport's close: the WebSocket gets close 1001,
+	// the poll Engine.IO's close packet.
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, b, err := ws.ReadMessage()
+	if !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+		t.Fatalf("WebSocket read after Shutdown = %q, %v; want close 1001", b, err)
+	}
+	if got := <-parked; got != "1" {
+		t.Fatalf("parked poll got %q, want the close packet", got)
+	}
+	if res, _ := do(t, "GET", ts.url+"&transport=polling", "", nil); res.StatusCode != 503 {
+		t.Fatalf("handshake after Shutdown: %d, want 503", res.StatusCode)
+	}
+	if ts.Len() != 0 {
+		t.Fatalf("%d sessions left", ts.Len())
+	}
+}
+
+// TestForward: two servers, no sticky sessions. Every request after the
+// handshake goes to the server that does not hold the session, which
+// forwards it to the owner named by the sid's prefix.
+func TestForward(t *testing.T) {
+	var owners sync.Map // prefix → *httptest.Server
+	forward := func(sid string, r *http.Request) http.Handler {
+		if r.Header.Get("X-Forwarded-By-Test") != "" {
+			return nil // never twice
+		}
+		prefix, _, ok := strings.Cut(sid, ".")
+		v, found := owners.Load(prefix)
+		if !ok || !found {
+			return nil
+		}
+		target, _ := url.Parse(v.(*httptest.Server).URL)
+		return &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host
+			pr.Out.Header.Set("X-Forwarded-By-Test", "1")
+		}}
+	}
+	newOwner := func(name string) *testServer {
+		return newTestServer(t, Config{
+			NewSID:  func() (string, error) { return RandomSID(name + ".") },
+			Forward: forward,
+		})
+	}
+	a, b := newOwner("a"), newOwner("b")
+	owners.Store("a", a.http)
+	owners.Store("b", b.http)
+
+	op, _ := handshake(t, a)
+	if !strings.HasPrefix(op.SID, "a.") {
+		t.Fatalf("sid %q does not name its owner", op.SID)
+	}
+	viaB := b.url + "&transport=polling&sid=" + op.SID
+	send(t, viaB, "4via b")
+	if got := poll(t, viaB); got != "4via b" {
+		t.Fatalf("poll via b = %q", got)
+	}
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL(b.url)+"&transport=websocket&sid="+op.SID, nil)
+	if err != nil {
+		t.Fatalf("upgrade via b: %v", err)
+	}
+	defer ws.Close()
+	ws.WriteMessage(websocket.TextMessage, []byte("2probe"))
+	if got := readText(t, ws); got != "3probe" {
+		t.Fatalf("probe via b = %q", got)
+	}
+	ws.WriteMessage(websocket.TextMessage, []byte("5"))
+	ws.WriteMessage(websocket.TextMessage, []byte("4upgraded"))
+	if got := readText(t, ws); got != "4upgraded" {
+		t.Fatalf("echo via b = %q", got)
+	}
+	if a.Len() != 1 || b.Len() != 0 {
+		t.Fatalf("sessions: a %d, b %d; want 1, 0", a.Len(), b.Len())
+	}
+	// A sid whose owner is unknown is refused.
+	if res, _ := do(t, "GET", b.url+"&transport=polling&sid=zz.abc", "", nil); res.StatusCode != 400 {
+		t.Fatalf("unknown owner: %d", res.StatusCode)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	if _, err := NewServer(Config{}); err == nil {
+		t.Fatal("no OnSession: no error")
+	}
+	if _, err := NewServer(Config{OnSession: echo, DisablePolling: true, DisableWebSocket: true}); err == nil {
+		t.Fatal("no transport: no error")
+	}
+	if _, err := NewServer(Config{OnSession: echo, PingInterval: -1}); err == nil {
+		t.Fatal("negative interval: no error")
+	}
+}
+
+// TestUpgradeUnderLoad: the server sends while the client upgrades; every
+// message arrives once and in order, on polling before the switch and on the
+// WebSocket after.
+func TestUpgradeUnderLoad(t *testing.T) {
+	const n = 2000
+	ts := newTestServer(t, Config{SendQueue: n, OnSession: func(s *Session) {
+		go func() {
+			for i := range n {
+				if s.Send(Message{Data: []byte(strconv.Itoa(i))}) != nil {
+					return
+				}
+				// Spread the sends over the upgrade (load shape, not
+				// synchronisation: any interleaving must pass).
+				time.Sleep(20 * time.Microsecond)
+			}
+		}()
+		echo(s)
+	}})
+	op, u := handshake(t, ts)
+	next := 0
+	take := func(data string) {
+		t.Helper()
+		if data != strconv.Itoa(next) {
+			t.Fatalf("got message %q, want %d", data, next)
+		}
+		next++
+	}
+	takePayload := func(body string) {
+		t.Helper()
+		if err := DecodePayload([]byte(body), func(p Packet) error {
+			if p.Type == PacketMessage {
+				take(string(p.Data))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	takePayload(poll(t, u))
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket&sid="+op.SID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	takePayload(poll(t, u))
+	ws.WriteMessage(websocket.TextMessage, []byte("2probe"))
+	if got := readText(t, ws); got != "3probe" {
+		t.Fatalf("probe answer %q", got)
+	}
+	takePayload(poll(t, u)) // answered at once: what is queued, or a noop
+	ws.WriteMessage(websocket.TextMessage, []byte("5"))
+	onPolling := next
+	defer func() { t.Logf("%d messages on polling, %d on the WebSocket", onPolling, n-onPolling) }()
+	for next < n {
+		got := readText(t, ws)
+		if got == "2" {
+			continue
+		}
+		if !strings.HasPrefix(got, "4") {
+			t.Fatalf("unexpected frame %q", got)
+		}
+		take(got[1:])
+	}
+}
+
+func TestCloseFlushesWebSocket(t *testing.T) {
+	reqs := make(chan *http.Request, 1)
+	ts := newTestServer(t, Config{OnSession: func(s *Session) {
+		reqs <- s.Request()
+		s.Send(Message{Data: []byte("a")}, Message{Binary: true, Data: []byte{7}})
+		s.Close(ReasonServerClose)
+	}})
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket&token=x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	readText(t, ws) // open
+	if got := readText(t, ws); got != "4a" {
+		t.Fatalf("first frame %q", got)
+	}
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if typ, b, err := ws.ReadMessage(); err != nil || typ != websocket.BinaryMessage || string(b) != "\x07" {
+		t.Fatalf("second frame %d %q %v", typ, b, err)
+	}
+	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+		t.Fatalf("after the queue: %v, want close 1000", err)
+	}
+	r := <-reqs
+	if r.URL.Query().Get("token") != "x" || r.RemoteAddr == "" {
+		t.Fatalf("Request() = %v %q", r.URL, r.RemoteAddr)
+	}
+}
+
+func TestCloseDuringProbe(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	op, _ := handshake(t, ts)
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket&sid="+op.SID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	ws.WriteMessage(websocket.TextMessage, []byte("2probe"))
+	if got := readText(t, ws); got != "3probe" {
+		t.Fatalf("probe answer %q", got)
+	}
+	ts.session(op.SID).Close(ReasonShutdown)
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := ws.ReadMessage(); err == nil {
+		t.Fatal("the probe WebSocket outlived its session")
+	}
+	if r := ts.endReason(t, op.SID); r != ReasonShutdown {
+		t.Fatalf("reason %v", r)
+	}
+}

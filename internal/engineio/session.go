@@ -1,0 +1,264 @@
+package engineio
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Message is one Engine.IO message: text (UTF-8) or binary. Data passed to
+// Send must not be modified afterwards: it is written as is, possibly
+// after Send has returned, and may be shared by many sessions.
+type Message struct {
+	Binary bool
+	Data   []byte
+}
+
+// Transport names, as on the wire.
+const (
+	TransportPolling   = "polling"
+	TransportWebSocket = "websocket"
+)
+
+// Session is one Engine.IO client, on HTTP long-polling or WebSocket; an
+// upgrade moves it from the first to the second without the caller
+// noticing. See the package comment for its concurrency rules.
+type Session struct {
+	srv *Server
+	id  string
+	req *http.Request
+
+	in       chan Message  // polling POSTs hand messages to the reader
+	upgraded chan struct{} // closed once ws is the transport
+	done     chan struct{} // closed on close
+
+	mu       sync.Mutex
+	closed   bool
+	reason   CloseReason
+	closedAt time.Time
+	queue    []Packet
+	ws       *websocket.Conn // the transport, once a WebSocket; never changes after
+	writing  bool            // a WebSocket writer goroutine runs
+	wsDone   bool            // the writer has closed ws
+
+	upgrading bool            // an upgrade is under way
+	probe     *websocket.Conn // its WebSocket, once handshaken
+	probed    bool            // probe answered: answer polls at once so the client can pause polling
+	polling   bool            // a GET is pending
+	posting   bool            // a POST is being read
+	wake      chan struct{}   // cap 1: wakes the pending GET
+	final     bool            // the close packet went out (polling); the session left the registry
+	timer     *time.Timer
+	timerGen  uint64
+	awaiting  bool // a ping is out, its pong not yet in
+}
+
+func newSession(srv *Server, id string, r *http.Request) *Session {
+	req := r.Clone(context.Background())
+	req.Body = http.NoBody
+	return &Session{
+		srv:      srv,
+		id:       id,
+		req:      req,
+		in:       make(chan Message),
+		upgraded: make(chan struct{}),
+		done:     make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+	}
+}
+
+// ID returns the session id (sid).
+func (s *Session) ID() string { return s.id }
+
+// Request returns the handshake request (headers, URL and query, remote
+// address), without its body.
+func (s *Session) Request() *http.Request { return s.req }
+
+// Transport returns the session's current transport.
+func (s *Session) Transport() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ws != nil {
+		return TransportWebSocket
+	}
+	return TransportPolling
+}
+
+// Done is closed when the session closes.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Reason returns why the session closed; the zero CloseReason while open.
+func (s *Session) Reason() CloseReason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reason
+}
+
+// Send queues msgs, in order and all together, and returns without
+// waiting for the socket. If the queue would exceed Config.SendQueue, the
+// session is closed with ReasonSlowClient and nothing is queued. On a
+// closed session it returns a *CloseError.
+func (s *Session) Send(msgs ...Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return &CloseError{s.reason}
+	}
+	if len(s.queue)+len(msgs) > s.srv.cfg.SendQueue {
+		s.closeLocked(ReasonSlowClient, false)
+		return &CloseError{s.reason}
+	}
+	for _, m := range msgs {
+		s.queue = append(s.queue, Packet{Type: PacketMessage, Data: m.Data, Binary: m.Binary})
+	}
+	s.kickLocked()
+	return nil
+}
+
+// Close closes the session: what is already queued is still written for up
+// to Config.CloseFlush, then the transport closes (a WebSocket with
+// reason.Code; a pending poll gets Engine.IO's close packet). Nothing else
+// is sent: closing with ReasonShutdown lets a Socket.IO client reconnect
+// by itself. Closing a closed session does nothing.
+func (s *Session) Close(reason CloseReason) {
+	s.mu.Lock()
+	s.closeLocked(reason, true)
+	s.mu.Unlock()
+}
+
+// fail closes the session at once, dropping what is queued.
+func (s *Session) fail(reason CloseReason) {
+	s.mu.Lock()
+	s.closeLocked(reason, false)
+	s.mu.Unlock()
+}
+
+func (s *Session) closeLocked(reason CloseReason, flush bool) {
+	if s.closed {
+		return
+	}
+	s.closed, s.reason, s.closedAt = true, reason, time.Now()
+	close(s.done)
+	s.timerGen++
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	if !flush {
+		clear(s.queue)
+		s.queue = s.queue[:0]
+	}
+	if s.probe != nil {
+		s.probe.Close()
+	}
+	if s.ws != nil {
+		if !s.writing {
+			s.startWriterLocked()
+		}
+		s.srv.remove(s)
+		return
+	}
+	// Polling: a pending poll takes the queue and the close packet now;
+	// otherwise the next poll does, if it comes within CloseFlush.
+	if s.polling {
+		s.notifyLocked()
+		return
+	}
+	if reason == ReasonClientClose {
+		s.final = true
+		s.srv.remove(s)
+		return
+	}
+	time.AfterFunc(s.srv.cfg.CloseFlush, func() {
+		s.mu.Lock()
+		s.final = true
+		s.mu.Unlock()
+		s.srv.remove(s)
+	})
+}
+
+// kickLocked gets what was queued moving: a WebSocket writer, or the
+// pending poll.
+func (s *Session) kickLocked() {
+	if s.ws != nil {
+		if !s.writing {
+			s.startWriterLocked()
+		}
+		return
+	}
+	s.notifyLocked()
+}
+
+func (s *Session) notifyLocked() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// ReadMessage returns the client's next message. Only one goroutine may
+// call it (the OnSession handler). Engine.IO's own packets (pong, close,
+// upgrade) are handled inside. Once the session has closed it returns a
+// *CloseError.
+func (s *Session) ReadMessage() (Message, error) {
+	select {
+	case <-s.upgraded:
+		return s.readWebSocket()
+	default:
+	}
+	select {
+	case m := <-s.in:
+		return m, nil
+	case <-s.upgraded:
+		return s.readWebSocket()
+	case <-s.done:
+		return Message{}, s.closeErr()
+	}
+}
+
+func (s *Session) closeErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &CloseError{s.reason}
+}
+
+// Heartbeats: the server pings every PingInterval and closes the session
+// when the pong is not in within PingTimeout. One timer, rearmed; timerGen
+// tells a stale firing from the current one.
+
+func (s *Session) armLocked(d time.Duration) {
+	s.timerGen++
+	gen := s.timerGen
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.timer = time.AfterFunc(d, func() { s.onTimer(gen) })
+}
+
+func (s *Session) onTimer(gen uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || gen != s.timerGen {
+		return
+	}
+	if s.awaiting {
+		s.closeLocked(ReasonPingTimeout, false)
+		return
+	}
+	s.awaiting = true
+	s.queue = append(s.queue, Packet{Type: PacketPing})
+	s.kickLocked()
+	s.armLocked(s.srv.cfg.PingTimeout)
+}
+
+func (s *Session) onPong() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || !s.awaiting {
+		return
+	}
+	s.awaiting = false
+	s.armLocked(s.srv.cfg.PingInterval)
+}

@@ -1,0 +1,239 @@
+package engineio
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// openWebSocket serves a session that starts on a WebSocket
+// (transports: ['websocket']): the open packet, then the handler, on this
+// goroutine.
+func (s *Server) openWebSocket(w http.ResponseWriter, r *http.Request, sess *Session) {
+	ws, err := s.up.Upgrade(w, r, nil)
+	if err != nil {
+		return // Upgrade has answered
+	}
+	ws.SetReadLimit(int64(s.cfg.MaxPayload))
+	open := AppendPacket(nil, Packet{Type: PacketOpen, Data: s.openData(sess.id, false)})
+	_ = ws.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	if err := ws.WriteMessage(websocket.TextMessage, open); err != nil {
+		ws.Close()
+		return
+	}
+	sess.ws = ws
+	close(sess.upgraded)
+	if !s.add(sess) {
+		closeWebSocket(ws, ReasonShutdown, time.Now().Add(s.cfg.WriteTimeout))
+		return
+	}
+	defer s.wg.Done()
+	s.run(sess)
+}
+
+// serveUpgrade moves a polling session to a WebSocket: the client probes
+// ("2probe", answered "3probe"), pauses polling (a pending poll is answered
+// at once, with a noop if nothing is queued), then sends "5"; from then on
+// the WebSocket is the transport and the reader reads it.
+func (s *Session) serveUpgrade(w http.ResponseWriter, r *http.Request) {
+	cfg := &s.srv.cfg
+	s.mu.Lock()
+	if s.closed || s.ws != nil || s.upgrading || cfg.DisablePolling {
+		s.mu.Unlock()
+		s.srv.refuse(w, r, http.StatusBadRequest, CodeBadRequest)
+		return
+	}
+	// Claim the upgrade before the handshake so a second one is refused.
+	s.upgrading = true
+	s.mu.Unlock()
+	abort := func(ws *websocket.Conn) {
+		s.mu.Lock()
+		s.upgrading, s.probe, s.probed = false, nil, false
+		s.mu.Unlock()
+		if ws != nil {
+			ws.Close()
+		}
+	}
+	ws, err := s.srv.up.Upgrade(w, r, nil)
+	if err != nil {
+		abort(nil)
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		abort(ws)
+		return
+	}
+	s.probe = ws
+	s.mu.Unlock()
+	ws.SetReadLimit(int64(cfg.MaxPayload))
+	deadline := time.Now().Add(cfg.UpgradeTimeout)
+	_ = ws.SetReadDeadline(deadline)
+	if !readPacket(ws, PacketPing, "probe") {
+		abort(ws)
+		return
+	}
+	_ = ws.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
+	if err := ws.WriteMessage(websocket.TextMessage, []byte("3probe")); err != nil {
+		abort(ws)
+		return
+	}
+	s.mu.Lock()
+	s.probed = true
+	s.notifyLocked()
+	s.mu.Unlock()
+	if !readPacket(ws, PacketUpgrade, "") {
+		abort(ws)
+		return
+	}
+	_ = ws.SetReadDeadline(time.Time{})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		ws.Close()
+		return
+	}
+	s.ws, s.upgrading, s.probe, s.probed = ws, false, nil, false
+	close(s.upgraded)
+	s.notifyLocked() // a pending poll ends with a noop
+	if len(s.queue) > 0 && !s.writing {
+		s.startWriterLocked()
+	}
+}
+
+// readPacket reads one text frame and reports whether it is the packet
+// wanted.
+func readPacket(ws *websocket.Conn, t PacketType, data string) bool {
+	typ, b, err := ws.ReadMessage()
+	if err != nil || typ != websocket.TextMessage {
+		return false
+	}
+	p, err := DecodePacket(b, false)
+	return err == nil && p.Type == t && string(p.Data) == data
+}
+
+// readWebSocket reads the next message from the WebSocket transport.
+func (s *Session) readWebSocket() (Message, error) {
+	for {
+		typ, b, err := s.ws.ReadMessage()
+		if err != nil {
+			s.fail(readErrorReason(err))
+			return Message{}, s.closeErr()
+		}
+		p, err := DecodePacket(b, typ == websocket.BinaryMessage)
+		if err != nil {
+			s.fail(ReasonParseError)
+			return Message{}, s.closeErr()
+		}
+		switch p.Type {
+		case PacketMessage:
+			return Message{Binary: p.Binary, Data: p.Data}, nil
+		case PacketPong:
+			s.onPong()
+		case PacketClose:
+			s.fail(ReasonClientClose)
+			return Message{}, s.closeErr()
+		case PacketPing:
+			s.fail(ReasonParseError) // in v4 only the server pings
+			return Message{}, s.closeErr()
+		}
+	}
+}
+
+func readErrorReason(err error) CloseReason {
+	var ce *websocket.CloseError
+	switch {
+	case errors.As(err, &ce):
+		return ReasonClientClose
+	case errors.Is(err, websocket.ErrReadLimit):
+		return ReasonTooBig
+	case errors.Is(err, net.ErrClosed):
+		return ReasonServerClose // only reached if the session was not closed first
+	}
+	return ReasonTransportError
+}
+
+// The WebSocket writer runs only while there is something to write (or a
+// close to perform): an idle session costs no writer goroutine.
+
+// startWriterLocked: the session's handler is still counted in wg here
+// (writers start only while the session is open, or from closeLocked), so
+// this Add never races Shutdown's Wait.
+func (s *Session) startWriterLocked() {
+	s.writing = true
+	s.srv.wg.Add(1)
+	go s.writeLoop()
+}
+
+func (s *Session) writeLoop() {
+	defer s.srv.wg.Done()
+	cfg := &s.srv.cfg
+	var batch []Packet
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			if s.closed && !s.wsDone {
+				s.wsDone = true
+				reason, deadline := s.reason, s.closedAt.Add(cfg.CloseFlush)
+				s.writing = false
+				s.mu.Unlock()
+				closeWebSocket(s.ws, reason, deadline)
+				return
+			}
+			s.writing = false
+			s.mu.Unlock()
+			return
+		}
+		batch, s.queue = s.queue, batch[:0]
+		deadline := time.Now().Add(cfg.WriteTimeout)
+		if s.closed {
+			deadline = s.closedAt.Add(cfg.CloseFlush)
+		}
+		s.mu.Unlock()
+		for _, p := range batch {
+			if err := s.writePacket(p, deadline); err != nil {
+				s.fail(writeErrorReason(err))
+				break
+			}
+		}
+		clear(batch)
+	}
+}
+
+func (s *Session) writePacket(p Packet, deadline time.Time) error {
+	_ = s.ws.SetWriteDeadline(deadline)
+	if p.Binary {
+		return s.ws.WriteMessage(websocket.BinaryMessage, p.Data)
+	}
+	w, err := s.ws.NextWriter(websocket.TextMessage)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write([]byte{byte(p.Type)}); err != nil {
+		return err
+	}
+	if _, err := w.Write(p.Data); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
+// writeErrorReason: a missed deadline is a slow client; anything else, a
+// broken transport.
+func writeErrorReason(err error) CloseReason {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return ReasonSlowClient
+	}
+	return ReasonTransportError
+}
+
+func closeWebSocket(ws *websocket.Conn, reason CloseReason, deadline time.Time) {
+	msg := websocket.FormatCloseMessage(reason.Code, reason.Text)
+	_ = ws.WriteControl(websocket.CloseMessage, msg, deadline)
+	ws.Close()
+}
