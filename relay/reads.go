@@ -14,13 +14,10 @@ import (
 // Reads of the folded state: get, presence, history. They run on the
 // connection's reader goroutine and take a partition's read lock.
 
-// partitionOf is the partition Kafka's default partitioner (murmur2 of the
-// key, as franz-go computes it) gives room: where its joins and state live.
+// partitionOf is room's partition (record.PartitionOf): where its joins and
+// state live.
 func (s *Server) partitionOf(room string) *consumer.Partition {
-	s.keyPartMu.Lock()
-	i := s.keyPart.Partition(&kgo.Record{Key: []byte(room)}, int(s.partitions))
-	s.keyPartMu.Unlock()
-	return s.cons.State().Partition(int32(i))
+	return s.cons.State().Partition(record.PartitionOf(room, s.partitions))
 }
 
 // waitFolded waits until the fold has passed the connection's own newest

@@ -210,9 +210,6 @@ type Server struct {
 	leases     *leases
 	snaps      *consumer.SnapshotStore // nil when snapshots are off
 
-	keyPartMu sync.Mutex
-	keyPart   kgo.TopicPartitioner // Kafka's default partitioner, to find a room's partition
-
 	prod *kgo.Client
 	cons *consumer.Consumer
 	ln   net.Listener
@@ -295,7 +292,7 @@ func (s *Server) Start(ctx context.Context) error {
 		kgo.ProducerLinger(s.cfg.ProduceLinger),
 		kgo.RecordDeliveryTimeout(s.cfg.ProduceTimeout),
 		kgo.ProducerBatchMaxBytes(int32(MaxMessageBytesLimit + 16<<10)),
-		kgo.RecordPartitioner(NewPartitioner()),
+		kgo.RecordPartitioner(record.NewPartitioner()),
 	}, base...)...)
 	if err != nil {
 		return fmt.Errorf("relay: producer: %w", err)
@@ -316,7 +313,6 @@ func (s *Server) Start(ctx context.Context) error {
 		return fail(err)
 	}
 	s.epoch, s.partitions = info.Epoch, info.Partitions
-	s.keyPart = kgo.StickyKeyPartitioner(nil).ForTopic(s.cfg.Topic)
 	if info.Partitions != s.cfg.Partitions {
 		s.cfg.Logger.Info("events topic exists with another partition count; using it", "topic", s.cfg.Topic, "partitions", info.Partitions)
 	}

@@ -247,7 +247,7 @@ func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(src.brokers...), kgo.DefaultProduceTopic(src.topic),
-		kgo.RecordPartitioner(relay.NewPartitioner()), kgo.ProducerBatchMaxBytes(int32(relay.MaxMessageBytesLimit + 16<<10))}, extra...)...)
+		kgo.RecordPartitioner(record.NewPartitioner()), kgo.ProducerBatchMaxBytes(int32(relay.MaxMessageBytesLimit + 16<<10))}, extra...)...)
 	if err != nil {
 		return err
 	}
@@ -295,7 +295,7 @@ func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			}
 		}
 		if typ == string(record.TypeLease) || typ == string(record.TypeExpire) {
-			relay.ManualPartition(r, er.Partition%int32(partitions))
+			record.ManualPartition(r, er.Partition%int32(partitions))
 		}
 		// Asynchronous, in order: the idempotent producer keeps each
 		// partition's order.

@@ -138,10 +138,9 @@ func (o *openedLog) checkPos(flagName string, p record.Pos) error {
 	return nil
 }
 
-// partitionOf is the room's partition under Kafka's default partitioner.
+// partitionOf is the room's partition.
 func (o *openedLog) partitionOf(room string) int32 {
-	tp := relay.NewPartitioner().ForTopic(o.topic)
-	return int32(tp.Partition(&kgo.Record{Key: []byte(room)}, len(o.parts)))
+	return record.PartitionOf(room, int32(len(o.parts)))
 }
 
 // scan reads partitions from[p] up to (excluding) to[p], in order per

@@ -55,7 +55,7 @@ func main() {
 	}
 	ctx := context.Background()
 	topic := "coldstart-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(relay.NewPartitioner()),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(record.NewPartitioner()),
 		kgo.ProducerLinger(10*time.Millisecond), kgo.MaxBufferedRecords(1<<20))
 	if err != nil {
 		fail(err)
@@ -130,7 +130,7 @@ func produce(ctx context.Context, cl *kgo.Client, n, rooms, partitions, base int
 	lease := func() {
 		for p := 0; p < partitions; p++ {
 			r := record.Encode(&record.Event{Type: record.TypeLease, Room: record.RelayKeyPrefix + "gen", Relay: "gen", Session: "g1"})
-			relay.ManualPartition(r, int32(p))
+			record.ManualPartition(r, int32(p))
 			cl.Produce(ctx, r, nil)
 		}
 	}
