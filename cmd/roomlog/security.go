@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/roomlog/roomlog/internal/tlsconf"
 	"github.com/roomlog/roomlog/relay"
 )
 
@@ -45,8 +46,8 @@ func registerSecurityFlags(fs *flag.FlagSet) *securityFlags {
 	fs.StringVar(&f.acmeCA, "acme-ca", "https://acme-v02.api.letsencrypt.org/directory", "ACME directory URL")
 	fs.StringVar(&f.acmeCARoot, "acme-ca-root", "", "PEM file of a private CA root to trust for the ACME server's HTTPS")
 	fs.StringVar(&f.acmeEmail, "acme-email", "", "ACME account contact email")
-	fs.StringVar(&f.tlsStorage, "tls-storage", relay.DefaultTLSStorage, "certificate storage folder; relays sharing it share one certificate per domain")
-	fs.StringVar(&f.httpListen, "http-listen", relay.DefaultHTTPListen, "with TLS: plain HTTP listener for ACME HTTP-01 challenges and redirects to https ('off': none)")
+	fs.StringVar(&f.tlsStorage, "tls-storage", tlsconf.DefaultStorage, "certificate storage folder; relays sharing it share one certificate per domain")
+	fs.StringVar(&f.httpListen, "http-listen", tlsconf.DefaultHTTPListen, "with TLS: plain HTTP listener for ACME HTTP-01 challenges and redirects to https ('off': none)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "static TLS certificate file (PEM, full chain), reloaded when it changes")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "static TLS key file (PEM), reloaded when it changes")
 	fs.BoolVar(&f.insecurePlaintext, "insecure-plaintext", false, "serve plain ws:// on a non-loopback address (behind a TLS-terminating load balancer only)")
@@ -71,7 +72,7 @@ func registerSecurityFlags(fs *flag.FlagSet) *securityFlags {
 
 // relayTLS is the certificate source of a running relay, nil without TLS.
 type relayTLS struct {
-	t          *relay.TLS
+	t          *tlsconf.Manager
 	httpListen string
 	log        *slog.Logger
 	srv        atomic.Pointer[relay.Server] // counts ACME events once started
@@ -140,10 +141,10 @@ func (f *securityFlags) configure(fs *flag.FlagSet, cfg *relay.Config, log *slog
 		return nil, errors.New("--insecure-plaintext contradicts the TLS flags")
 	}
 	if !listenSet {
-		cfg.Listen = relay.DefaultTLSListen
+		cfg.Listen = tlsconf.DefaultTLSListen
 	}
 	rt := &relayTLS{httpListen: f.httpListen, log: log}
-	t, err := relay.NewTLS(relay.TLSConfig{
+	t, err := tlsconf.New(tlsconf.Config{
 		OnEvent: func(event string, _ map[string]any) {
 			if srv := rt.srv.Load(); srv != nil {
 				srv.CountACMEEvent(event)
