@@ -16,6 +16,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/roomlog/roomlog/internal/embedded"
 	"github.com/roomlog/roomlog/record"
 	"github.com/roomlog/roomlog/relay"
 )
@@ -235,7 +236,7 @@ func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err := os.MkdirAll(src.dataDir, 0o750); err != nil {
 			return err
 		}
-		emb, err := relay.StartEmbedded(relay.EmbeddedConfig{DataDir: src.dataDir, Logger: log})
+		emb, err := embedded.Start(embedded.Config{DataDir: src.dataDir, Logger: log})
 		if err != nil {
 			return err
 		}

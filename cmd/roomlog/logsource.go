@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/roomlog/roomlog/internal/embedded"
 	"github.com/roomlog/roomlog/record"
 	"github.com/roomlog/roomlog/relay"
 )
@@ -66,7 +67,7 @@ func (l *logSource) open(ctx context.Context, log *slog.Logger) (*openedLog, err
 		if _, err := os.Stat(l.dataDir); err != nil {
 			return nil, fmt.Errorf("no --brokers, and the data folder %s cannot be read: %w", l.dataDir, err)
 		}
-		emb, err := relay.StartEmbedded(relay.EmbeddedConfig{DataDir: l.dataDir, Logger: log})
+		emb, err := embedded.Start(embedded.Config{DataDir: l.dataDir, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("%w (while a relay runs on it, run `roomlog broker` there and pass --brokers)", err)
 		}

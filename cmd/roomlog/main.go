@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/roomlog/roomlog/consumer"
+	"github.com/roomlog/roomlog/internal/embedded"
 	"github.com/roomlog/roomlog/relay"
 )
 
@@ -202,7 +203,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	if procs > 1 {
 		childArgs := append([]string{"relay"}, args...)
 		if len(brokers) == 0 {
-			emb, err := relay.StartEmbedded(relay.EmbeddedConfig{Listen: embListen, DataDir: dataDir, SyncWrites: fsync, Logger: log})
+			emb, err := embedded.Start(embedded.Config{Listen: embListen, DataDir: dataDir, SyncWrites: fsync, Logger: log})
 			if err != nil {
 				return err
 			}
@@ -220,7 +221,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 		return runSupervisor(ctx, childArgs, procs, name, log, stderr)
 	}
 	if len(brokers) == 0 {
-		emb, err := relay.StartEmbedded(relay.EmbeddedConfig{Listen: embListen, DataDir: dataDir, SyncWrites: fsync, Logger: log})
+		emb, err := embedded.Start(embedded.Config{Listen: embListen, DataDir: dataDir, SyncWrites: fsync, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -273,7 +274,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	emb, err := relay.StartEmbedded(relay.EmbeddedConfig{Listen: listen, DataDir: dataDir, SyncWrites: fsync, Logger: log})
+	emb, err := embedded.Start(embedded.Config{Listen: listen, DataDir: dataDir, SyncWrites: fsync, Logger: log})
 	if err != nil {
 		return err
 	}
