@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/roomlog/roomlog/relay/auth"
 )
 
 // The security gate of every connection: admission before the upgrade
@@ -25,12 +26,9 @@ type security struct {
 
 // initSecurity runs in New, after the Upgrader is made.
 func (s *Server) initSecurity() {
-	s.sec = &security{verifier: newVerifier(&s.cfg.Auth)}
+	s.sec = &security{verifier: newVerifier(&s.cfg.Auth, s.cfg.Logger)}
 	s.sec.conns.perIP = map[string]int{}
 	s.sec.api.m = map[string]chan apiResult{}
-	if s.sec.verifier.jwks != nil {
-		s.sec.verifier.jwks.log = s.cfg.Logger
-	}
 	s.up.CheckOrigin = s.checkOrigin
 }
 
@@ -39,7 +37,7 @@ func (s *Server) initSecurity() {
 type connSec struct {
 	ip       string
 	release  func()
-	p        atomic.Pointer[principal]
+	p        atomic.Pointer[auth.Principal]
 	limiter  *frameLimiter
 	lastRead atomic.Int64 // unix nanos of the last data frame
 
@@ -56,8 +54,8 @@ type connSec struct {
 func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*connSec, bool) {
 	cs := &connSec{ip: s.clientIP(r), limiter: newFrameLimiter(&s.cfg.Limits)}
 	tok := r.URL.Query().Get("token")
-	if h := r.Header.Get("Authorization"); tok == "" && len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		tok = strings.TrimSpace(h[7:])
+	if bt, ok := auth.BearerToken(r.Header.Get("Authorization")); tok == "" && ok {
+		tok = bt
 	}
 	if tok != "" {
 		p, ferr := s.sec.verifier.verify(tok)
@@ -69,7 +67,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*connSec, bool) 
 		}
 		cs.p.Store(p)
 	} else if s.cfg.Auth.Anonymous {
-		cs.p.Store(anonymousPrincipal())
+		cs.p.Store(auth.Anonymous())
 	}
 	release, ok := s.acquireConn(w, cs.ip)
 	if !ok {
@@ -117,16 +115,16 @@ func (c *conn) startConnSec() {
 // armExpiry closes the connection with 4003 when p's token expires (plus
 // the leeway), unless a refreshed token has replaced it by then. Holds
 // cs.mu.
-func (c *conn) armExpiry(p *principal) {
+func (c *conn) armExpiry(p *auth.Principal) {
 	cs := c.sec
 	if cs.expTimer != nil {
 		cs.expTimer.Stop()
 		cs.expTimer = nil
 	}
-	if p.exp.IsZero() || cs.terminated {
+	if p.Exp.IsZero() || cs.terminated {
 		return
 	}
-	cs.expTimer = time.AfterFunc(time.Until(p.exp)+c.s.cfg.Auth.Leeway, func() {
+	cs.expTimer = time.AfterFunc(time.Until(p.Exp)+c.s.cfg.Auth.Leeway, func() {
 		if cur := cs.p.Load(); cur == p {
 			c.s.countLimit("close_token_expired")
 			c.shutdown(CloseTokenExpired, "token expired; reconnect with a fresh token")
@@ -160,7 +158,7 @@ func (c *conn) user() string {
 		return ""
 	}
 	if p := c.sec.p.Load(); p != nil {
-		return p.user
+		return p.User
 	}
 	return ""
 }
@@ -232,12 +230,12 @@ func (c *conn) gate(b []byte) bool {
 func (c *conn) auth(f *authFrame, ferr *frameError) {
 	cs := c.sec
 	cur := cs.p.Load()
-	var p *principal
+	var p *auth.Principal
 	if ferr == nil {
 		p, ferr = c.s.sec.verifier.verify(f.Token)
 	}
-	if ferr == nil && cur != nil && !cur.anonymous && p.user != cur.user {
-		ferr = errorf(CodeUnauthorized, "token is for user %q, not %q: reconnect to change user", truncate(p.user, 64), truncate(cur.user, 64))
+	if ferr == nil && cur != nil && !cur.Anonymous && p.User != cur.User {
+		ferr = errorf(CodeUnauthorized, "token is for user %q, not %q: reconnect to change user", truncate(p.User, 64), truncate(cur.User, 64))
 	}
 	if ferr != nil {
 		c.s.countLimit("unauthorized")
@@ -260,9 +258,9 @@ func (c *conn) auth(f *authFrame, ferr *frameError) {
 		b = append(b, f.ID...)
 	}
 	b = append(b, `,"user":`...)
-	b = appendString(b, p.user)
+	b = appendString(b, p.User)
 	b = append(b, `,"exp":`...)
-	b = append(b, itoa(p.exp.Unix())...)
+	b = append(b, itoa(p.Exp.Unix())...)
 	c.send(append(b, '}'))
 }
 
@@ -275,24 +273,24 @@ func (c *conn) authorize(f *clientFrame) *frameError {
 	if p == nil {
 		return errorf(CodeUnauthorized, "authenticate first")
 	}
-	var kinds []string
+	var kinds []auth.Perm
 	switch f.Op {
 	case opJoin:
-		kinds = []string{permJoin}
+		kinds = []auth.Perm{auth.Join}
 		if f.Presence {
-			kinds = append(kinds, permPresence)
+			kinds = append(kinds, auth.Presence)
 		}
 	case opPublish:
-		kinds = []string{permPublish}
+		kinds = []auth.Perm{auth.Publish}
 	case opPresence:
-		kinds = []string{permPresence}
+		kinds = []auth.Perm{auth.Presence}
 	case opSet, opDel, opIncr, opCAS:
-		kinds = []string{permState}
+		kinds = []auth.Perm{auth.State}
 	case opGet, opHistory:
-		kinds = []string{permJoin}
+		kinds = []auth.Perm{auth.Join}
 	}
 	for _, k := range kinds {
-		if !p.perms.allows(k, f.Room) {
+		if !p.Perms.Allows(k, f.Room) {
 			c.s.countLimit("forbidden")
 			return errorf(CodeForbidden, "your token does not allow %s in room %q", k, truncate(f.Room, 64))
 		}

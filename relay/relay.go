@@ -37,6 +37,7 @@ import (
 
 	"github.com/roomlog/roomlog/consumer"
 	"github.com/roomlog/roomlog/record"
+	"github.com/roomlog/roomlog/relay/auth"
 )
 
 // Defaults for Config's zero values.
@@ -101,7 +102,7 @@ type Config struct {
 	TLS *tls.Config
 	// Auth says who may connect and what tokens allow (auth.go);
 	// Limits bounds what a client may cost (limits.go).
-	Auth   AuthConfig
+	Auth   auth.Config
 	Limits LimitsConfig
 	// ReusePort sets SO_REUSEPORT on the listener, so several relay
 	// processes can listen on the same port and the kernel spreads new
@@ -154,8 +155,8 @@ func (c *Config) setDefaults() error {
 		c.SnapshotInterval = DefaultSnapshotInterval
 	}
 	def(&c.SnapshotMinRecords, DefaultSnapshotMinRecords)
-	if err := c.Auth.setDefaults(); err != nil {
-		return err
+	if err := c.Auth.Validate(); err != nil {
+		return fmt.Errorf("relay: %w", err)
 	}
 	c.Limits.setDefaults()
 	if c.LeaseTimeout < 300*time.Millisecond {

@@ -28,6 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/roomlog/roomlog/relay"
+	"github.com/roomlog/roomlog/relay/auth"
 )
 
 // backend is a log the suite runs against.
@@ -92,7 +93,7 @@ func startRelay(t *testing.T, b backend, topic string, mod func(*relay.Config)) 
 		Topic:      topic,
 		Partitions: 4,
 		Logger:     testLogger(t),
-		Auth:       relay.AuthConfig{Anonymous: true},
+		Auth:       auth.Config{Anonymous: true},
 		Limits:     relay.LimitsConfig{Rate: -1}, // bulk tests send thousands of frames at once
 	}
 	if b.name == "kafka" {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/roomlog/roomlog/internal/tlsconf"
 	"github.com/roomlog/roomlog/relay"
+	"github.com/roomlog/roomlog/relay/auth"
 )
 
 // securityFlags are the relay's TLS, authentication and limit flags
@@ -57,8 +58,8 @@ func registerSecurityFlags(fs *flag.FlagSet) *securityFlags {
 	fs.StringVar(&f.jwksURL, "jwks-url", "", "JWKS URL of the token issuer's public keys (fetched, cached, refetched on an unknown kid)")
 	fs.StringVar(&f.issuer, "jwt-issuer", "", "required token issuer (iss), when set")
 	fs.StringVar(&f.audience, "jwt-audience", "", "required token audience (aud), when set")
-	fs.DurationVar(&f.leeway, "jwt-leeway", relay.DefaultAuthLeeway, "clock skew allowed on exp and nbf")
-	fs.DurationVar(&f.authTimeout, "auth-timeout", relay.DefaultAuthTimeout, "how long a connection without a token may take to send its auth frame (else close 4004)")
+	fs.DurationVar(&f.leeway, "jwt-leeway", auth.DefaultLeeway, "clock skew allowed on exp and nbf")
+	fs.DurationVar(&f.authTimeout, "auth-timeout", auth.DefaultTimeout, "how long a connection without a token may take to send its auth frame (else close 4004)")
 	fs.Var(&f.apiKeyFiles, "api-key-file", "file of backend API keys, one per line (enables POST /api/publish and /api/state; repeatable)")
 	fs.Var(&f.origins, "allowed-origins", "browser origins allowed besides the relay's own host, glob patterns (https://*.example.com; '*': any)")
 	fs.Float64Var(&f.rate, "rate", relay.DefaultRate, "frames per second one connection may send (negative: unlimited)")
@@ -91,7 +92,7 @@ func (f *securityFlags) configure(fs *flag.FlagSet, cfg *relay.Config, log *slog
 		a.HS256Secrets = append(a.HS256Secrets, bytes.TrimSpace(b))
 	}
 	if len(f.pubKeys) > 0 {
-		keys, err := relay.LoadPublicKeys(f.pubKeys...)
+		keys, err := auth.LoadPublicKeys(f.pubKeys...)
 		if err != nil {
 			return nil, fmt.Errorf("--jwt-public-key-file: %w", err)
 		}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/roomlog/roomlog/record"
 	"github.com/roomlog/roomlog/relay"
+	"github.com/roomlog/roomlog/relay/auth"
 )
 
 func main() {
@@ -75,7 +76,7 @@ func main() {
 	cfg := func(snap time.Duration) relay.Config {
 		return relay.Config{Listen: "127.0.0.1:0", Brokers: seeds, Topic: topic, Partitions: int32(*partitions), ReplicationFactor: rf,
 			SnapshotTopic: topic + ".snapshots", SnapshotInterval: snap, LeaseTimeout: time.Hour, Logger: log,
-			Auth: relay.AuthConfig{Anonymous: true}}
+			Auth: auth.Config{Anonymous: true}}
 	}
 	start := func(c relay.Config) (*relay.Server, time.Duration) {
 		s, err := relay.New(c)
