@@ -2,6 +2,9 @@ package relay
 
 import (
 	"context"
+	"net"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +20,15 @@ import (
 // the session only if that lease is still the newest, so the outcome is
 // decided by the log, identically on every relay and in every replay, and a
 // relay that renewed in time is never expired.
+
+// DefaultName is a relay's name when Config.RelayName is empty: the host
+// name and the port of addr (the bound listener's; "/" in the host name
+// becomes "_", names may not hold it).
+func DefaultName(addr string) string {
+	host, _ := os.Hostname()
+	_, port, _ := net.SplitHostPort(addr)
+	return strings.ReplaceAll(host, "/", "_") + ":" + port
+}
 
 // leases tracks when this relay last saw each other relay's lease.
 type leases struct {

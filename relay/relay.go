@@ -23,7 +23,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,9 +97,9 @@ type Config struct {
 	SnapshotTopic      string
 	SnapshotInterval   time.Duration
 	SnapshotMinRecords int
-	// TLS, when set, serves HTTPS and wss:// on Listen (see NewTLS).
+	// TLS, when set, serves HTTPS and wss:// on Listen (see internal/tlsconf).
 	TLS *tls.Config
-	// Auth says who may connect and what tokens allow (auth.go);
+	// Auth says who may connect and what tokens allow (package auth);
 	// Limits bounds what a client may cost (limits.go).
 	Auth   auth.Config
 	Limits LimitsConfig
@@ -326,9 +325,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.ln = ln
 	if s.cfg.RelayName == "" {
-		host, _ := os.Hostname()
-		_, port, _ := net.SplitHostPort(ln.Addr().String())
-		s.cfg.RelayName = strings.ReplaceAll(host, "/", "_") + ":" + port
+		s.cfg.RelayName = DefaultName(ln.Addr().String())
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", s.serveWS)

@@ -54,15 +54,11 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlagSet("export", "Writes a slice of the events topic to a file (JSON lines), for `roomlog redrive`.\n"+
 		"The filters are replay's; records that do not decode are exported too (the file is the log as it is).", stderr)
 	var (
-		src   logSource
-		flt   filter
-		lf    logFlags
+		sf    scanFlags
 		out   string
 		quiet bool
 	)
-	src.register(fs)
-	flt.register(fs)
-	lf.register(fs)
+	sf.register(fs)
 	fs.StringVar(&out, "out", "", "file to write (- for standard output; required)")
 	fs.BoolVar(&quiet, "quiet", false, "no progress line")
 	if err := parse(fs, args); err != nil {
@@ -71,15 +67,11 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if out == "" {
 		return errors.New("--out is required (a file, or - for standard output)")
 	}
-	o, _, err := src.openLogged(ctx, &lf, stderr)
+	o, _, from, to, err := sf.open(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer o.close()
-	from, to, err := flt.prepare(o)
-	if err != nil {
-		return err
-	}
 	var w io.Writer = stdout
 	var f *os.File
 	if out != "-" {
@@ -96,9 +88,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	var n int64
 	err = o.scan(ctx, from, to, false, newProgress(stderr, quiet), func(r *kgo.Record) error {
-		if ev, err := record.Decode(r); err == nil && !flt.match(&ev, r) {
+		if ev, err := record.Decode(r); err == nil && !sf.flt.match(&ev, r) {
 			return nil
-		} else if err != nil && (len(flt.rooms) > 0 || len(flt.events) > 0 || len(flt.types) > 0 || flt.from != "" || flt.user != "") {
+		} else if err != nil && (len(sf.flt.rooms) > 0 || len(sf.flt.events) > 0 || len(sf.flt.types) > 0 || sf.flt.from != "" || sf.flt.user != "") {
 			return nil // cannot tell whether it matches
 		}
 		er := exportRecord{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli(), Key: string(r.Key), Value: r.Value}

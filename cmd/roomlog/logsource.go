@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/roomlog/roomlog/internal/cliflag"
 	"github.com/roomlog/roomlog/internal/embedded"
 	"github.com/roomlog/roomlog/record"
 	"github.com/roomlog/roomlog/relay"
@@ -24,7 +25,7 @@ import (
 // embedded broker's data folder directly (when no relay holds it).
 
 type logSource struct {
-	brokers listFlag
+	brokers cliflag.List
 	dataDir string
 	topic   string
 	kafka   kafkaFlags
@@ -35,6 +36,33 @@ func (l *logSource) register(fs *flag.FlagSet) {
 	fs.Var(&l.brokers, "brokers", "Kafka brokers, host:port,... (empty: open --data-dir)")
 	fs.StringVar(&l.dataDir, "data-dir", "./roomlog-data", "the embedded broker's data folder, read when --brokers is empty (not while a relay holds it)")
 	fs.StringVar(&l.topic, "topic", relay.DefaultTopic, "events topic")
+}
+
+// scanFlags are the flags of the tools that scan the log with filters
+// (replay, export): where the log is, the filters, and the tool's logging.
+type scanFlags struct {
+	src logSource
+	flt filter
+	lf  logFlags
+}
+
+func (s *scanFlags) register(fs *flag.FlagSet) {
+	s.src.register(fs)
+	s.flt.register(fs)
+	s.lf.register(fs)
+}
+
+// open builds the logger, opens the log, and works out the offsets the
+// filters read between.
+func (s *scanFlags) open(ctx context.Context, stderr io.Writer) (o *openedLog, log *slog.Logger, from, to map[int32]int64, err error) {
+	if o, log, err = s.src.openLogged(ctx, &s.lf, stderr); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if from, to, err = s.flt.prepare(o); err != nil {
+		o.close()
+		return nil, nil, nil, nil, err
+	}
+	return o, log, from, to, nil
 }
 
 // openedLog is a connected log and the events topic's description.

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/roomlog/roomlog/internal/cliflag"
 	"github.com/roomlog/roomlog/internal/tlsconf"
 	"github.com/roomlog/roomlog/relay"
 	"github.com/roomlog/roomlog/relay/auth"
@@ -21,19 +22,19 @@ import (
 // securityFlags are the relay's TLS, authentication and limit flags
 // (docs/security.md).
 type securityFlags struct {
-	tlsDomains             multiFlag
+	tlsDomains             cliflag.List
 	acmeCA, acmeCARoot     string
 	acmeEmail, tlsStorage  string
 	httpListen             string
 	tlsCert, tlsKey        string
 	insecurePlaintext      bool
 	anonymous              bool
-	hsSecretFiles, pubKeys multiFlag
+	hsSecretFiles, pubKeys cliflag.List
 	jwksURL                string
 	issuer, audience       string
 	leeway, authTimeout    time.Duration
-	apiKeyFiles            multiFlag
-	origins                multiFlag
+	apiKeyFiles            cliflag.List
+	origins                cliflag.List
 	rate                   float64
 	burst                  int
 	maxConns, maxConnsIP   int
@@ -215,18 +216,4 @@ func loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// multiFlag is a repeatable flag; each value may also be a comma list.
-type multiFlag []string
-
-func (m *multiFlag) String() string { return strings.Join(*m, ",") }
-
-func (m *multiFlag) Set(s string) error {
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*m = append(*m, p)
-		}
-	}
-	return nil
 }
