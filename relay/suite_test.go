@@ -230,6 +230,20 @@ func (c *client) sendRaw(mt int, b []byte) {
 // the race detector on two cores, not a performance assertion.
 const waitLimit = 60 * time.Second
 
+// pending returns a frame the reader queued on ch before it ended with err,
+// and gives err back for closeCode. A select on both channels picks at
+// random when both are ready, which would lose a frame that arrived just
+// before the close.
+func (c *client) pending(ch chan frame, err error) (frame, bool) {
+	select {
+	case f := <-ch:
+		c.err <- err // the reader has ended: the slot is free
+		return f, true
+	default:
+		return frame{}, false
+	}
+}
+
 // reply waits for the next ack or error frame.
 func (c *client) reply() frame {
 	c.t.Helper()
@@ -237,6 +251,9 @@ func (c *client) reply() frame {
 	case f := <-c.acks:
 		return f
 	case err := <-c.err:
+		if f, ok := c.pending(c.acks, err); ok {
+			return f
+		}
 		c.t.Fatalf("connection ended waiting for a reply: %v", err)
 	case <-time.After(waitLimit):
 		c.t.Fatalf("no reply within %v", waitLimit)
@@ -270,6 +287,9 @@ func (c *client) message() frame {
 	case f := <-c.msgs:
 		return f
 	case err := <-c.err:
+		if f, ok := c.pending(c.msgs, err); ok {
+			return f
+		}
 		c.t.Fatalf("connection ended waiting for a message: %v", err)
 	case <-time.After(waitLimit):
 		c.t.Fatalf("no message within %v", waitLimit)
