@@ -12,11 +12,25 @@
 // are routed to sockets by key (the room), not by partition, so a third-party
 // producer with another partitioner still reaches the room.
 //
-// Concurrency: one goroutine polls the log, folds each record into its
-// partition's State (under that partition's write lock) and then calls
-// Sink.Deliver, in offset order per partition. Deliver must not block. Readers
-// of the state (presence, get, history) take a partition's read lock. Start,
-// Stop and the accessors are safe from any goroutine.
+// # Concurrency
+//
+// Start starts two goroutines, and Stop ends both (cancel, then wait):
+//
+//   - the poller calls PollFetches and hands each batch to the folder over a
+//     channel of two, so the next fetch is in flight while a batch is folded;
+//   - the folder folds each record into its partition's state (under that
+//     partition's write lock, released before delivery), then calls
+//     Sink.Deliver, in offset order per partition, and advances the
+//     partition's Progress once per batch. It is the only writer of the
+//     state; Deliver runs on it and must not block.
+//
+// While the first replay runs, a third goroutine waits for readiness (or
+// Stop) to restore the garbage collector's setting. SnapshotStore.Load
+// decodes partitions on up to GOMAXPROCS goroutines and returns after all of
+// them; SnapshotStore's other methods, ReadRange and Owner run on the
+// caller's goroutine. Readers of the state (presence, get, history,
+// recovery) take a partition's read lock. Start, Stop, WaitFor and the
+// accessors are safe from any goroutine.
 package consumer
 
 import (
@@ -84,6 +98,18 @@ const replayGCPercent = 400
 // DefaultHistoryWindow is Config.HistoryWindow's default.
 const DefaultHistoryWindow = 64
 
+// HistoryWindowFor is the window a Config.HistoryWindow of n keeps: n,
+// DefaultHistoryWindow for 0, none for a negative n.
+func HistoryWindowFor(n int) int {
+	switch {
+	case n == 0:
+		return DefaultHistoryWindow
+	case n < 0:
+		return 0
+	}
+	return n
+}
+
 // Stats are counters since Start.
 type Stats struct {
 	Records uint64 // records folded
@@ -117,12 +143,7 @@ func New(cfg Config) (*Consumer, error) {
 	if cfg.FetchMaxWait <= 0 {
 		cfg.FetchMaxWait = 250 * time.Millisecond
 	}
-	switch {
-	case cfg.HistoryWindow == 0:
-		cfg.HistoryWindow = DefaultHistoryWindow
-	case cfg.HistoryWindow < 0:
-		cfg.HistoryWindow = 0
-	}
+	cfg.HistoryWindow = HistoryWindowFor(cfg.HistoryWindow)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

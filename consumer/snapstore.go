@@ -84,7 +84,7 @@ func (st *SnapshotStore) Load(ctx context.Context, window int) (map[int32]*Parti
 	manifests := map[string]*Manifest{}
 	chunks := map[string][]byte{}
 	prefix := st.EventsTopic + "/"
-	end, err := st.read(ctx, func(r *kgo.Record) {
+	err := st.read(ctx, func(r *kgo.Record) {
 		k := string(r.Key)
 		if !strings.HasPrefix(k, prefix) {
 			return
@@ -109,7 +109,6 @@ func (st *SnapshotStore) Load(ctx context.Context, window int) (map[int32]*Parti
 	if err != nil {
 		return nil, err
 	}
-	_ = end
 	out := map[int32]*Partition{}
 	known := map[int32][2]*Manifest{}
 	for k, m := range manifests {
@@ -200,10 +199,10 @@ func (st *SnapshotStore) assemble(pn int32, m *Manifest, chunks map[string][]byt
 }
 
 // read reads the whole snapshots topic once.
-func (st *SnapshotStore) read(ctx context.Context, fn func(*kgo.Record)) (int64, error) {
+func (st *SnapshotStore) read(ctx context.Context, fn func(*kgo.Record)) error {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.ClientID("roomlog-snapshots")}, st.ClientOpts...)...)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer cl.Close()
 	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, st.Topic)
@@ -212,19 +211,19 @@ func (st *SnapshotStore) read(ctx context.Context, fn func(*kgo.Record)) (int64,
 	}
 	if err != nil {
 		if errors.Is(err, kerr.UnknownTopicOrPartition) {
-			return 0, nil
+			return nil
 		}
-		return 0, fmt.Errorf("snapshots topic %q: %w", st.Topic, err)
+		return fmt.Errorf("snapshots topic %q: %w", st.Topic, err)
 	}
 	end, ok := ends.Lookup(st.Topic, 0)
 	if !ok || end.Offset == 0 {
-		return 0, nil
+		return nil
 	}
 	_, err = ReadRange(ctx, st.ClientOpts, st.Topic, 0, 0, end.Offset, func(r *kgo.Record) bool {
 		fn(r)
 		return true
 	})
-	return end.Offset, err
+	return err
 }
 
 // Write stores a snapshot of p in its older slot and then, when the new

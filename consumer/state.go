@@ -108,7 +108,7 @@ type dedupeEntry struct {
 }
 
 // Partition is the folded state of one partition of the events topic. The
-// consumer goroutine writes it under mu; readers (presence, get, history,
+// consumer's folder goroutine writes it under mu; readers (presence, get, history,
 // recovery) take mu.RLock.
 type Partition struct {
 	mu sync.RWMutex
@@ -128,8 +128,8 @@ type Partition struct {
 	relays     map[string]*relayLease            // relay name → its current session
 	sessions   map[string]map[memberKey]struct{} // session → its members here
 	dedupe     map[dedupeKey]int64               // → offset of the first publish
-	dedupeQ    []dedupeEntry
-	dedupeHead int // entries of dedupeQ before it are consumed                     // FIFO of dedupe keys
+	dedupeQ    []dedupeEntry                     // FIFO of dedupe keys, oldest first
+	dedupeHead int                               // entries of dedupeQ before it are consumed
 	window     int
 }
 

@@ -27,8 +27,14 @@
 // room named by its key, and its value is the data (JSON if it parses, else a
 // JSON string).
 //
-// Everything here is a pure function of its arguments and safe for concurrent
-// use.
+// A room's partition is part of the format too: PartitionOf (murmur2 of the
+// key, as Kafka's default partitioner), and NewPartitioner for producers.
+//
+// # Concurrency
+//
+// Everything here is a pure function of its arguments, starts no goroutine
+// and is safe for concurrent use; a partitioner from NewPartitioner may be
+// shared by any number of producers.
 package record
 
 import (

@@ -15,6 +15,7 @@ import (
 
 	"github.com/roomlog/roomlog/consumer"
 	"github.com/roomlog/roomlog/record"
+	"github.com/roomlog/roomlog/relay/auth"
 )
 
 // The backend HTTP API: POST /api/publish and POST /api/state, for services
@@ -75,11 +76,11 @@ func (s *Server) apiDelivered(d *consumer.Delivery) {
 // apiAuthorized compares the bearer key with every configured key in
 // constant time (over SHA-256 digests, so lengths do not leak either).
 func (s *Server) apiAuthorized(r *http.Request) bool {
-	h := r.Header.Get("Authorization")
-	if len(h) < 8 || !strings.EqualFold(h[:7], "bearer ") {
+	key, bearer := auth.BearerToken(r.Header.Get("Authorization"))
+	if !bearer {
 		return false
 	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(h[7:])))
+	got := sha256.Sum256([]byte(key))
 	ok := 0
 	for _, k := range s.cfg.Auth.APIKeys {
 		want := sha256.Sum256(k)

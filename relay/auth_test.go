@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/roomlog/roomlog/relay"
+	"github.com/roomlog/roomlog/relay/auth"
 )
 
 // authRelay is a relay that requires tokens: HS256, an RSA and an Ed25519
@@ -22,7 +23,7 @@ func authRelay(t *testing.T, b backend, topic string, k *testKeys, mod func(*rel
 	jwksURL, _ := serveJWKS(t, &k.ec.PublicKey)
 	return startRelay(t, b, topic, func(c *relay.Config) {
 		quietLeases(c)
-		c.Auth = relay.AuthConfig{
+		c.Auth = auth.Config{
 			HS256Secrets:    [][]byte{k.hs},
 			PublicKeys:      []crypto.PublicKey{&k.rsa.PublicKey, k.ed.Public()},
 			JWKSURL:         jwksURL,

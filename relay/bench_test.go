@@ -13,6 +13,7 @@ import (
 
 	"github.com/roomlog/roomlog/consumer"
 	"github.com/roomlog/roomlog/record"
+	"github.com/roomlog/roomlog/relay/auth"
 )
 
 // benchData is a typical ~100-byte publish payload.
@@ -37,7 +38,7 @@ func benchEvent() record.Event {
 // ever lets a queue grow, so no subscriber is closed as slow.
 func benchServer(b *testing.B) *Server {
 	b.Helper()
-	s, err := New(Config{Brokers: []string{"x"}, SendQueue: 1 << 16, Auth: AuthConfig{Anonymous: true}})
+	s, err := New(Config{Brokers: []string{"x"}, SendQueue: 1 << 16, Auth: auth.Config{Anonymous: true}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,10 +2,11 @@ package relay
 
 import (
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/roomlog/roomlog/relay/auth"
 )
 
 // The security gate of every connection: admission before the upgrade
@@ -23,12 +24,9 @@ type security struct {
 
 // initSecurity runs in New, after the Upgrader is made.
 func (s *Server) initSecurity() {
-	s.sec = &security{verifier: newVerifier(&s.cfg.Auth)}
+	s.sec = &security{verifier: newVerifier(&s.cfg.Auth, s.cfg.Logger)}
 	s.sec.conns.perIP = map[string]int{}
 	s.sec.api.m = map[string]chan apiResult{}
-	if s.sec.verifier.jwks != nil {
-		s.sec.verifier.jwks.log = s.cfg.Logger
-	}
 	s.up.CheckOrigin = s.checkOrigin
 }
 
@@ -37,7 +35,7 @@ func (s *Server) initSecurity() {
 type connSec struct {
 	ip       string
 	release  func()
-	p        atomic.Pointer[principal]
+	p        atomic.Pointer[auth.Principal]
 	limiter  *frameLimiter
 	lastRead atomic.Int64 // unix nanos of the last data frame
 
@@ -54,8 +52,8 @@ type connSec struct {
 func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*connSec, bool) {
 	cs := &connSec{ip: s.clientIP(r), limiter: newFrameLimiter(&s.cfg.Limits)}
 	tok := r.URL.Query().Get("token")
-	if h := r.Header.Get("Authorization"); tok == "" && len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		tok = strings.TrimSpace(h[7:])
+	if bt, ok := auth.BearerToken(r.Header.Get("Authorization")); tok == "" && ok {
+		tok = bt
 	}
 	if tok != "" {
 		p, ferr := s.sec.verifier.verify(tok)
@@ -67,7 +65,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*connSec, bool) 
 		}
 		cs.p.Store(p)
 	} else if s.cfg.Auth.Anonymous {
-		cs.p.Store(anonymousPrincipal())
+		cs.p.Store(auth.Anonymous())
 	}
 	release, ok := s.acquireConn(w, cs.ip)
 	if !ok {
@@ -119,19 +117,19 @@ const maxExpiryWait = 100 * 365 * 24 * time.Hour
 // armExpiry closes the connection with 4003 when p's token expires (plus
 // the leeway), unless a refreshed token has replaced it by then. Holds
 // cs.mu.
-func (c *conn) armExpiry(p *principal) {
+func (c *conn) armExpiry(p *auth.Principal) {
 	cs := c.sec
 	if cs.expTimer != nil {
 		cs.expTimer.Stop()
 		cs.expTimer = nil
 	}
-	if p.exp.IsZero() || cs.terminated {
+	if p.Exp.IsZero() || cs.terminated {
 		return
 	}
 	// A far exp ("never expires": 9999-12-31) saturates time.Until, and
 	// adding the leeway would overflow to a negative wait that fires at
 	// once: such a token needs no timer.
-	wait := time.Until(p.exp)
+	wait := time.Until(p.Exp)
 	if wait > maxExpiryWait {
 		return
 	}
@@ -169,7 +167,7 @@ func (c *conn) user() string {
 		return ""
 	}
 	if p := c.sec.p.Load(); p != nil {
-		return p.user
+		return p.User
 	}
 	return ""
 }
@@ -213,12 +211,12 @@ func (c *conn) gate(b []byte) bool {
 func (c *conn) auth(f *authFrame, ferr *frameError) {
 	cs := c.sec
 	cur := cs.p.Load()
-	var p *principal
+	var p *auth.Principal
 	if ferr == nil {
 		p, ferr = c.s.sec.verifier.verify(f.Token)
 	}
-	if ferr == nil && cur != nil && !cur.anonymous && p.user != cur.user {
-		ferr = errorf(CodeUnauthorized, "token is for user %q, not %q: reconnect to change user", truncate(p.user, 64), truncate(cur.user, 64))
+	if ferr == nil && cur != nil && !cur.Anonymous && p.User != cur.User {
+		ferr = errorf(CodeUnauthorized, "token is for user %q, not %q: reconnect to change user", truncate(p.User, 64), truncate(cur.User, 64))
 	}
 	if ferr != nil {
 		c.s.countLimit("unauthorized")
@@ -235,7 +233,7 @@ func (c *conn) auth(f *authFrame, ferr *frameError) {
 	}
 	c.armExpiry(p)
 	cs.mu.Unlock()
-	c.reply(f.ID, ack{auth: &authAck{user: p.user, exp: p.exp.Unix()}})
+	c.reply(f.ID, ack{auth: &authAck{user: p.User, exp: p.Exp.Unix()}})
 }
 
 // authorize checks a decoded frame against the connection's permissions
@@ -249,7 +247,7 @@ func (c *conn) authorize(spec *opSpec, f *clientFrame) *frameError {
 		return errorf(CodeUnauthorized, "authenticate first")
 	}
 	for _, k := range spec.perms(f) {
-		if !p.perms.allows(k, f.Room) {
+		if !p.Perms.Allows(k, f.Room) {
 			c.s.countLimit("forbidden")
 			return errorf(CodeForbidden, "your token does not allow %s in room %q", k, truncate(f.Room, 64))
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/roomlog/roomlog/relay"
+	"github.com/roomlog/roomlog/relay/auth"
 )
 
 // Regression tests for defects found in review, each failing before its fix.
@@ -76,7 +77,7 @@ func TestMetricsDuringStart(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	r, err := relay.New(relay.Config{Brokers: b.brokers, Topic: newTopic(t), Listen: addr, Logger: testLogger(t),
-		Auth: relay.AuthConfig{Anonymous: true}, LeaseTimeout: 10 * time.Minute})
+		Auth: auth.Config{Anonymous: true}, LeaseTimeout: 10 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +115,7 @@ func TestMetricsDuringStart(t *testing.T) {
 // TestShutdownWithoutStart: Shutdown and Stats on a relay whose Start failed
 // (or never ran) report an error instead of panicking.
 func TestShutdownWithoutStart(t *testing.T) {
-	r, err := relay.New(relay.Config{Brokers: []string{"127.0.0.1:1"}, Auth: relay.AuthConfig{Anonymous: true}, Logger: testLogger(t)})
+	r, err := relay.New(relay.Config{Brokers: []string{"127.0.0.1:1"}, Auth: auth.Config{Anonymous: true}, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/roomlog/roomlog/record"
 	"github.com/roomlog/roomlog/relay"
+	"github.com/roomlog/roomlog/relay/auth"
 )
 
 // benchPad brings a publish's data to about 100 bytes.
@@ -61,7 +62,7 @@ func benchStartRelay(b *testing.B) *relay.Server {
 		Topic:      "roomlog-bench",
 		Partitions: 4,
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Auth:       relay.AuthConfig{Anonymous: true},
+		Auth:       auth.Config{Anonymous: true},
 		Limits:     relay.LimitsConfig{Rate: -1},
 	})
 	if err != nil {

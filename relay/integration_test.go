@@ -17,6 +17,7 @@ import (
 
 	"github.com/roomlog/roomlog/record"
 	"github.com/roomlog/roomlog/relay"
+	"github.com/roomlog/roomlog/relay/auth"
 )
 
 func TestCrossRelayDelivery(t *testing.T) {
@@ -376,7 +377,7 @@ func TestRelayWaitsForTheLog(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0", Brokers: []string{fmt.Sprintf("127.0.0.1:%d", port)}, Topic: newTopic(t),
-		Partitions: 4, Logger: testLogger(t), Auth: relay.AuthConfig{Anonymous: true}})
+		Partitions: 4, Logger: testLogger(t), Auth: auth.Config{Anonymous: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,9 @@ package relay
 
 import (
 	"context"
+	"net"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +20,15 @@ import (
 // the session only if that lease is still the newest, so the outcome is
 // decided by the log, identically on every relay and in every replay, and a
 // relay that renewed in time is never expired.
+
+// DefaultName is a relay's name when Config.RelayName is empty: the host
+// name and the port of addr (the bound listener's; "/" in the host name
+// becomes "_", names may not hold it).
+func DefaultName(addr string) string {
+	host, _ := os.Hostname()
+	_, port, _ := net.SplitHostPort(addr)
+	return strings.ReplaceAll(host, "/", "_") + ":" + port
+}
 
 // leases tracks when this relay last saw each other relay's lease.
 type leases struct {
@@ -55,42 +67,6 @@ func (l *leases) kick() {
 	}
 }
 
-// manualPartition marks records that go to the partition set in
-// Record.Partition (lease and expire records, one per partition).
-type manualPartition struct{}
-
-// partitioner is Kafka's default partitioner (franz-go's sticky key
-// partitioner: murmur2 of the key), except for records whose context carries
-// manualPartition.
-type partitioner struct{ inner kgo.Partitioner }
-
-func (p partitioner) ForTopic(t string) kgo.TopicPartitioner {
-	return topicPartitioner{p.inner.ForTopic(t)}
-}
-
-type topicPartitioner struct{ inner kgo.TopicPartitioner }
-
-func (t topicPartitioner) RequiresConsistency(*kgo.Record) bool { return true }
-
-func (t topicPartitioner) Partition(r *kgo.Record, n int) int {
-	if r.Context != nil && r.Context.Value(manualPartition{}) != nil && int(r.Partition) < n {
-		return int(r.Partition)
-	}
-	return t.inner.Partition(r, n)
-}
-
-var manualCtx = context.WithValue(context.Background(), manualPartition{}, true)
-
-// NewPartitioner returns the producer partitioner roomlog uses: Kafka's
-// default for keyed records, and Record.Partition for records marked with
-// ManualPartition. Tools that write to an events topic (redrive) use it too.
-func NewPartitioner() kgo.Partitioner { return partitioner{kgo.StickyKeyPartitioner(nil)} }
-
-// ManualPartition marks r to be written to partition p.
-func ManualPartition(r *kgo.Record, p int32) {
-	r.Partition, r.Context = p, manualCtx
-}
-
 // writeLeases appends this relay's lease to every partition and waits for
 // the log to take them.
 func (s *Server) writeLeases(ctx context.Context) error {
@@ -99,7 +75,7 @@ func (s *Server) writeLeases(ctx context.Context) error {
 	errs := make(chan error, s.partitions)
 	for p := int32(0); p < s.partitions; p++ {
 		r := record.Encode(&record.Event{Type: record.TypeLease, Room: record.RelayKeyPrefix + s.cfg.RelayName, Relay: s.cfg.RelayName, Session: session})
-		ManualPartition(r, p)
+		record.ManualPartition(r, p)
 		wg.Add(1)
 		s.prod.Produce(ctx, r, func(_ *kgo.Record, err error) {
 			if err != nil {
@@ -155,7 +131,7 @@ func (s *Server) expireStale() {
 			s.cfg.Logger.Warn("relay stopped renewing its lease; expiring it", "relay", l.Relay, "session", l.Session,
 				"partition", p, "members", l.Members, "silent_for", now.Sub(seen.at).Round(time.Millisecond))
 			r := record.Encode(&record.Event{Type: record.TypeExpire, Room: record.RelayKeyPrefix + l.Relay, Relay: l.Relay, Session: l.Session, Version: l.LeaseOffset})
-			ManualPartition(r, p)
+			record.ManualPartition(r, p)
 			s.leases.mu.Lock()
 			s.leases.expired[k] = l.LeaseOffset
 			s.leases.mu.Unlock()

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/roomlog/roomlog/relay/auth"
 )
 
 // Limits on what one client may cost the relay (docs/security.md). Every
@@ -19,12 +21,11 @@ import (
 
 // Defaults for LimitsConfig's zero values.
 const (
-	DefaultRate        = 100              // frames per second per connection
-	DefaultBurst       = 200              // frames a connection may send at once
-	DefaultAbuseWindow = 3 * time.Second  // window over which refused frames are counted
-	DefaultAbuseFactor = 5                // refused frames per window, as a multiple of rate×window, before close 4008
-	DefaultMaxConns    = 100_000          // sockets per relay
-	DefaultAuthTimeout = 10 * time.Second // time a connection has to authenticate
+	DefaultRate        = 100             // frames per second per connection
+	DefaultBurst       = 200             // frames a connection may send at once
+	DefaultAbuseWindow = 3 * time.Second // window over which refused frames are counted
+	DefaultAbuseFactor = 5               // refused frames per window, as a multiple of rate×window, before close 4008
+	DefaultMaxConns    = 100_000         // sockets per relay
 )
 
 // Error codes for limits and authentication.
@@ -192,40 +193,12 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 		return true
 	}
 	for _, p := range s.cfg.Limits.AllowedOrigins {
-		if p == "*" || globMatch(strings.ToLower(p), strings.ToLower(origin)) {
+		if p == "*" || auth.Match(strings.ToLower(p), strings.ToLower(origin)) {
 			return true
 		}
 	}
 	s.countLimit("origin")
 	return false
-}
-
-// globMatch reports whether s matches pattern, where '*' matches any run of
-// characters (including none, and '/') and '?' any one character. Iterative,
-// linear in len(s)×len(pattern) at worst.
-func globMatch(pattern, s string) bool {
-	p, i := 0, 0
-	star, mark := -1, 0
-	for i < len(s) {
-		switch {
-		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == s[i]):
-			p++
-			i++
-		case p < len(pattern) && pattern[p] == '*':
-			star, mark = p, i
-			p++
-		case star >= 0:
-			p = star + 1
-			mark++
-			i = mark
-		default:
-			return false
-		}
-	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
-	}
-	return p == len(pattern)
 }
 
 // frameLimiter is one connection's token bucket and abuse tracker. Used by

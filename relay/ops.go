@@ -2,6 +2,7 @@ package relay
 
 import (
 	"github.com/roomlog/roomlog/record"
+	"github.com/roomlog/roomlog/relay/auth"
 )
 
 // The op table: everything the relay knows about each client op, in one
@@ -38,8 +39,8 @@ type opSpec struct {
 	// roomless ops (ping) name no room and need no permission.
 	roomless bool
 	// perm is the permission the op needs on its room; join with
-	// presence also needs permPresence (perms).
-	perm string
+	// presence also needs auth.Presence (perms).
+	perm auth.Perm
 	// member: the connection must be in the room (not_joined otherwise).
 	member bool
 	// api is the backend API endpoint that accepts the op, or "".
@@ -61,46 +62,46 @@ var ops map[string]*opSpec
 func init() {
 	ops = map[string]*opSpec{
 		opJoin: {
-			perm: permJoin, validate: validateJoin, serve: (*conn).join,
+			perm: auth.Join, validate: validateJoin, serve: (*conn).join,
 			event: func(f *clientFrame) *record.Event { return &record.Event{Type: record.TypeJoin, Room: f.Room} },
 		},
 		opLeave: {
-			perm: permJoin, member: true, serve: (*conn).leave,
+			perm: auth.Join, member: true, serve: (*conn).leave,
 			event: func(f *clientFrame) *record.Event { return &record.Event{Type: record.TypeLeave, Room: f.Room} },
 		},
 		opPublish: {
-			perm: permPublish, api: apiPublish, validate: validatePublish, serve: (*conn).publish,
+			perm: auth.Publish, api: apiPublish, validate: validatePublish, serve: (*conn).publish,
 			event: func(f *clientFrame) *record.Event {
 				return &record.Event{Type: record.TypePublish, Room: f.Room, Event: f.Event, Data: f.Data, MID: f.MID}
 			},
 		},
 		opSet: {
-			perm: permState, member: true, api: apiState, validate: validateValue, serve: (*conn).appendOp,
+			perm: auth.State, member: true, api: apiState, validate: validateValue, serve: (*conn).appendOp,
 			event: func(f *clientFrame) *record.Event {
 				return &record.Event{Type: record.TypeSet, Room: f.Room, Key: *f.Key, Data: f.Value}
 			},
 		},
 		opDel: {
-			perm: permState, member: true, api: apiState, validate: validateKey, serve: (*conn).appendOp,
+			perm: auth.State, member: true, api: apiState, validate: validateKey, serve: (*conn).appendOp,
 			event: func(f *clientFrame) *record.Event {
 				return &record.Event{Type: record.TypeDel, Room: f.Room, Key: *f.Key}
 			},
 		},
 		opIncr: {
-			perm: permState, member: true, api: apiState, validate: validateIncr, serve: (*conn).appendOp,
+			perm: auth.State, member: true, api: apiState, validate: validateIncr, serve: (*conn).appendOp,
 			event: func(f *clientFrame) *record.Event {
 				return &record.Event{Type: record.TypeIncr, Room: f.Room, Key: *f.Key, Delta: f.delta}
 			},
 		},
 		opCAS: {
-			perm: permState, member: true, api: apiState, validate: validateCAS, serve: (*conn).appendOp,
+			perm: auth.State, member: true, api: apiState, validate: validateCAS, serve: (*conn).appendOp,
 			event: func(f *clientFrame) *record.Event {
 				return &record.Event{Type: record.TypeCAS, Room: f.Room, Key: *f.Key, Data: f.Value, Version: f.version}
 			},
 		},
-		opGet:      {perm: permJoin, member: true, validate: validateGet, serve: answer((*Server).get)},
-		opPresence: {perm: permPresence, member: true, validate: validatePresence, serve: answer((*Server).presence)},
-		opHistory:  {perm: permJoin, member: true, validate: validateHistory, serve: answer((*Server).history)},
+		opGet:      {perm: auth.Join, member: true, validate: validateGet, serve: answer((*Server).get)},
+		opPresence: {perm: auth.Presence, member: true, validate: validatePresence, serve: answer((*Server).presence)},
+		opHistory:  {perm: auth.Join, member: true, validate: validateHistory, serve: answer((*Server).history)},
 		opPing:     {roomless: true, serve: (*conn).pong},
 	}
 }
@@ -117,14 +118,14 @@ func lookupOp(op string) (*opSpec, *frameError) {
 }
 
 // perms lists the permissions f needs on its room.
-func (o *opSpec) perms(f *clientFrame) []string {
+func (o *opSpec) perms(f *clientFrame) []auth.Perm {
 	if o.roomless {
 		return nil
 	}
 	if f.Op == opJoin && f.Presence {
-		return []string{o.perm, permPresence}
+		return []auth.Perm{o.perm, auth.Presence}
 	}
-	return []string{o.perm}
+	return []auth.Perm{o.perm}
 }
 
 // answer adapts a read (which answers from the folded state, whatever the

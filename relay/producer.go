@@ -23,7 +23,7 @@ func (s *Server) startProducer() error {
 		kgo.ProducerLinger(s.cfg.ProduceLinger),
 		kgo.RecordDeliveryTimeout(s.cfg.ProduceTimeout),
 		kgo.ProducerBatchMaxBytes(int32(MaxMessageBytesLimit + 16<<10)),
-		kgo.RecordPartitioner(NewPartitioner()),
+		kgo.RecordPartitioner(record.NewPartitioner()),
 	}, s.clientOpts()...)...)
 	if err != nil {
 		return fmt.Errorf("relay: producer: %w", err)

@@ -3,7 +3,6 @@ package relay
 import (
 	"sort"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/roomlog/roomlog/consumer"
 	"github.com/roomlog/roomlog/record"
@@ -12,13 +11,10 @@ import (
 // Reads of the folded state: get, presence, history. They run on the
 // connection's reader goroutine and take a partition's read lock.
 
-// partitionOf is the partition Kafka's default partitioner (murmur2 of the
-// key, as franz-go computes it) gives room: where its joins and state live.
+// partitionOf is room's partition (record.PartitionOf): where its joins and
+// state live.
 func (s *Server) partitionOf(room string) *consumer.Partition {
-	s.keyPartMu.Lock()
-	i := s.keyPart.Partition(&kgo.Record{Key: []byte(room)}, int(s.partitions))
-	s.keyPartMu.Unlock()
-	return s.cons.State().Partition(int32(i))
+	return s.cons.State().Partition(record.PartitionOf(room, s.partitions))
 }
 
 // checkPos checks that a client's position p (its field) can be compared

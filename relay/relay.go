@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/roomlog/roomlog/consumer"
 	"github.com/roomlog/roomlog/record"
+	"github.com/roomlog/roomlog/relay/auth"
 )
 
 // Defaults for Config's zero values.
@@ -80,11 +80,11 @@ type Config struct {
 	SnapshotTopic      string
 	SnapshotInterval   time.Duration
 	SnapshotMinRecords int
-	// TLS, when set, serves HTTPS and wss:// on Listen (see NewTLS).
+	// TLS, when set, serves HTTPS and wss:// on Listen (see internal/tlsconf).
 	TLS *tls.Config
-	// Auth says who may connect and what tokens allow (auth.go);
+	// Auth says who may connect and what tokens allow (package auth);
 	// Limits bounds what a client may cost (limits.go).
-	Auth   AuthConfig
+	Auth   auth.Config
 	Limits LimitsConfig
 	// ReusePort sets SO_REUSEPORT on the listener, so several relay
 	// processes can listen on the same port and the kernel spreads new
@@ -137,8 +137,8 @@ func (c *Config) setDefaults() error {
 		c.SnapshotInterval = DefaultSnapshotInterval
 	}
 	def(&c.SnapshotMinRecords, DefaultSnapshotMinRecords)
-	if err := c.Auth.setDefaults(); err != nil {
-		return err
+	if err := c.Auth.Validate(); err != nil {
+		return fmt.Errorf("relay: %w", err)
 	}
 	c.Limits.setDefaults()
 	if c.LeaseTimeout < 300*time.Millisecond {
@@ -192,9 +192,6 @@ type Server struct {
 	metrics    *metrics
 	leases     *leases
 	snaps      *consumer.SnapshotStore // nil when snapshots are off
-
-	keyPartMu sync.Mutex
-	keyPart   kgo.TopicPartitioner // Kafka's default partitioner, to find a room's partition
 
 	prod *kgo.Client
 	cons *consumer.Consumer
@@ -295,7 +292,6 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.epoch, s.partitions = info.Epoch, info.Partitions
-	s.keyPart = kgo.StickyKeyPartitioner(nil).ForTopic(s.cfg.Topic)
 	if info.Partitions != s.cfg.Partitions {
 		s.cfg.Logger.Info("events topic exists with another partition count; using it", "topic", s.cfg.Topic, "partitions", info.Partitions)
 	}
@@ -332,9 +328,7 @@ func (s *Server) startHTTP(ctx context.Context) error {
 	}
 	s.ln = ln
 	if s.cfg.RelayName == "" {
-		host, _ := os.Hostname()
-		_, port, _ := net.SplitHostPort(ln.Addr().String())
-		s.cfg.RelayName = strings.ReplaceAll(host, "/", "_") + ":" + port
+		s.cfg.RelayName = DefaultName(ln.Addr().String())
 	}
 	s.http = &http.Server{
 		Handler:           s.routes(),

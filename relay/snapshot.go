@@ -51,15 +51,7 @@ func (s *Server) loadSnapshots(ctx context.Context, adm *kadm.Client) (map[int32
 	return parts, nil
 }
 
-func (s *Server) historyWindow() int {
-	switch {
-	case s.cfg.HistoryWindow == 0:
-		return consumer.DefaultHistoryWindow
-	case s.cfg.HistoryWindow < 0:
-		return 0
-	}
-	return s.cfg.HistoryWindow
-}
+func (s *Server) historyWindow() int { return consumer.HistoryWindowFor(s.cfg.HistoryWindow) }
 
 // snapshotLoop writes the snapshots of the partitions this relay owns.
 func (s *Server) snapshotLoop(ctx context.Context) {

@@ -28,6 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/roomlog/roomlog/relay"
+	"github.com/roomlog/roomlog/relay/auth"
 )
 
 // backend is a log the suite runs against.
@@ -92,7 +93,7 @@ func startRelay(t *testing.T, b backend, topic string, mod func(*relay.Config)) 
 		Topic:      topic,
 		Partitions: 4,
 		Logger:     testLogger(t),
-		Auth:       relay.AuthConfig{Anonymous: true},
+		Auth:       auth.Config{Anonymous: true},
 		Limits:     relay.LimitsConfig{Rate: -1}, // bulk tests send thousands of frames at once
 	}
 	if b.name == "kafka" {
@@ -229,6 +230,20 @@ func (c *client) sendRaw(mt int, b []byte) {
 // the race detector on two cores, not a performance assertion.
 const waitLimit = 60 * time.Second
 
+// pending returns a frame the reader queued on ch before it ended with err,
+// and gives err back for closeCode. A select on both channels picks at
+// random when both are ready, which would lose a frame that arrived just
+// before the close.
+func (c *client) pending(ch chan frame, err error) (frame, bool) {
+	select {
+	case f := <-ch:
+		c.err <- err // the reader has ended: the slot is free
+		return f, true
+	default:
+		return frame{}, false
+	}
+}
+
 // reply waits for the next ack or error frame.
 func (c *client) reply() frame {
 	c.t.Helper()
@@ -236,9 +251,7 @@ func (c *client) reply() frame {
 	case f := <-c.acks:
 		return f
 	case err := <-c.err:
-		// The reader queues every frame before it reports the close, but
-		// select picks at random among ready cases: take what came first.
-		if f, ok := c.before(c.acks, err); ok {
+		if f, ok := c.pending(c.acks, err); ok {
 			return f
 		}
 		c.t.Fatalf("connection ended waiting for a reply: %v", err)
@@ -274,7 +287,7 @@ func (c *client) message() frame {
 	case f := <-c.msgs:
 		return f
 	case err := <-c.err:
-		if f, ok := c.before(c.msgs, err); ok {
+		if f, ok := c.pending(c.msgs, err); ok {
 			return f
 		}
 		c.t.Fatalf("connection ended waiting for a message: %v", err)
@@ -282,18 +295,6 @@ func (c *client) message() frame {
 		c.t.Fatalf("no message within %v", waitLimit)
 	}
 	return frame{}
-}
-
-// before returns a frame that arrived before the connection ended with
-// err, putting err back for the next wait (closeCode).
-func (c *client) before(ch chan frame, err error) (frame, bool) {
-	select {
-	case f := <-ch:
-		c.err <- err // the reader has exited: the buffer of one is free
-		return f, true
-	default:
-		return frame{}, false
-	}
 }
 
 // partitionEnds returns the end offset of every partition of topic.

@@ -26,10 +26,11 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/roomlog/roomlog/internal/tlsconf"
 	"github.com/roomlog/roomlog/relay"
 )
 
-// TLS tests: a real ACME server (Pebble, started here on 127.0.0.1) issues
+// TLS tests (internal/tlsconf serving relays): a real ACME server (Pebble, started here on 127.0.0.1) issues
 // the relay's certificates. Pebble is installed by testenv/setup.sh
 // (go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1); the
 // tests find it on PATH or in $(go env GOPATH)/bin, and under CI=true a
@@ -209,9 +210,9 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 
 // acmeTLS is a relay certificate source on Pebble; obtained counts the
 // certificates it obtained or renewed.
-func acmeTLS(t *testing.T, p *pebble, storage string, obtained *atomic.Int64, mod func(*relay.TLSConfig)) *relay.TLS {
+func acmeTLS(t *testing.T, p *pebble, storage string, obtained *atomic.Int64, mod func(*tlsconf.Config)) *tlsconf.Manager {
 	t.Helper()
-	c := relay.TLSConfig{
+	c := tlsconf.Config{
 		Domains: []string{testDomain}, ACMECA: p.directory, ACMECARoot: p.caRoot, ACMEEmail: "ops@example.com",
 		Storage: storage, Logger: testLogger(t),
 		OnEvent: func(event string, _ map[string]any) {
@@ -223,7 +224,7 @@ func acmeTLS(t *testing.T, p *pebble, storage string, obtained *atomic.Int64, mo
 	if mod != nil {
 		mod(&c)
 	}
-	tl, err := relay.NewTLS(c)
+	tl, err := tlsconf.New(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +249,7 @@ func peerSerial(t *testing.T, c *client) string {
 	return tc.ConnectionState().PeerCertificates[0].SerialNumber.String()
 }
 
-func tlsRelay(t *testing.T, b backend, tl *relay.TLS) *relay.Server {
+func tlsRelay(t *testing.T, b backend, tl *tlsconf.Manager) *relay.Server {
 	return startRelay(t, b, newTopic(t), func(c *relay.Config) { c.TLS = tl.Config() })
 }
 
@@ -335,7 +336,7 @@ func TestACMESharedStorageOneCertificate(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i, x := range []struct {
-		tl *relay.TLS
+		tl *tlsconf.Manager
 		r  *relay.Server
 	}{{tl1, r1}, {tl2, r2}} {
 		wg.Add(1)
@@ -370,7 +371,7 @@ func TestACMERenewalKeepsConnections(t *testing.T) {
 	p := startPebble(t, 30*time.Second)
 	b := kfakeBackend(t)
 	var obtained atomic.Int64
-	tl := acmeTLS(t, p, t.TempDir(), &obtained, func(c *relay.TLSConfig) {
+	tl := acmeTLS(t, p, t.TempDir(), &obtained, func(c *tlsconf.Config) {
 		c.RenewalWindowRatio = 0.5
 		c.RenewCheckInterval = time.Second
 	})
@@ -421,7 +422,7 @@ func TestStaticCertReload(t *testing.T) {
 	ca := newTestCA(t)
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	ca.issue(t, 100, certFile, keyFile, testDomain)
-	tl, err := relay.NewTLS(relay.TLSConfig{CertFile: certFile, KeyFile: keyFile, ReloadInterval: 50 * time.Millisecond, Logger: testLogger(t)})
+	tl, err := tlsconf.New(tlsconf.Config{CertFile: certFile, KeyFile: keyFile, ReloadInterval: 50 * time.Millisecond, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/roomlog/roomlog/internal/cliflag"
 )
 
 // config is one load test. The coordinator and its workers parse the same
@@ -48,22 +50,10 @@ type config struct {
 	RunID     string // prefix of the room names, unique per run
 }
 
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error {
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*l = append(*l, p)
-		}
-	}
-	return nil
-}
-
 func parseConfig(name string, args []string, worker bool) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	var urls listFlag
+	var urls cliflag.List
 	fs.StringVar(&c.System, "system", "", "label of the system under test")
 	fs.StringVar(&c.Scenario, "scenario", "custom", "label of the scenario")
 	fs.StringVar(&c.Proto, "proto", "roomlog", "protocol: roomlog, centrifugo or socketio")

@@ -44,34 +44,12 @@ type Result struct {
 	ConnectSeconds float64 `json:"connect_s"`
 	ConnectRate    float64 `json:"connect_rate"`
 
-	Published        uint64  `json:"published"`
-	PublishedWindow  uint64  `json:"published_window"`
-	PublishRate      float64 `json:"publish_rate"`
-	PublishErrors    uint64  `json:"publish_errors"`
-	Acked            uint64  `json:"acked"`
-	Deliveries       uint64  `json:"deliveries"`
-	DeliveriesWindow uint64  `json:"deliveries_window"`
-	DeliveryRate     float64 `json:"delivery_rate"`
+	Counts               // summed over the workers
+	PublishRate  float64 `json:"publish_rate"`
+	DeliveryRate float64 `json:"delivery_rate"`
+	ChurnRate    float64 `json:"churn_rate"`
 
 	Latency Latency `json:"latency_ms"`
-
-	Expected  uint64 `json:"expected"`
-	Lost      uint64 `json:"lost"`
-	Dup       uint64 `json:"dup"`
-	OOO       uint64 `json:"ooo"`
-	RoomsLost int    `json:"rooms_lost"`
-	RoomsDup  int    `json:"rooms_dup"`
-	RoomsOOO  int    `json:"rooms_ooo"`
-
-	Reconnects       uint64  `json:"reconnects"`
-	ReconnectFailed  uint64  `json:"reconnect_failed"`
-	ChurnConnects    uint64  `json:"churn_connects"`
-	ChurnFailed      uint64  `json:"churn_failed"`
-	ChurnDisconnects uint64  `json:"churn_disconnects"`
-	ChurnRate        float64 `json:"churn_rate"`
-
-	ErrorFrames  uint64   `json:"error_frames"`
-	ErrorSamples []string `json:"error_samples,omitempty"`
 
 	Servers          []ProcStat `json:"servers"`
 	ServerCPUSeconds float64    `json:"server_cpu_s"`
@@ -389,33 +367,7 @@ func runCoordinator(args []string) error {
 		if err != nil {
 			return err
 		}
-		res.Published += p.Published
-		res.PublishedWindow += p.PublishedWindow
-		res.PublishErrors += p.PublishErrors
-		res.Acked += p.Acked
-		res.Deliveries += p.Deliveries
-		res.DeliveriesWindow += p.DeliveriesWindow
-		res.Expected += p.Expected
-		res.Lost += p.Lost
-		res.Dup += p.Dup
-		res.OOO += p.OOO
-		res.RoomsLost += p.RoomsLost
-		res.RoomsDup += p.RoomsDup
-		res.RoomsOOO += p.RoomsOOO
-		res.Reconnects += p.Reconnects
-		res.ReconnectFailed += p.ReconnectFailed
-		res.ChurnConnects += p.ChurnConnects
-		res.ChurnFailed += p.ChurnFailed
-		res.ChurnDisconnects += p.ChurnDisconnects
-		res.ErrorFrames += p.ErrorFrames
-		for _, e := range p.ErrorSamples {
-			if len(res.ErrorSamples) < 10 {
-				if len(e) > 300 {
-					e = e[:300] + "..."
-				}
-				res.ErrorSamples = append(res.ErrorSamples, e)
-			}
-		}
+		res.Counts.add(&p.Counts)
 		if p.Hist != nil {
 			h.Merge(hdrhistogram.Import(p.Hist))
 		}

@@ -37,30 +37,7 @@ type partial struct {
 	ConnectStartNs int64 `json:"connect_start_ns"`
 	ConnectEndNs   int64 `json:"connect_end_ns"`
 
-	Published       uint64 `json:"published"`
-	PublishedWindow uint64 `json:"published_window"`
-	PublishErrors   uint64 `json:"publish_errors"`
-	Acked           uint64 `json:"acked"`
-
-	Deliveries       uint64 `json:"deliveries"`
-	DeliveriesWindow uint64 `json:"deliveries_window"`
-
-	Expected  uint64 `json:"expected"`
-	Lost      uint64 `json:"lost"`
-	Dup       uint64 `json:"dup"`
-	OOO       uint64 `json:"ooo"`
-	RoomsLost int    `json:"rooms_lost"`
-	RoomsDup  int    `json:"rooms_dup"`
-	RoomsOOO  int    `json:"rooms_ooo"`
-
-	Reconnects       uint64 `json:"reconnects"`
-	ReconnectFailed  uint64 `json:"reconnect_failed"`
-	ChurnConnects    uint64 `json:"churn_connects"`
-	ChurnFailed      uint64 `json:"churn_failed"`
-	ChurnDisconnects uint64 `json:"churn_disconnects"`
-
-	ErrorFrames  uint64   `json:"error_frames"`
-	ErrorSamples []string `json:"error_samples,omitempty"`
+	Counts
 
 	Hist *hdrhistogram.Snapshot `json:"hist,omitempty"`
 }

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -24,11 +22,7 @@ func runClient(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	fs.StringVar(&room, "room", "lobby", "room to join and publish to")
 	fs.StringVar(&event, "event", "chat", "event name of published lines")
 	if err := parse(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		fmt.Fprintln(stderr, err)
-		return errUsage
+		return usageErr(err, stderr)
 	}
 	ws, _, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
 	if err != nil {

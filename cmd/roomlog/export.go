@@ -16,6 +16,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/roomlog/roomlog/internal/embedded"
 	"github.com/roomlog/roomlog/record"
 	"github.com/roomlog/roomlog/relay"
 )
@@ -53,15 +54,11 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlagSet("export", "Writes a slice of the events topic to a file (JSON lines), for `roomlog redrive`.\n"+
 		"The filters are replay's; records that do not decode are exported too (the file is the log as it is).", stderr)
 	var (
-		src   logSource
-		flt   filter
-		lf    logFlags
+		sf    scanFlags
 		out   string
 		quiet bool
 	)
-	src.register(fs)
-	flt.register(fs)
-	lf.register(fs)
+	sf.register(fs)
 	fs.StringVar(&out, "out", "", "file to write (- for standard output; required)")
 	fs.BoolVar(&quiet, "quiet", false, "no progress line")
 	if err := parse(fs, args); err != nil {
@@ -70,15 +67,11 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if out == "" {
 		return errors.New("--out is required (a file, or - for standard output)")
 	}
-	o, _, err := src.openLogged(ctx, &lf, stderr)
+	o, _, from, to, err := sf.open(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer o.close()
-	from, to, err := flt.prepare(o)
-	if err != nil {
-		return err
-	}
 	var w io.Writer = stdout
 	var f *os.File
 	if out != "-" {
@@ -95,9 +88,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	var n int64
 	err = o.scan(ctx, from, to, false, newProgress(stderr, quiet), func(r *kgo.Record) error {
-		if ev, err := record.Decode(r); err == nil && !flt.match(&ev, r) {
+		if ev, err := record.Decode(r); err == nil && !sf.flt.match(&ev, r) {
 			return nil
-		} else if err != nil && (len(flt.rooms) > 0 || len(flt.events) > 0 || len(flt.types) > 0 || flt.from != "" || flt.user != "") {
+		} else if err != nil && (len(sf.flt.rooms) > 0 || len(sf.flt.events) > 0 || len(sf.flt.types) > 0 || sf.flt.from != "" || sf.flt.user != "") {
 			return nil // cannot tell whether it matches
 		}
 		er := exportRecord{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli(), Key: string(r.Key), Value: r.Value}
@@ -235,7 +228,7 @@ func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err := os.MkdirAll(src.dataDir, 0o750); err != nil {
 			return err
 		}
-		emb, err := relay.StartEmbedded(relay.EmbeddedConfig{DataDir: src.dataDir, Logger: log})
+		emb, err := embedded.Start(embedded.Config{DataDir: src.dataDir, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -247,7 +240,7 @@ func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(src.brokers...), kgo.DefaultProduceTopic(src.topic),
-		kgo.RecordPartitioner(relay.NewPartitioner()), kgo.ProducerBatchMaxBytes(int32(relay.MaxMessageBytesLimit + 16<<10))}, extra...)...)
+		kgo.RecordPartitioner(record.NewPartitioner()), kgo.ProducerBatchMaxBytes(int32(relay.MaxMessageBytesLimit + 16<<10))}, extra...)...)
 	if err != nil {
 		return err
 	}
@@ -295,7 +288,7 @@ func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			}
 		}
 		if typ == string(record.TypeLease) || typ == string(record.TypeExpire) {
-			relay.ManualPartition(r, er.Partition%int32(partitions))
+			record.ManualPartition(r, er.Partition%int32(partitions))
 		}
 		// Asynchronous, in order: the idempotent producer keeps each
 		// partition's order.

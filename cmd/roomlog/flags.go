@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -56,17 +57,11 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return err
 }
 
-// listFlag is a comma-separated list.
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-
-func (l *listFlag) Set(s string) error {
-	*l = nil
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*l = append(*l, p)
-		}
+// usageErr turns a flag parsing error into the command's exit status.
+func usageErr(err error, stderr io.Writer) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return err
 	}
-	return nil
+	fmt.Fprintln(stderr, err)
+	return errUsage
 }

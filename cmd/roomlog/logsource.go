@@ -15,6 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/roomlog/roomlog/internal/cliflag"
+	"github.com/roomlog/roomlog/internal/embedded"
 	"github.com/roomlog/roomlog/record"
 	"github.com/roomlog/roomlog/relay"
 )
@@ -23,7 +25,7 @@ import (
 // embedded broker's data folder directly (when no relay holds it).
 
 type logSource struct {
-	brokers listFlag
+	brokers cliflag.List
 	dataDir string
 	topic   string
 	kafka   kafkaFlags
@@ -34,6 +36,33 @@ func (l *logSource) register(fs *flag.FlagSet) {
 	fs.Var(&l.brokers, "brokers", "Kafka brokers, host:port,... (empty: open --data-dir)")
 	fs.StringVar(&l.dataDir, "data-dir", "./roomlog-data", "the embedded broker's data folder, read when --brokers is empty (not while a relay holds it)")
 	fs.StringVar(&l.topic, "topic", relay.DefaultTopic, "events topic")
+}
+
+// scanFlags are the flags of the tools that scan the log with filters
+// (replay, export): where the log is, the filters, and the tool's logging.
+type scanFlags struct {
+	src logSource
+	flt filter
+	lf  logFlags
+}
+
+func (s *scanFlags) register(fs *flag.FlagSet) {
+	s.src.register(fs)
+	s.flt.register(fs)
+	s.lf.register(fs)
+}
+
+// open builds the logger, opens the log, and works out the offsets the
+// filters read between.
+func (s *scanFlags) open(ctx context.Context, stderr io.Writer) (o *openedLog, log *slog.Logger, from, to map[int32]int64, err error) {
+	if o, log, err = s.src.openLogged(ctx, &s.lf, stderr); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if from, to, err = s.flt.prepare(o); err != nil {
+		o.close()
+		return nil, nil, nil, nil, err
+	}
+	return o, log, from, to, nil
 }
 
 // openedLog is a connected log and the events topic's description.
@@ -66,7 +95,7 @@ func (l *logSource) open(ctx context.Context, log *slog.Logger) (*openedLog, err
 		if _, err := os.Stat(l.dataDir); err != nil {
 			return nil, fmt.Errorf("no --brokers, and the data folder %s cannot be read: %w", l.dataDir, err)
 		}
-		emb, err := relay.StartEmbedded(relay.EmbeddedConfig{DataDir: l.dataDir, Logger: log})
+		emb, err := embedded.Start(embedded.Config{DataDir: l.dataDir, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("%w (while a relay runs on it, run `roomlog broker` there and pass --brokers)", err)
 		}
@@ -138,10 +167,9 @@ func (o *openedLog) checkPos(flagName string, p record.Pos) error {
 	return nil
 }
 
-// partitionOf is the room's partition under Kafka's default partitioner.
+// partitionOf is the room's partition.
 func (o *openedLog) partitionOf(room string) int32 {
-	tp := relay.NewPartitioner().ForTopic(o.topic)
-	return int32(tp.Partition(&kgo.Record{Key: []byte(room)}, len(o.parts)))
+	return record.PartitionOf(room, int32(len(o.parts)))
 }
 
 // scan reads partitions from[p] up to (excluding) to[p], in order per

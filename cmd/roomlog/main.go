@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/roomlog/roomlog/consumer"
+	"github.com/roomlog/roomlog/internal/cliflag"
+	"github.com/roomlog/roomlog/internal/embedded"
 	"github.com/roomlog/roomlog/relay"
 )
 
@@ -117,7 +119,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 		"With no --brokers it starts an embedded broker persisting to --data-dir.", stderr)
 	var (
 		cfg        relay.Config
-		brokers    listFlag
+		brokers    cliflag.List
 		lf         logFlags
 		dataDir    string
 		embListen  string
@@ -163,11 +165,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	kf.register(fs)
 	sec := registerSecurityFlags(fs)
 	if err := parse(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		fmt.Fprintln(stderr, err)
-		return errUsage
+		return usageErr(err, stderr)
 	}
 	log, err := lf.logger(stderr)
 	if err != nil {
@@ -202,7 +200,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	if procs > 1 {
 		childArgs := append([]string{"relay"}, args...)
 		if len(brokers) == 0 {
-			emb, err := relay.StartEmbedded(relay.EmbeddedConfig{Listen: embListen, DataDir: dataDir, SyncWrites: fsync, Logger: log})
+			emb, err := embedded.Start(embedded.Config{Listen: embListen, DataDir: dataDir, SyncWrites: fsync, Logger: log})
 			if err != nil {
 				return err
 			}
@@ -213,14 +211,12 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 		childArgs = append(childArgs, "--admin-listen", "")
 		name := cfg.RelayName
 		if name == "" {
-			host, _ := os.Hostname()
-			_, port, _ := net.SplitHostPort(cfg.Listen)
-			name = strings.ReplaceAll(host, "/", "_") + ":" + port
+			name = relay.DefaultName(cfg.Listen)
 		}
 		return runSupervisor(ctx, childArgs, procs, name, log, stderr)
 	}
 	if len(brokers) == 0 {
-		emb, err := relay.StartEmbedded(relay.EmbeddedConfig{Listen: embListen, DataDir: dataDir, SyncWrites: fsync, Logger: log})
+		emb, err := embedded.Start(embedded.Config{Listen: embListen, DataDir: dataDir, SyncWrites: fsync, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -263,17 +259,13 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.BoolVar(&fsync, "fsync", false, "fsync every batch before acknowledging it")
 	lf.register(fs)
 	if err := parse(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		fmt.Fprintln(stderr, err)
-		return errUsage
+		return usageErr(err, stderr)
 	}
 	log, err := lf.logger(stderr)
 	if err != nil {
 		return err
 	}
-	emb, err := relay.StartEmbedded(relay.EmbeddedConfig{Listen: listen, DataDir: dataDir, SyncWrites: fsync, Logger: log})
+	emb, err := embedded.Start(embedded.Config{Listen: listen, DataDir: dataDir, SyncWrites: fsync, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -204,17 +204,13 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlagSet("replay", "Prints the records of the events topic: as JSON lines (one record a line), or as a table.\n"+
 		"Reads every partition from the log's start to its end (or tails it with --follow).", stderr)
 	var (
-		src         logSource
-		flt         filter
-		lf          logFlags
+		sf          scanFlags
 		format      string
 		follow      bool
 		skipCorrupt bool
 		quiet       bool
 	)
-	src.register(fs)
-	flt.register(fs)
-	lf.register(fs)
+	sf.register(fs)
 	fs.StringVar(&format, "format", "json", "output: json (JSON lines) or table")
 	fs.BoolVar(&follow, "follow", false, "keep printing new records as they arrive (until interrupted)")
 	fs.BoolVar(&skipCorrupt, "skip-corrupt", false, "report corrupt records and go on, instead of stopping at the first")
@@ -225,15 +221,11 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if format != "json" && format != "table" {
 		return fmt.Errorf("--format %q: want json or table", format)
 	}
-	o, log, err := src.openLogged(ctx, &lf, stderr)
+	o, log, from, to, err := sf.open(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer o.close()
-	from, to, err := flt.prepare(o)
-	if err != nil {
-		return err
-	}
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	defer out.Flush()
 	enc := json.NewEncoder(out)
@@ -254,7 +246,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			log.Warn("skipping a corrupt record", "pos", record.Pos{Epoch: o.epoch, Partition: r.Partition, Offset: r.Offset}.String(), "err", err)
 			return nil
 		}
-		if !flt.match(&ev, r) {
+		if !sf.flt.match(&ev, r) {
 			return nil
 		}
 		v := viewOf(&ev, r, o.epoch)
@@ -289,13 +281,4 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stderr, "skipped %d corrupt records\n", skipped)
 	}
 	return err
-}
-
-// usageErr turns a flag parsing error into the command's exit status.
-func usageErr(err error, stderr io.Writer) error {
-	if errors.Is(err, flag.ErrHelp) {
-		return err
-	}
-	fmt.Fprintln(stderr, err)
-	return errUsage
 }

@@ -13,25 +13,28 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/roomlog/roomlog/internal/cliflag"
+	"github.com/roomlog/roomlog/internal/tlsconf"
 	"github.com/roomlog/roomlog/relay"
+	"github.com/roomlog/roomlog/relay/auth"
 )
 
 // securityFlags are the relay's TLS, authentication and limit flags
 // (docs/security.md).
 type securityFlags struct {
-	tlsDomains             multiFlag
+	tlsDomains             cliflag.List
 	acmeCA, acmeCARoot     string
 	acmeEmail, tlsStorage  string
 	httpListen             string
 	tlsCert, tlsKey        string
 	insecurePlaintext      bool
 	anonymous              bool
-	hsSecretFiles, pubKeys multiFlag
+	hsSecretFiles, pubKeys cliflag.List
 	jwksURL                string
 	issuer, audience       string
 	leeway, authTimeout    time.Duration
-	apiKeyFiles            multiFlag
-	origins                multiFlag
+	apiKeyFiles            cliflag.List
+	origins                cliflag.List
 	rate                   float64
 	burst                  int
 	maxConns, maxConnsIP   int
@@ -45,8 +48,8 @@ func registerSecurityFlags(fs *flag.FlagSet) *securityFlags {
 	fs.StringVar(&f.acmeCA, "acme-ca", "https://acme-v02.api.letsencrypt.org/directory", "ACME directory URL")
 	fs.StringVar(&f.acmeCARoot, "acme-ca-root", "", "PEM file of a private CA root to trust for the ACME server's HTTPS")
 	fs.StringVar(&f.acmeEmail, "acme-email", "", "ACME account contact email")
-	fs.StringVar(&f.tlsStorage, "tls-storage", relay.DefaultTLSStorage, "certificate storage folder; relays sharing it share one certificate per domain")
-	fs.StringVar(&f.httpListen, "http-listen", relay.DefaultHTTPListen, "with TLS: plain HTTP listener for ACME HTTP-01 challenges and redirects to https ('off': none)")
+	fs.StringVar(&f.tlsStorage, "tls-storage", tlsconf.DefaultStorage, "certificate storage folder; relays sharing it share one certificate per domain")
+	fs.StringVar(&f.httpListen, "http-listen", tlsconf.DefaultHTTPListen, "with TLS: plain HTTP listener for ACME HTTP-01 challenges and redirects to https ('off': none)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "static TLS certificate file (PEM, full chain), reloaded when it changes")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "static TLS key file (PEM), reloaded when it changes")
 	fs.BoolVar(&f.insecurePlaintext, "insecure-plaintext", false, "serve plain ws:// on a non-loopback address (behind a TLS-terminating load balancer only)")
@@ -56,8 +59,8 @@ func registerSecurityFlags(fs *flag.FlagSet) *securityFlags {
 	fs.StringVar(&f.jwksURL, "jwks-url", "", "JWKS URL of the token issuer's public keys (fetched, cached, refetched on an unknown kid)")
 	fs.StringVar(&f.issuer, "jwt-issuer", "", "required token issuer (iss), when set")
 	fs.StringVar(&f.audience, "jwt-audience", "", "required token audience (aud), when set")
-	fs.DurationVar(&f.leeway, "jwt-leeway", relay.DefaultAuthLeeway, "clock skew allowed on exp and nbf")
-	fs.DurationVar(&f.authTimeout, "auth-timeout", relay.DefaultAuthTimeout, "how long a connection without a token may take to send its auth frame (else close 4004)")
+	fs.DurationVar(&f.leeway, "jwt-leeway", auth.DefaultLeeway, "clock skew allowed on exp and nbf")
+	fs.DurationVar(&f.authTimeout, "auth-timeout", auth.DefaultTimeout, "how long a connection without a token may take to send its auth frame (else close 4004)")
 	fs.Var(&f.apiKeyFiles, "api-key-file", "file of backend API keys, one per line (enables POST /api/publish and /api/state; repeatable)")
 	fs.Var(&f.origins, "allowed-origins", "browser origins allowed besides the relay's own host, glob patterns (https://*.example.com; '*': any)")
 	fs.Float64Var(&f.rate, "rate", relay.DefaultRate, "frames per second one connection may send (negative: unlimited)")
@@ -71,7 +74,7 @@ func registerSecurityFlags(fs *flag.FlagSet) *securityFlags {
 
 // relayTLS is the certificate source of a running relay, nil without TLS.
 type relayTLS struct {
-	t          *relay.TLS
+	t          *tlsconf.Manager
 	httpListen string
 	log        *slog.Logger
 	srv        atomic.Pointer[relay.Server] // counts ACME events once started
@@ -90,7 +93,7 @@ func (f *securityFlags) configure(fs *flag.FlagSet, cfg *relay.Config, log *slog
 		a.HS256Secrets = append(a.HS256Secrets, bytes.TrimSpace(b))
 	}
 	if len(f.pubKeys) > 0 {
-		keys, err := relay.LoadPublicKeys(f.pubKeys...)
+		keys, err := auth.LoadPublicKeys(f.pubKeys...)
 		if err != nil {
 			return nil, fmt.Errorf("--jwt-public-key-file: %w", err)
 		}
@@ -140,10 +143,10 @@ func (f *securityFlags) configure(fs *flag.FlagSet, cfg *relay.Config, log *slog
 		return nil, errors.New("--insecure-plaintext contradicts the TLS flags")
 	}
 	if !listenSet {
-		cfg.Listen = relay.DefaultTLSListen
+		cfg.Listen = tlsconf.DefaultTLSListen
 	}
 	rt := &relayTLS{httpListen: f.httpListen, log: log}
-	t, err := relay.NewTLS(relay.TLSConfig{
+	t, err := tlsconf.New(tlsconf.Config{
 		OnEvent: func(event string, _ map[string]any) {
 			if srv := rt.srv.Load(); srv != nil {
 				srv.CountACMEEvent(event)
@@ -213,18 +216,4 @@ func loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// multiFlag is a repeatable flag; each value may also be a comma list.
-type multiFlag []string
-
-func (m *multiFlag) String() string { return strings.Join(*m, ",") }
-
-func (m *multiFlag) Set(s string) error {
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*m = append(*m, p)
-		}
-	}
-	return nil
 }

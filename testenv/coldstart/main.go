@@ -25,6 +25,7 @@ import (
 
 	"github.com/roomlog/roomlog/record"
 	"github.com/roomlog/roomlog/relay"
+	"github.com/roomlog/roomlog/relay/auth"
 )
 
 func main() {
@@ -55,7 +56,7 @@ func main() {
 	}
 	ctx := context.Background()
 	topic := "coldstart-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(relay.NewPartitioner()),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(record.NewPartitioner()),
 		kgo.ProducerLinger(10*time.Millisecond), kgo.MaxBufferedRecords(1<<20))
 	if err != nil {
 		fail(err)
@@ -75,7 +76,7 @@ func main() {
 	cfg := func(snap time.Duration) relay.Config {
 		return relay.Config{Listen: "127.0.0.1:0", Brokers: seeds, Topic: topic, Partitions: int32(*partitions), ReplicationFactor: rf,
 			SnapshotTopic: topic + ".snapshots", SnapshotInterval: snap, LeaseTimeout: time.Hour, Logger: log,
-			Auth: relay.AuthConfig{Anonymous: true}}
+			Auth: auth.Config{Anonymous: true}}
 	}
 	start := func(c relay.Config) (*relay.Server, time.Duration) {
 		s, err := relay.New(c)
@@ -130,7 +131,7 @@ func produce(ctx context.Context, cl *kgo.Client, n, rooms, partitions, base int
 	lease := func() {
 		for p := 0; p < partitions; p++ {
 			r := record.Encode(&record.Event{Type: record.TypeLease, Room: record.RelayKeyPrefix + "gen", Relay: "gen", Session: "g1"})
-			relay.ManualPartition(r, int32(p))
+			record.ManualPartition(r, int32(p))
 			cl.Produce(ctx, r, nil)
 		}
 	}

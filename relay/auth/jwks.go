@@ -1,4 +1,4 @@
-package relay
+package auth
 
 import (
 	"context"
@@ -32,7 +32,7 @@ import (
 // are ignored, they do not belong in a published set), pins each to its
 // algorithm, and adds no dependency beyond golang-jwt.
 type jwks struct {
-	cfg *AuthConfig
+	cfg *Config
 	log *slog.Logger
 
 	mu      sync.RWMutex
@@ -46,8 +46,8 @@ type jwks struct {
 
 const maxJWKSBytes = 1 << 20
 
-func newJWKS(cfg *AuthConfig) *jwks {
-	return &jwks{cfg: cfg, log: slog.Default(), byKid: map[string]crypto.PublicKey{}}
+func newJWKS(cfg *Config, log *slog.Logger) *jwks {
+	return &jwks{cfg: cfg, log: log, byKid: map[string]crypto.PublicKey{}}
 }
 
 // keys returns the set's keys for kid (every key when kid is empty) that

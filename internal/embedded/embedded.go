@@ -1,4 +1,19 @@
-package relay
+// Package embedded is roomlog's embedded Kafka-protocol broker: franz-go's
+// kfake, single node, persisting to a data folder (DataDir) that a lock file
+// keeps to one process at a time. `roomlog relay` starts one when given no
+// --brokers and hands its address to the relay (relay.Config.Brokers), so the
+// relay package never imports kfake; `roomlog broker`, the log tools and
+// testenv/coldstart start it directly. It is for development and single-node
+// use; production runs Apache Kafka, Redpanda or MSK.
+//
+// # Concurrency
+//
+// kfake serves on goroutines of its own (the listener, one per client
+// connection, the cluster's control loop), all of them ended by Close. Addrs
+// may be called from any goroutine; Close once, after every client of the
+// broker (a relay's Shutdown included) has finished, so that their last
+// writes reach the log.
+package embedded
 
 import (
 	"fmt"
@@ -11,9 +26,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
-// EmbeddedConfig configures the in-process broker used when no brokers are
-// given. Zero values take the defaults noted.
-type EmbeddedConfig struct {
+// Config configures the in-process broker. Zero values take the defaults
+// noted.
+type Config struct {
 	// Listen is the broker's host:port (default 127.0.0.1:0, a free port).
 	Listen string
 	// DataDir holds the log; it survives restarts. Required.
@@ -25,17 +40,17 @@ type EmbeddedConfig struct {
 	Logger     *slog.Logger
 }
 
-// Embedded is a single-node Kafka-protocol broker (franz-go's kfake) running
+// Broker is a single-node Kafka-protocol broker (franz-go's kfake) running
 // in this process, persisting to a data folder that only one process may use
 // at a time.
-type Embedded struct {
+type Broker struct {
 	cluster *kfake.Cluster
 	lock    *os.File
 }
 
-// StartEmbedded starts the broker. It refuses a data folder another process
-// is using.
-func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+// Start starts the broker. It refuses a data folder another process is
+// using.
+func Start(cfg Config) (*Broker, error) {
 	if cfg.DataDir == "" {
 		return nil, fmt.Errorf("embedded broker: no data dir")
 	}
@@ -73,14 +88,14 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		lock.Close()
 		return nil, fmt.Errorf("embedded broker on %s, data dir %s: %w", cfg.Listen, cfg.DataDir, err)
 	}
-	return &Embedded{cluster: c, lock: lock}, nil
+	return &Broker{cluster: c, lock: lock}, nil
 }
 
-// Addrs are the broker's addresses, for Config.Brokers.
-func (e *Embedded) Addrs() []string { return e.cluster.ListenAddrs() }
+// Addrs are the broker's addresses, for relay.Config.Brokers.
+func (e *Broker) Addrs() []string { return e.cluster.ListenAddrs() }
 
 // Close stops the broker, syncing its data to disk, and releases the folder.
-func (e *Embedded) Close() {
+func (e *Broker) Close() {
 	e.cluster.Close()
 	e.lock.Close()
 }

@@ -1,4 +1,25 @@
-package relay
+// Package tlsconf is the relay's certificate source: certificates obtained
+// and renewed over ACME by certmagic (shared, locked storage: one
+// certificate per domain for the whole fleet), or static files reloaded when
+// they change. relay.Config.TLS takes Manager.Config(); the optional plain
+// HTTP server answers ACME HTTP-01 challenges and redirects everything else
+// to HTTPS. Only cmd/roomlog uses it, so certmagic and its dependencies stay
+// out of the relay package.
+//
+// # Concurrency
+//
+// New, Manage, ServeHTTP and Close are called by the one goroutine that
+// owns the Manager (cmd/roomlog's relay command). Beside it run:
+//
+//   - the TLS handshakes of the relay's listener, which call the
+//     GetCertificate of Config() concurrently; a static certificate's
+//     reload happens there, under its mutex;
+//   - certmagic's maintenance goroutine (renewals, every
+//     RenewCheckInterval), and with Manage(wait=false) its background
+//     obtain, both stopped by Close;
+//   - the plain HTTP server's goroutine, started by ServeHTTP and ended by
+//     Close.
+package tlsconf
 
 import (
 	"context"
@@ -18,30 +39,26 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/roomlog/roomlog/internal/reuseport"
 )
 
-// TLS for the relay's listener: certificates obtained and renewed over ACME
-// by certmagic (shared, locked storage: one certificate per domain for the
-// whole fleet), or static files reloaded when they change. Relay.Config.TLS
-// takes the *tls.Config; the optional HTTP server answers ACME HTTP-01
-// challenges and redirects everything else to HTTPS.
-
-// Defaults for TLSConfig's zero values.
+// Defaults for Config's zero values.
 const (
-	DefaultTLSStorage     = "./roomlog-certs"
+	DefaultStorage        = "./roomlog-certs"
 	DefaultHTTPListen     = ":80"
 	DefaultTLSListen      = ":443"
 	DefaultReloadInterval = 5 * time.Second
 )
 
-// TLSConfig configures NewTLS. Set Domains (ACME) or CertFile and KeyFile
+// Config configures New. Set Domains (ACME) or CertFile and KeyFile
 // (static), not both.
-type TLSConfig struct {
+type Config struct {
 	Domains    []string // names to obtain certificates for over ACME
 	ACMECA     string   // ACME directory URL (default: Let's Encrypt production)
 	ACMECARoot string   // PEM file of a private CA's root to trust for the ACME server's own HTTPS
 	ACMEEmail  string   // ACME account contact (optional)
-	Storage    string   // certmagic file storage folder, shareable by several relays (default DefaultTLSStorage)
+	Storage    string   // certmagic file storage folder, shareable by several relays (default DefaultStorage)
 
 	CertFile, KeyFile string        // static certificate and key (PEM)
 	ReloadInterval    time.Duration // how often the static files are checked for changes (on handshakes)
@@ -62,9 +79,9 @@ type TLSConfig struct {
 	OnEvent func(event string, data map[string]any)
 }
 
-// TLS is a relay's certificate source.
-type TLS struct {
-	cfg    TLSConfig
+// Manager is a relay's certificate source.
+type Manager struct {
+	cfg    Config
 	conf   *tls.Config
 	magic  *certmagic.Config
 	cache  *certmagic.Cache
@@ -76,9 +93,9 @@ type TLS struct {
 	ln   net.Listener
 }
 
-// NewTLS prepares the certificate source; nothing is obtained or served
-// until Manage and ServeHTTP.
-func NewTLS(c TLSConfig) (*TLS, error) {
+// New prepares the certificate source; nothing is obtained or served until
+// Manage and ServeHTTP.
+func New(c Config) (*Manager, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -91,7 +108,7 @@ func NewTLS(c TLSConfig) (*TLS, error) {
 	case staticOn && (c.CertFile == "" || c.KeyFile == ""):
 		return nil, errors.New("tls: a static certificate needs both the certificate and the key file")
 	}
-	t := &TLS{cfg: c}
+	t := &Manager{cfg: c}
 	base := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// HTTP/1.1 only: WebSocket upgrades need it.
@@ -119,7 +136,7 @@ func NewTLS(c TLSConfig) (*TLS, error) {
 		c.ACMECA = certmagic.LetsEncryptProductionCA
 	}
 	if c.Storage == "" {
-		c.Storage = DefaultTLSStorage
+		c.Storage = DefaultStorage
 	}
 	var roots *x509.CertPool
 	if c.ACMECARoot != "" {
@@ -168,15 +185,15 @@ func NewTLS(c TLSConfig) (*TLS, error) {
 	return t, nil
 }
 
-// Config is the *tls.Config for the relay's listener (Config.TLS).
-func (t *TLS) Config() *tls.Config { return t.conf }
+// Config is the *tls.Config for the relay's listener (relay.Config.TLS).
+func (t *Manager) Config() *tls.Config { return t.conf }
 
 // Manage obtains (or loads from the shared storage) the certificates of
 // every domain and keeps them renewed. tlsAddr is the relay's bound TLS
 // listener: TLS-ALPN-01 challenges are answered there. With wait, it
 // returns once every certificate is in hand; else obtaining continues in
 // the background. A no-op for static certificates.
-func (t *TLS) Manage(ctx context.Context, tlsAddr net.Addr, wait bool) error {
+func (t *Manager) Manage(ctx context.Context, tlsAddr net.Addr, wait bool) error {
 	if t.magic == nil {
 		return nil
 	}
@@ -211,11 +228,11 @@ func (t *TLS) Manage(ctx context.Context, tlsAddr net.Addr, wait bool) error {
 // (when managing certificates), and a permanent redirect to https:// for
 // everything else. httpsPort is the TLS listener's port (443: left out of
 // the redirect). It returns the bound address.
-func (t *TLS) ServeHTTP(addr string, httpsPort int) (net.Addr, error) {
+func (t *Manager) ServeHTTP(addr string, httpsPort int) (net.Addr, error) {
 	if addr == "" {
 		addr = DefaultHTTPListen
 	}
-	ln, err := listen(context.Background(), addr, t.cfg.ReusePort)
+	ln, err := reuseport.Listen(context.Background(), addr, t.cfg.ReusePort)
 	if err != nil {
 		return nil, fmt.Errorf("tls: HTTP listener on %s: %w", addr, err)
 	}
@@ -246,7 +263,7 @@ func (t *TLS) ServeHTTP(addr string, httpsPort int) (net.Addr, error) {
 
 // redirectable reports whether plain HTTP requests for host are redirected:
 // with ACME, only the managed domains (no open redirect for any Host).
-func (t *TLS) redirectable(host string) bool {
+func (t *Manager) redirectable(host string) bool {
 	if len(t.cfg.Domains) == 0 {
 		return host != ""
 	}
@@ -259,7 +276,7 @@ func (t *TLS) redirectable(host string) bool {
 }
 
 // Close stops the HTTP server and certificate maintenance.
-func (t *TLS) Close() {
+func (t *Manager) Close() {
 	t.mu.Lock()
 	srv := t.http
 	t.mu.Unlock()
