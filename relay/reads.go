@@ -3,7 +3,6 @@ package relay
 import (
 	"sort"
 
-
 	"github.com/roomlog/roomlog/consumer"
 	"github.com/roomlog/roomlog/record"
 )
