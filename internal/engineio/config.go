@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/roomlog/roomlog/internal/glob"
 )
 
 // Defaults for Config's zero values. The first four are the reference
@@ -161,36 +163,9 @@ func originAllowed(r *http.Request, patterns []string) bool {
 	}
 	origin = strings.ToLower(origin)
 	for _, p := range patterns {
-		if p == "*" || globMatch(p, origin) {
+		if p == "*" || glob.Match(p, origin) {
 			return true
 		}
 	}
 	return false
-}
-
-// globMatch matches s against pattern, where '*' matches any run of
-// characters and '?' one character.
-func globMatch(pattern, s string) bool {
-	p, i := 0, 0
-	star, mark := -1, 0
-	for i < len(s) {
-		switch {
-		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == s[i]):
-			p++
-			i++
-		case p < len(pattern) && pattern[p] == '*':
-			star, mark = p, i
-			p++
-		case star >= 0:
-			p = star + 1
-			mark++
-			i = mark
-		default:
-			return false
-		}
-	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
-	}
-	return p == len(pattern)
 }

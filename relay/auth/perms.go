@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/roomlog/roomlog/record"
+
+	"github.com/roomlog/roomlog/internal/glob"
 )
 
 // Principal is an authenticated client: its user id, permissions and the
@@ -112,32 +114,8 @@ func ParseRooms(raw json.RawMessage) (Perms, error) {
 }
 
 // Match reports whether s matches pattern, where '*' matches any run of
-// characters (including none, and '/') and '?' any one character. Iterative,
-// linear in len(s)×len(pattern) at worst.
-func Match(pattern, s string) bool {
-	p, i := 0, 0
-	star, mark := -1, 0
-	for i < len(s) {
-		switch {
-		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == s[i]):
-			p++
-			i++
-		case p < len(pattern) && pattern[p] == '*':
-			star, mark = p, i
-			p++
-		case star >= 0:
-			p = star + 1
-			mark++
-			i = mark
-		default:
-			return false
-		}
-	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
-	}
-	return p == len(pattern)
-}
+// characters (including none, and '/') and '?' any one byte.
+func Match(pattern, s string) bool { return glob.Match(pattern, s) }
 
 // truncate shortens s to at most n bytes (on a rune boundary), marking the
 // cut: a client's own text quoted back in an error.
