@@ -316,6 +316,10 @@ func (c *conn) handle(b []byte) {
 		c.sendError(f.ID, ferr)
 		return
 	}
+	if f.Op == opPing {
+		c.send(appendPong(nil, f.ID))
+		return
+	}
 	if c.s.draining.Load() {
 		c.sendError(f.ID, errorf(CodeShuttingDown, "relay is shutting down; reconnect"))
 		return

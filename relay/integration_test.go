@@ -95,6 +95,28 @@ func TestSenderReceivesOwnPublish(t *testing.T) {
 	})
 }
 
+// TestPing: the application heartbeat is answered in order with the other
+// replies, and appends nothing to the log.
+func TestPing(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		topic := newTopic(t)
+		r := startRelay(t, b, topic, nil)
+		c := dial(t, r)
+		before := endOffsets(t, b, topic)
+		c.send(map[string]any{"op": "ping", "id": "h1"})
+		if f := c.reply(); f.Op != "pong" || string(f.ID) != `"h1"` {
+			t.Fatalf("got %+v, want pong h1", f)
+		}
+		c.send(map[string]any{"op": "ping"})
+		if f := c.reply(); f.Op != "pong" || len(f.ID) != 0 {
+			t.Fatalf("got %+v, want pong without id", f)
+		}
+		if after := endOffsets(t, b, topic); after != before {
+			t.Fatalf("ping appended %d records", after-before)
+		}
+	})
+}
+
 func TestKcatInterop(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
 		kc := kcat(t)

@@ -28,6 +28,7 @@ const (
 	opGet      = "get"
 	opPresence = "presence"
 	opHistory  = "history"
+	opPing     = "ping" // application heartbeat: answered with pong, no room, no record
 )
 
 // History page sizes.
@@ -127,6 +128,8 @@ func validateFrame(f *clientFrame) *frameError {
 	}
 	switch f.Op {
 	case opJoin, opLeave, opPublish, opSet, opDel, opIncr, opCAS, opGet, opPresence, opHistory:
+	case opPing:
+		return nil
 	case "":
 		return errorf(CodeUnknownOp, "frame has no op")
 	default:
@@ -273,6 +276,16 @@ func appendError(b []byte, id json.RawMessage, e *frameError) []byte {
 	b = appendString(b, string(e.Code))
 	b = append(b, `,"message":`...)
 	b = appendString(b, e.Message)
+	return append(b, '}')
+}
+
+// appendPong answers a ping, echoing its id when present.
+func appendPong(b []byte, id json.RawMessage) []byte {
+	b = append(b, `{"op":"pong"`...)
+	if len(id) > 0 {
+		b = append(b, `,"id":`...)
+		b = append(b, id...)
+	}
 	return append(b, '}')
 }
 
