@@ -109,6 +109,9 @@ type Config struct {
 	ReusePort  bool
 	ClientOpts []kgo.Opt // extra franz-go options (TLS, SASL)
 	Logger     *slog.Logger
+
+	// Pages, when set, serves every path the relay's own routes do not: the demo page at / (relay/demo).
+	Pages http.Handler
 }
 
 func (c *Config) setDefaults() error {
@@ -335,6 +338,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", s.serveWS)
+	if s.cfg.Pages != nil {
+		mux.Handle("/", s.cfg.Pages)
+	}
 	s.registerAPI(mux)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
