@@ -119,7 +119,7 @@
     r.on("subscribed", (ev) => {
       entry.subscribed++;
       if (ev.resumed) {
-        $("recovery").textContent = ev.recovered ? "recovered: resumed from " + offset(ev.pos) + ", no gap" : "gap: resyncing";
+        $("recovery").textContent = ev.recovered ? "recovered: every missed message replayed, rejoined at #" + offset(ev.pos) : "gap: resyncing from history";
         $("recovery").dataset.state = ev.recovered ? "recovered" : "gap";
       } else {
         $("recovery").textContent = "joined at #" + offset(ev.pos);
