@@ -2,8 +2,10 @@
 # Installs what the test suite needs on a fresh Debian machine, and nothing
 # that is already there: Go (checked, not installed), a JDK 17+ and Maven for
 # the real Kafka broker (testenv/kafka), kcat, the independent Kafka client
-# the interop tests drive, and Pebble, the ACME server the TLS tests run. Idempotent; needs root (or sudo) only when
-# something is missing.
+# the interop tests drive, Pebble, the ACME server the TLS tests run, Node.js
+# 20+ and Chromium for the JavaScript SDK's tests (sdk/js, whose dev
+# dependencies npm ci installs from its lockfile). Idempotent; needs root (or
+# sudo) only when something is missing.
 set -euo pipefail
 
 need=()
@@ -13,6 +15,10 @@ if ! command -v java >/dev/null 2>&1 || ! java -version 2>&1 | grep -Eq 'version
   need+=(openjdk-17-jdk-headless)
 fi
 
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
   sudo=""
@@ -21,6 +27,7 @@ if ((${#need[@]})); then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' || { echo "setup: Node.js 20 or newer is required, found $(node --version)" >&2; exit 1; }
 
 command -v go >/dev/null 2>&1 || { echo "setup: Go 1.26 is required (https://go.dev/dl/)" >&2; exit 1; }
 go version | grep -Eq 'go1\.(2[6-9]|[3-9][0-9])' || { echo "setup: Go 1.26 or newer is required, found $(go version)" >&2; exit 1; }
@@ -30,6 +37,14 @@ gobin="$(go env GOPATH)/bin"
 if ! command -v pebble >/dev/null 2>&1 && [ ! -x "$gobin/pebble" ]; then
   echo "setup: installing pebble" >&2
   go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1
+fi
+
+# The SDK's dev dependencies (typescript, esbuild, playwright-core, ws...),
+# exactly as locked, when the lockfile changed since the last install.
+sdk="$(dirname "$0")/../sdk/js"
+if ! cmp -s "$sdk/package-lock.json" "$sdk/node_modules/.roomlog-lock" 2>/dev/null; then
+  echo "setup: npm ci in sdk/js" >&2
+  (cd "$sdk" && npm ci --no-audit --no-fund >&2 && cp package-lock.json node_modules/.roomlog-lock)
 fi
 
 # Fetch the Kafka jars now so a slow download is reported here, not as a
