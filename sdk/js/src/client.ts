@@ -105,6 +105,7 @@ export class Client extends Emitter<ClientEvents> {
     const err = new RoomlogError("closed", "the client was closed");
     for (const req of this.reqs.values()) req.reject(err);
     this.reqs.clear();
+    for (const room of this.rooms.values()) room.lost(err);
   }
 
   /** The room named `name` (one object per name). Call join() on it to receive its messages. */

@@ -120,9 +120,10 @@ export class Room extends Emitter<RoomEvents> {
     );
   }
 
-  /** @internal */
-  lost(): void {
+  /** @internal The connection is gone; with an error, for good (client.close()): pending join() calls reject. */
+  lost(closed?: RoomlogError): void {
     this.joined = false;
+    if (closed) for (const [, reject] of this.waiters.splice(0)) reject(closed);
   }
 
   /** @internal A room frame: message, state, joined, left. */
