@@ -8,10 +8,14 @@ import (
 )
 
 // routes is the relay's HTTP mux: /ws (handler_websocket.go), the backend
-// API (api.go), /metrics, /healthz and /readyz.
+// API (api.go), /metrics, /healthz, /readyz, and Config.Pages (the demo page)
+// for every other path.
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", s.serveWS)
+	if s.cfg.Pages != nil {
+		mux.Handle("/", s.cfg.Pages)
+	}
 	s.registerAPI(mux)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })

@@ -45,6 +45,8 @@ func TestDecodeFrame(t *testing.T) {
 		{name: "bad since", in: `{"op":"join","room":"a","since":"yesterday"}`, code: CodeBadPosition},
 		{name: "bad after", in: `{"op":"get","room":"a","after":"1-2"}`, code: CodeBadPosition},
 		{name: "history limit", in: `{"op":"history","room":"a","limit":100000}`, code: CodeBadRequest},
+		{name: "ping", in: `{"op":"ping","id":"h1"}`, id: `"h1"`},
+		{name: "ping no id", in: `{"op":"ping"}`},
 		{name: "presence", in: `{"op":"presence","room":"a","id":1}`, id: `1`},
 		{name: "presence bad after", in: `{"op":"presence","room":"a","after":"x"}`, code: CodeBadPosition},
 		{name: "ping needs no room", in: `{"op":"ping","id":"h"}`, id: `"h"`},
@@ -66,6 +68,18 @@ func TestDecodeFrame(t *testing.T) {
 				t.Fatalf("got event %q data %s id %s", f.Event, f.Data, f.ID)
 			}
 		})
+	}
+}
+
+func TestAppendPong(t *testing.T) {
+	for _, tt := range []struct{ id, want string }{
+		{"", `{"op":"pong"}`},
+		{`"h1"`, `{"op":"pong","id":"h1"}`},
+		{`7`, `{"op":"pong","id":7}`},
+	} {
+		if got := string(appendPong(nil, json.RawMessage(tt.id))); got != tt.want {
+			t.Errorf("appendPong(%s) = %s, want %s", tt.id, got, tt.want)
+		}
 	}
 }
 

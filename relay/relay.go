@@ -92,6 +92,9 @@ type Config struct {
 	ReusePort  bool
 	ClientOpts []kgo.Opt // extra franz-go options (TLS, SASL)
 	Logger     *slog.Logger
+
+	// Pages, when set, serves every path the relay's own routes do not: the demo page at / (relay/demo).
+	Pages http.Handler
 }
 
 func (c *Config) setDefaults() error {

@@ -2,19 +2,23 @@
 # Installs what the test suite needs on a fresh Debian machine, and nothing
 # that is already there: Go (checked, not installed), a JDK 17+ and Maven for
 # the real Kafka broker (testenv/kafka), kcat, the independent Kafka client
-# the interop tests drive, Pebble, the ACME server the TLS tests run, and Node with the official socket.io-client
-# (testenv/socketio, npm ci from its lock file) for the Socket.IO interop tests. Idempotent; needs root (or sudo)
-# only when something is missing.
+# the interop tests drive, Pebble, the ACME server the TLS tests run, Node.js
+# 20+ with the official socket.io-client (testenv/socketio) for the Socket.IO
+# interop tests, and Chromium for the JavaScript SDK's browser tests (sdk/js);
+# npm ci installs each from its lockfile. Idempotent; needs root (or sudo) only
+# when something is missing.
 set -euo pipefail
 
 need=()
 command -v kcat >/dev/null 2>&1 || command -v kafkacat >/dev/null 2>&1 || need+=(kcat)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
-command -v node >/dev/null 2>&1 || need+=(nodejs)
-command -v npm >/dev/null 2>&1 || need+=(npm)
 if ! command -v java >/dev/null 2>&1 || ! java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])'; then
   need+=(openjdk-17-jdk-headless)
 fi
+
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
@@ -24,6 +28,7 @@ if ((${#need[@]})); then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' || { echo "setup: Node.js 20 or newer is required, found $(node --version)" >&2; exit 1; }
 
 command -v go >/dev/null 2>&1 || { echo "setup: Go 1.26 is required (https://go.dev/dl/)" >&2; exit 1; }
 go version | grep -Eq 'go1\.(2[6-9]|[3-9][0-9])' || { echo "setup: Go 1.26 or newer is required, found $(go version)" >&2; exit 1; }
@@ -35,13 +40,19 @@ if ! command -v pebble >/dev/null 2>&1 && [ ! -x "$gobin/pebble" ]; then
   go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1
 fi
 
-# socket.io-client for the Socket.IO interop tests, exactly as locked; again
-# when the lock file changed since the last install.
-sio="$(dirname "$0")/socketio"
-if [[ ! -f "$sio/node_modules/.package-lock.json" || "$sio/package-lock.json" -nt "$sio/node_modules/.package-lock.json" ]]; then
-  echo "setup: installing socket.io-client (npm ci)" >&2
-  (cd "$sio" && npm ci --no-audit --no-fund >&2)
-fi
+# npm packages, exactly as locked: npm ci in a folder whose lockfile changed
+# since its last install.
+npm_ci() {
+  local dir="$1"
+  if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.roomlog-lock" 2>/dev/null; then
+    echo "setup: npm ci in $dir" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund >&2 && cp package-lock.json node_modules/.roomlog-lock)
+  fi
+}
+# socket.io-client for the Socket.IO interop tests; the SDK's dev
+# dependencies (typescript, esbuild, playwright-core, ws...).
+npm_ci "$(dirname "$0")/socketio"
+npm_ci "$(dirname "$0")/../sdk/js"
 
 # Fetch the Kafka jars now so a slow download is reported here, not as a
 # test timeout.

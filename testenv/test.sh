@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, fuzz seeds, and the integration suite twice,
 # on the in-process kfake broker and on a real Apache Kafka broker started
-# here (testenv/kafka) and stopped on exit. The real-broker run is required:
-# it fails, never skips, when the broker or kcat is missing.
+# here (testenv/kafka) and stopped on exit; then the JavaScript SDK's suite
+# (sdk/js: node:test against relays built from this tree, on both logs, and
+# the demo page in headless Chromium). The real-broker run is required: it
+# fails, never skips, when the broker or kcat is missing.
 #
 # Usage: testenv/test.sh [go test flags...]   (default: -race -count=1 ./...)
 set -euo pipefail
@@ -27,4 +29,5 @@ else
   # The benchmarks run once each, so they cannot rot unnoticed (figures come
   # from `make bench`, not from here).
   go test -run '^$' -bench . -benchtime 1x ./record/ ./consumer/ ./relay/
+  (cd sdk/js && npm test)
 fi

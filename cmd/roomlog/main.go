@@ -22,6 +22,7 @@ import (
 	"github.com/roomlog/roomlog/internal/cliflag"
 	"github.com/roomlog/roomlog/internal/embedded"
 	"github.com/roomlog/roomlog/relay"
+	"github.com/roomlog/roomlog/relay/demo"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -130,6 +131,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 		startT     time.Duration
 		procs      int
 		adminAddr  string
+		demoPage   bool
 	)
 	fs.StringVar(&cfg.Listen, "listen", relay.DefaultListen, "HTTP/WebSocket listen address")
 	fs.Var(&brokers, "brokers", "Kafka seed brokers, host:port,... (empty: embedded broker)")
@@ -159,6 +161,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", relay.DefaultSnapshotInterval, "how often a partition's owner relay writes its snapshot (negative: no snapshots; starts replay the whole log)")
 	fs.IntVar(&cfg.SnapshotMinRecords, "snapshot-min-records", relay.DefaultSnapshotMinRecords, "records folded since the last snapshot before another is written")
 	fs.BoolVar(&cfg.ReusePort, "reuse-port", false, "set SO_REUSEPORT so several relay processes can listen on the same port")
+	fs.BoolVar(&demoPage, "demo", true, "serve the demo page at / (with JWT auth it asks for a token; --demo=false: no page)")
 	fs.StringVar(&adminAddr, "admin-listen", "", "serve pprof on this address (e.g. 127.0.0.1:6060); off when empty")
 	lf.register(fs)
 	var kf kafkaFlags
@@ -187,6 +190,9 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer tlsm.close()
+	if demoPage {
+		cfg.Pages = demo.Handler(demo.Config{TokenRequired: !cfg.Auth.Anonymous})
+	}
 	if procs < 1 || procs > 256 {
 		return fmt.Errorf("--procs %d: want 1 to 256", procs)
 	}
