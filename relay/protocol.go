@@ -422,7 +422,6 @@ func appendPong(b []byte, id json.RawMessage) []byte {
 	return append(b, '}')
 }
 
-
 // appendMessage encodes the delivery of a publish. It is built once per
 // record and shared by every socket in the room.
 func appendMessage(b []byte, room, event string, data json.RawMessage, from, user string, pos record.Pos) []byte {
