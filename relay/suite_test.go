@@ -247,6 +247,13 @@ func (c *client) pending(ch chan frame, err error) (frame, bool) {
 // reply waits for the next ack or error frame.
 func (c *client) reply() frame {
 	c.t.Helper()
+	return c.replyWithin(waitLimit)
+}
+
+// replyWithin waits up to limit for the next ack or error frame: for tests
+// whose replies queue behind a large burst of deliveries.
+func (c *client) replyWithin(limit time.Duration) frame {
+	c.t.Helper()
 	select {
 	case f := <-c.acks:
 		return f
@@ -255,8 +262,8 @@ func (c *client) reply() frame {
 			return f
 		}
 		c.t.Fatalf("connection ended waiting for a reply: %v", err)
-	case <-time.After(waitLimit):
-		c.t.Fatalf("no reply within %v", waitLimit)
+	case <-time.After(limit):
+		c.t.Fatalf("no reply within %v", limit)
 	}
 	return frame{}
 }
