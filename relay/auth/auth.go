@@ -13,11 +13,12 @@
 //
 // A Verifier, and the Principals and Perms it returns, are safe for
 // concurrent use and never changed after they are made. Verify runs on the
-// caller's goroutine; with a JWKS URL it may fetch the key set there (an
-// unknown kid, at most once per JWKSMinInterval), and when the set is older
-// than JWKSRefresh it refreshes it on one background goroutine at a time,
-// which ends after that one fetch. Nothing else runs in the background and
-// there is nothing to stop.
+// caller's goroutine. With a JWKS URL, the key set is fetched on a goroutine
+// of its own, one fetch at a time (for an unknown kid, at most once per
+// JWKSMinInterval; and on the first use after JWKSRefresh), which ends with
+// that fetch; a verification that needs the set waits for it at most 3 s,
+// holding no lock. Nothing else runs in the background and there is nothing
+// to stop.
 package auth
 
 import (
@@ -40,7 +41,7 @@ import (
 const (
 	DefaultLeeway          = 10 * time.Second
 	DefaultTimeout         = 10 * time.Second // time a connection has to authenticate
-	DefaultJWKSRefresh     = time.Hour
+	DefaultJWKSRefresh     = 5 * time.Minute
 	DefaultJWKSMinInterval = 10 * time.Second
 	maxRoomPatterns        = 256
 	maxTokenBytes          = 16 << 10

@@ -16,16 +16,21 @@ import (
 	"math/big"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// jwks is a JSON Web Key Set fetched from a URL and cached: refreshed every
-// JWKSRefresh (in the background, on use), and refetched when a token names
+// jwks is a JSON Web Key Set fetched from a URL and cached: refreshed on the
+// first use after JWKSRefresh (so a withdrawn key is refused at most that
+// long after it leaves the set), and refetched when a token names
 // an unknown kid, at most once per JWKSMinInterval so that tokens with
 // random kids cannot turn the relay into a request amplifier.
+//
+// At most one fetch runs at a time, on a goroutine of its own, and no lock
+// is held across it: a token with an unknown kid waits for the fetch in
+// flight for at most jwksWait, and the verifications of every other token
+// never wait at all.
 //
 // A small fetcher of our own rather than a JWKS library: it accepts only the
 // key types roomlog verifies (RSA, EC P-256, Ed25519; symmetric "oct" keys
@@ -35,16 +40,20 @@ type jwks struct {
 	cfg *Config
 	log *slog.Logger
 
-	mu      sync.RWMutex
+	mu      sync.RWMutex // guards byKid and fetched
 	byKid   map[string]crypto.PublicKey
 	fetched time.Time
 
-	fetchMu    sync.Mutex
-	lastTry    time.Time
-	refreshing atomic.Bool
+	flightMu sync.Mutex    // guards lastTry and inflight; never held across a fetch
+	lastTry  time.Time     // when the last fetch started
+	inflight chan struct{} // closed when the running fetch ends; nil when none runs
 }
 
 const maxJWKSBytes = 1 << 20
+
+// jwksWait bounds how long a token with an unknown kid waits for the set to
+// be fetched; past it the token is refused (the fetch goes on).
+const jwksWait = 3 * time.Second
 
 func newJWKS(cfg *Config, log *slog.Logger) *jwks {
 	return &jwks{cfg: cfg, log: log, byKid: map[string]crypto.PublicKey{}}
@@ -58,17 +67,19 @@ func (j *jwks) keys(kid, alg string) []jwt.VerificationKey {
 	stale := time.Since(j.fetched) > j.cfg.JWKSRefresh
 	never := j.fetched.IsZero()
 	j.mu.RUnlock()
-	if len(out) == 0 && (kid != "" || never) {
-		if j.fetch(context.Background(), false) == nil {
+	// An unknown kid may be a new key; a stale set may still hold a key the
+	// issuer has withdrawn: either way, fetch (or join the fetch in
+	// flight) and look again.
+	if (len(out) == 0 && (kid != "" || never)) || stale {
+		if done := j.start(); done != nil {
+			select {
+			case <-done:
+			case <-time.After(jwksWait):
+			}
 			j.mu.RLock()
 			out = j.lookup(kid, alg)
 			j.mu.RUnlock()
 		}
-	} else if stale && j.refreshing.CompareAndSwap(false, true) {
-		go func() {
-			defer j.refreshing.Store(false)
-			_ = j.fetch(context.Background(), false)
-		}()
 	}
 	return out
 }
@@ -89,15 +100,34 @@ func (j *jwks) lookup(kid, alg string) []jwt.VerificationKey {
 	return out
 }
 
-// fetch replaces the cached set with the one at the URL. Unless force, it
-// does nothing when the last attempt was less than JWKSMinInterval ago.
-func (j *jwks) fetch(ctx context.Context, force bool) error {
-	j.fetchMu.Lock()
-	defer j.fetchMu.Unlock()
-	if !force && time.Since(j.lastTry) < j.cfg.JWKSMinInterval {
-		return errors.New("jwks: fetched recently")
+// start returns a channel closed when a fetch ends: the one in flight, or
+// one started now. It returns nil, starting nothing, when the last fetch
+// started less than JWKSMinInterval ago.
+func (j *jwks) start() <-chan struct{} {
+	j.flightMu.Lock()
+	defer j.flightMu.Unlock()
+	if j.inflight != nil {
+		return j.inflight
+	}
+	if !j.lastTry.IsZero() && time.Since(j.lastTry) < j.cfg.JWKSMinInterval {
+		return nil
 	}
 	j.lastTry = time.Now()
+	done := make(chan struct{})
+	j.inflight = done
+	go func() {
+		_ = j.fetch(context.Background())
+		j.flightMu.Lock()
+		j.inflight = nil
+		j.flightMu.Unlock()
+		close(done)
+	}()
+	return done
+}
+
+// fetch replaces the cached set with the one at the URL. A key removed from
+// the published set is refused from then on.
+func (j *jwks) fetch(ctx context.Context) error {
 	set, err := j.get(ctx)
 	if err != nil {
 		j.log.Warn("fetching the JWKS", "url", j.cfg.JWKSURL, "err", err)
@@ -109,8 +139,11 @@ func (j *jwks) fetch(ctx context.Context, force bool) error {
 	return nil
 }
 
+// jwksFetchTimeout bounds one fetch of the set.
+const jwksFetchTimeout = 10 * time.Second
+
 func (j *jwks) get(ctx context.Context) (map[string]crypto.PublicKey, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.cfg.JWKSURL, nil)
 	if err != nil {
