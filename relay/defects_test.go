@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/gorilla/websocket"
 
 	"github.com/roomlog/roomlog/relay"
 	"github.com/roomlog/roomlog/relay/auth"
@@ -163,4 +164,27 @@ func TestShutdownClosesSocketsFirst(t *testing.T) {
 	}
 	hold.Close() // ends the held request, so Shutdown can finish
 	<-stopped
+}
+
+// TestAuthFrameWithBadToken: an auth frame whose token is not a string is a
+// refused first auth frame (error, then close 4004 at once); it used to be
+// taken for another frame, leaving the connection open until the auth
+// timeout.
+func TestAuthFrameWithBadToken(t *testing.T) {
+	b := kfakeBackend(t)
+	k := newTestKeys(t)
+	r := authRelay(t, b, newTopic(t), k, func(c *relay.Config) { c.Auth.Timeout = 10 * time.Minute })
+	for _, tok := range []string{`5`, `{"a":1}`, `["x"]`, `true`} {
+		c, _, err := dialWith(t, nil, wsURL(r), nil, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.sendRaw(websocket.TextMessage, []byte(`{"op":"auth","id":"a","token":`+tok+`}`))
+		if f := c.reply(); f.Op != "error" || f.Code != "unauthorized" || string(f.ID) != `"a"` {
+			t.Fatalf("token %s: got %+v, want error unauthorized", tok, f)
+		}
+		if code := c.closeCode(); code != relay.CloseUnauthorized {
+			t.Fatalf("token %s: close %d, want %d", tok, code, relay.CloseUnauthorized)
+		}
+	}
 }

@@ -250,8 +250,25 @@ func decodeAuthFrame(b []byte) (f authFrame, ok bool, ferr *frameError) {
 	if !bytes.Contains(b, authOp) {
 		return f, false, nil
 	}
-	if err := json.Unmarshal(b, &f); err != nil || f.Op != "auth" {
-		return authFrame{}, false, nil // decodeFrame reports it
+	if err := json.Unmarshal(b, &f); err != nil {
+		// A frame that names the auth op but does not decode (a token that
+		// is not a string) is a refused auth frame, not some other frame:
+		// a first one closes the connection at once.
+		var op struct {
+			Op string          `json:"op"`
+			ID json.RawMessage `json:"id"`
+		}
+		if json.Unmarshal(b, &op) != nil || op.Op != "auth" {
+			return authFrame{}, false, nil // decodeFrame reports it
+		}
+		f = authFrame{Op: op.Op}
+		if validID(op.ID) == nil {
+			f.ID = op.ID
+		}
+		return f, true, errorf(CodeUnauthorized, "auth needs a token, as a JSON string")
+	}
+	if f.Op != "auth" {
+		return authFrame{}, false, nil
 	}
 	if err := validID(f.ID); err != nil {
 		f.ID = nil

@@ -231,6 +231,10 @@ func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
+	noKeys := filepath.Join(t.TempDir(), "api-keys")
+	if err := os.WriteFile(noKeys, []byte("# keys go here\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -238,6 +242,7 @@ func TestUsageErrors(t *testing.T) {
 		code int
 		want string
 	}{
+		{"api key file without keys", []string{"relay", "--brokers", "127.0.0.1:1", "--listen", "127.0.0.1:0", "--api-key-file", noKeys}, nil, 1, "holds no key"},
 		{"no command", nil, nil, 2, "Usage"},
 		{"unknown command", []string{"nope"}, nil, 2, "unknown command"},
 		{"bad flag", []string{"relay", "--no-such-flag"}, nil, 2, "no-such-flag"},

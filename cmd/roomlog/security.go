@@ -108,10 +108,15 @@ func (f *securityFlags) configure(fs *flag.FlagSet, cfg *relay.Config, log *slog
 		if err != nil {
 			return nil, fmt.Errorf("--api-key-file: %w", err)
 		}
+		n := len(a.APIKeys)
 		for _, line := range strings.Split(string(b), "\n") {
 			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
 				a.APIKeys = append(a.APIKeys, []byte(line))
 			}
+		}
+		if len(a.APIKeys) == n {
+			// An empty key file would silently leave the API off.
+			return nil, fmt.Errorf("--api-key-file %s holds no key (only blank lines and comments)", p)
 		}
 	}
 	if !a.Anonymous && len(a.HS256Secrets) == 0 && len(a.PublicKeys) == 0 && a.JWKSURL == "" {

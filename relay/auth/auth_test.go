@@ -56,6 +56,7 @@ func TestVerifyKinds(t *testing.T) {
 		{"not yet valid", hs256(t, testSecret, with("nbf", exp)), KindNotYetValid, "invalid token: token is not valid yet (nbf)"},
 		{"no exp", hs256(t, testSecret, with("exp", nil)), KindClaims, "invalid token: a required claim (exp) is missing"},
 		{"wrong issuer", hs256(t, testSecret, with("iss", "other")), KindClaims, "invalid token: wrong issuer"},
+		{"no issuer", hs256(t, testSecret, with("iss", nil)), KindClaims, "invalid token: a required claim (iss) is missing"},
 		{"no sub", hs256(t, testSecret, with("sub", nil)), KindClaims, "invalid token: sub"},
 		{"bad rooms", hs256(t, testSecret, with("rooms", 42)), KindClaims, "invalid token: rooms claim"},
 		{"no RS256 key", func() string {

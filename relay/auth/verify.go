@@ -110,7 +110,7 @@ func (v *Verifier) Verify(tok string) (*Principal, error) {
 	}
 	var c tokenClaims
 	if _, err := v.parser.ParseWithClaims(tok, &c, v.keyFor); err != nil {
-		k, reason := tokenErr(err)
+		k, reason := v.tokenErr(err, &c)
 		return nil, refuse(k, err, "invalid token: %s", reason)
 	}
 	if err := record.ValidName(c.Subject, record.MaxUserBytes); err != nil {
@@ -121,6 +121,20 @@ func (v *Verifier) Verify(tok string) (*Principal, error) {
 		return nil, refuse(KindClaims, nil, "invalid token: rooms claim: %v", err)
 	}
 	return &Principal{User: c.Subject, Exp: c.ExpiresAt.Time, Perms: p}, nil
+}
+
+// missingClaim names the required claim c lacks. The claims are decoded
+// before they are validated, so c holds what the token carries.
+func (v *Verifier) missingClaim(c *tokenClaims) string {
+	switch {
+	case c.ExpiresAt == nil:
+		return "exp"
+	case v.cfg.Issuer != "" && c.Issuer == "":
+		return "iss"
+	case v.cfg.Audience != "" && len(c.Audience) == 0:
+		return "aud"
+	}
+	return "exp, iss or aud"
 }
 
 // noKeyError is keyFor's refusal: no key of the token's algorithm (and kid).
@@ -174,7 +188,7 @@ func keyAlg(k crypto.PublicKey) string {
 
 // tokenErr classifies golang-jwt's refusal, with a short reason for the
 // client.
-func tokenErr(err error) (Kind, string) {
+func (v *Verifier) tokenErr(err error, c *tokenClaims) (Kind, string) {
 	var nk *noKeyError
 	switch {
 	case errors.As(err, &nk):
@@ -184,7 +198,7 @@ func tokenErr(err error) (Kind, string) {
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
 		return KindNotYetValid, "token is not valid yet (nbf)"
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return KindClaims, "a required claim (exp) is missing"
+		return KindClaims, "a required claim (" + v.missingClaim(c) + ") is missing"
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
 		return KindClaims, "wrong issuer"
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
