@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"context"
+	"errors"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -296,9 +297,14 @@ func TestACMECertificateFromPebble(t *testing.T) {
 	if _, _, err := dialWith(t, nil, "ws://"+r.Addr().String()+"/ws", nil, false); err == nil {
 		t.Fatal("plain ws:// to the TLS port connected")
 	}
-	old := &websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: p.issuing, ServerName: testDomain, MaxVersion: tls.VersionTLS11}}
-	if _, _, err := dialWith(t, old, wssURL(r), nil, false); err == nil {
-		t.Fatal("TLS 1.1 connected")
+	// MinVersion too: Go's client refuses TLS 1.1 by itself otherwise, and
+	// the server would never be asked. The server's refusal is an alert it
+	// sends, which Go reports as a "remote error".
+	old := &websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: p.issuing, ServerName: testDomain, MinVersion: tls.VersionTLS11, MaxVersion: tls.VersionTLS11}}
+	_, _, err = dialWith(t, old, wssURL(r), nil, false)
+	var remote *net.OpError
+	if !errors.As(err, &remote) || remote.Op != "remote error" {
+		t.Fatalf("TLS 1.1: %v, want the server's refusal (a remote alert)", err)
 	}
 	// Plain HTTP: redirected to https for the managed name, 404 for others.
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
