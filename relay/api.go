@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/roomlog/roomlog/consumer"
 	"github.com/roomlog/roomlog/record"
@@ -120,6 +121,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, endpoint strin
 		httpError(w, http.StatusServiceUnavailable, string(CodeShuttingDown), "relay is not ready (replaying the log or draining)")
 		return
 	}
+	// A body that trickles in would hold the connection: it has the read
+	// timeout to arrive.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
 	body, err := readBody(w, r, s.apiMaxBody())
 	if err != nil {
 		var mbe *http.MaxBytesError

@@ -188,3 +188,72 @@ func TestAuthFrameWithBadToken(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleHTTPConnectionsClosed: a keep-alive HTTP connection that sends
+// nothing more is closed after HTTPIdleTimeout (they used to stay open
+// forever), and plain HTTP connections beyond MaxHTTPConns are closed at
+// once, so plain GETs cannot exhaust the relay's descriptors.
+func TestIdleHTTPConnectionsClosed(t *testing.T) {
+	// closedWithin reports whether the server closes conn within d.
+	closedWithin := func(conn net.Conn, d time.Duration) bool {
+		_ = conn.SetReadDeadline(time.Now().Add(d))
+		buf := make([]byte, 4096)
+		for {
+			if _, err := conn.Read(buf); err != nil {
+				var ne net.Error
+				return !(errors.As(err, &ne) && ne.Timeout())
+			}
+		}
+	}
+	dial := func(addr string) net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	t.Run("idle", func(t *testing.T) {
+		r := startRelay(t, kfakeBackend(t), newTopic(t), func(c *relay.Config) {
+			quietLeases(c)
+			c.Limits.HTTPIdleTimeout = 200 * time.Millisecond
+		})
+		idle := dial(r.Addr().String())
+		if _, err := idle.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		if !closedWithin(idle, 30*time.Second) {
+			t.Fatal("an idle keep-alive connection was not closed")
+		}
+	})
+	t.Run("cap", func(t *testing.T) {
+		r := startRelay(t, kfakeBackend(t), newTopic(t), func(c *relay.Config) {
+			quietLeases(c)
+			c.Limits.MaxHTTPConns = 2
+		})
+		addr := r.Addr().String()
+		hold1, hold2 := dial(addr), dial(addr) // accepted in order: the first two
+		over := dial(addr)
+		// Under the 10 s ReadHeaderTimeout, which would close it anyway.
+		if !closedWithin(over, 5*time.Second) {
+			t.Fatal("a connection beyond MaxHTTPConns was kept")
+		}
+		hold1.Close()
+		hold2.Close()
+		// Once those are gone, the relay serves HTTP again.
+		cl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			resp, err := cl.Get("http://" + addr + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/healthz after the held connections closed: %v", err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}

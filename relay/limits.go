@@ -21,11 +21,13 @@ import (
 
 // Defaults for LimitsConfig's zero values.
 const (
-	DefaultRate        = 100             // frames per second per connection
-	DefaultBurst       = 200             // frames a connection may send at once
-	DefaultAbuseWindow = 3 * time.Second // window over which refused frames are counted
-	DefaultAbuseFactor = 5               // refused frames per window, as a multiple of rate×window, before close 4008
-	DefaultMaxConns    = 100_000         // sockets per relay
+	DefaultRate        = 100              // frames per second per connection
+	DefaultBurst       = 200              // frames a connection may send at once
+	DefaultAbuseWindow = 3 * time.Second  // window over which refused frames are counted
+	DefaultAbuseFactor = 5                // refused frames per window, as a multiple of rate×window, before close 4008
+	DefaultMaxConns    = 100_000          // sockets per relay
+	DefaultHTTPIdle    = 90 * time.Second // keep-alive HTTP connections idle this long are closed
+	DefaultMaxHTTP     = 10_000           // plain HTTP connections (not WebSocket) held at once
 )
 
 // Error codes for limits and authentication.
@@ -64,6 +66,14 @@ type LimitsConfig struct {
 	// IdleTimeout closes (4009) a connection that sends no frame for this
 	// long; 0: never (clients that only listen are legitimately silent).
 	IdleTimeout time.Duration
+	// HTTPIdleTimeout closes a keep-alive HTTP connection that waits this
+	// long for its next request (default DefaultHTTPIdle).
+	HTTPIdleTimeout time.Duration
+	// MaxHTTPConns is the most plain HTTP connections (API, health,
+	// metrics, pages, requests not yet upgraded) held at once; a new one
+	// beyond it is closed at once. Default DefaultMaxHTTP, negative:
+	// unlimited. WebSockets count against MaxConns instead.
+	MaxHTTPConns int
 }
 
 func (l *LimitsConfig) setDefaults() {
@@ -81,6 +91,12 @@ func (l *LimitsConfig) setDefaults() {
 	}
 	if l.MaxConns == 0 {
 		l.MaxConns = DefaultMaxConns
+	}
+	if l.HTTPIdleTimeout <= 0 {
+		l.HTTPIdleTimeout = DefaultHTTPIdle
+	}
+	if l.MaxHTTPConns == 0 {
+		l.MaxHTTPConns = DefaultMaxHTTP
 	}
 }
 
@@ -119,6 +135,23 @@ type connLimits struct {
 	total atomic.Int64
 	mu    sync.Mutex
 	perIP map[string]int
+	http  atomic.Int64 // plain HTTP connections open (not hijacked)
+}
+
+// httpConnState counts the HTTP server's connections until they are
+// upgraded (hijacked) or closed, and closes a new one beyond MaxHTTPConns,
+// so idle or slow HTTP clients cannot hold descriptors without bound.
+func (s *Server) httpConnState(c net.Conn, st http.ConnState) {
+	cl := &s.sec.conns
+	switch st {
+	case http.StateNew:
+		if n := cl.http.Add(1); s.cfg.Limits.MaxHTTPConns > 0 && n > int64(s.cfg.Limits.MaxHTTPConns) {
+			s.countLimit("max_http_conns")
+			_ = c.Close() // the server then reports StateClosed, which uncounts it
+		}
+	case http.StateHijacked, http.StateClosed:
+		cl.http.Add(-1)
+	}
 }
 
 // acquire counts a new socket from ip; release undoes it. It writes the

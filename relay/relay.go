@@ -336,6 +336,8 @@ func (s *Server) startHTTP(ctx context.Context) error {
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       s.cfg.Limits.HTTPIdleTimeout,
+		ConnState:         s.httpConnState,
 		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	go func() { _ = s.http.Serve(ln) }()

@@ -296,7 +296,7 @@ func serveAdmin(addr string, log *slog.Logger) (func(), error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: relay.DefaultHTTPIdle}
 	go func() { _ = srv.Serve(ln) }()
 	log.Info("admin listener (pprof) started", "addr", ln.Addr().String())
 	return func() { _ = srv.Close() }, nil

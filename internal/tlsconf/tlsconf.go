@@ -253,7 +253,8 @@ func (t *Manager) ServeHTTP(addr string, httpsPort int) (net.Addr, error) {
 	if t.issuer != nil {
 		h = t.issuer.HTTPChallengeHandler(h)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(t.cfg.Logger.Handler(), slog.LevelDebug)}
+	// Redirects and ACME challenges are short: every phase has a bound.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(t.cfg.Logger.Handler(), slog.LevelDebug)}
 	t.mu.Lock()
 	t.http, t.ln = srv, ln
 	t.mu.Unlock()
