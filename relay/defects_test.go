@@ -3,6 +3,7 @@ package relay_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -256,4 +257,31 @@ func TestIdleHTTPConnectionsClosed(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	})
+}
+
+// TestLeaseTablesForgetExpiredRelays: the relay's lease bookkeeping holds
+// the live fleet, not every relay name it ever saw (pod churn used to grow
+// it without bound).
+func TestLeaseTablesForgetExpiredRelays(t *testing.T) {
+	b := kfakeBackend(t)
+	topic := newTopic(t)
+	short := func(c *relay.Config) { c.LeaseTimeout = 600 * time.Millisecond }
+	keeper := startRelay(t, b, topic, short)
+	const churn = 5
+	for i := 0; i < churn; i++ {
+		// A relay that comes and goes (drained, or killed: either way its
+		// lease ends in the log).
+		r := startRelay(t, b, topic, func(c *relay.Config) { short(c); c.RelayName = fmt.Sprintf("pod-%d", i) })
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = r.Shutdown(ctx)
+		cancel()
+	}
+	// Every pod's lease expires within a few lease timeouts; then only the
+	// keeper's own entries remain, one per partition (4).
+	for deadline := time.Now().Add(waitLimit); keeper.LeaseTableSize() > 4; {
+		if time.Now().After(deadline) {
+			t.Fatalf("lease tables hold %d entries after %d relays left, want the keeper's 4", keeper.LeaseTableSize(), churn)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

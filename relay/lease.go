@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/roomlog/roomlog/consumer"
 	"github.com/roomlog/roomlog/record"
 )
 
@@ -57,6 +58,37 @@ func (l *leases) seen(partition int32, relay string, offset int64) {
 	l.mu.Lock()
 	l.seenAt[leaseKey{partition, relay}] = leaseSeen{offset: offset, at: time.Now()}
 	l.mu.Unlock()
+}
+
+// prune forgets, in partition p, the relays whose lease the fold no longer
+// holds live (expired, or ended by a restart): the tables hold the live
+// fleet, not every relay name ever seen.
+func (l *leases) prune(p int32, folded []consumer.RelayLease) {
+	live := make(map[string]bool, len(folded))
+	for _, fl := range folded {
+		if !fl.Expired {
+			live[fl.Relay] = true
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k := range l.seenAt {
+		if k.partition == p && !live[k.relay] {
+			delete(l.seenAt, k)
+		}
+	}
+	for k := range l.expired {
+		if k.partition == p && !live[k.relay] {
+			delete(l.expired, k)
+		}
+	}
+}
+
+// size is how many (partition, relay) entries the tables hold.
+func (l *leases) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.seenAt) + len(l.expired)
 }
 
 // kick makes the lease loop renew at once.
@@ -116,7 +148,9 @@ func (s *Server) expireStale() {
 	now := time.Now()
 	for p := int32(0); p < s.partitions; p++ {
 		part := s.cons.State().Partition(p)
-		for _, l := range part.Leases() {
+		leases := part.Leases()
+		s.leases.prune(p, leases)
+		for _, l := range leases {
 			if l.Expired || l.Relay == s.cfg.RelayName {
 				continue
 			}
