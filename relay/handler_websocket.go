@@ -35,21 +35,29 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c := newConn(s, session+"-"+strconv.FormatUint(s.nextConn.Add(1), 36), session, jsonCodec{})
 	wr := newWSWriter(c, ws)
 	c.t, c.sec = wr, sec
-	s.connsMu.Lock()
-	if s.draining.Load() {
-		s.connsMu.Unlock()
+	if !s.addConn(c) {
 		sec.release()
 		_ = ws.WriteControl(websocket.CloseMessage, DisconnectShutdown.closeMessage(), time.Now().Add(time.Second))
 		ws.Close()
 		return
 	}
-	s.conns[c.id] = c
-	s.wg.Add(1)
-	s.connsMu.Unlock()
 	s.metrics.connsTotal.Inc()
 	c.send(appendWelcome(nil, c.id, s.cfg.RelayName))
 	c.startConnSec()
 	go c.readLoop(wr)
+}
+
+// addConn registers c and counts its reader in s.wg, unless the relay is
+// draining.
+func (s *Server) addConn(c *conn) bool {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	if s.draining.Load() {
+		return false
+	}
+	s.conns[c.id] = c
+	s.wg.Add(1)
+	return true
 }
 
 // readLoop is the connection's reader: it reads frames and runs them until

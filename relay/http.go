@@ -7,11 +7,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// routes is the relay's HTTP mux: /ws (handler_websocket.go), the backend
+// routes is the relay's HTTP mux: /ws (handler_websocket.go), /socket.io/
+// (handler_socketio.go), the backend
 // API (api.go), /metrics, /healthz and /readyz.
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", s.serveWS)
+	mux.HandleFunc("/socket.io/", s.serveSocketIO)
 	s.registerAPI(mux)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
