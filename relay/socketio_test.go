@@ -413,11 +413,9 @@ func TestSocketIORoundRobin(t *testing.T) {
 		topic := newTopic(t)
 		ra := startRelay(t, b, topic, nil)
 		rb := startRelay(t, b, topic, nil)
+		leasesKnown(t, ra, rb)
 		sc := newSIO(t, roundRobin(t, ra, rb), nil)
 		sid := sc.connected()
-		// Both relays have folded each other's leases before the client
-		// polls again: the handshake came after both were ready, and a
-		// forward to an unknown owner would fail the client's next poll.
 		if a := sc.emitAck("join", "lobby"); !a.OK {
 			t.Fatalf("join %+v", a)
 		}
@@ -455,6 +453,19 @@ func TestSocketIORoundRobin(t *testing.T) {
 	})
 }
 
+// leasesKnown returns once each relay has folded the other's first lease
+// (and so knows its address): a relay writes its leases before it is ready,
+// and a record published after that lands behind it in its partition.
+func leasesKnown(t *testing.T, ra, rb *relay.Server) {
+	t.Helper()
+	for _, pair := range [][2]*relay.Server{{ra, rb}, {rb, ra}} {
+		sub, pub := dial(t, pair[0]), dial(t, pair[1])
+		sub.join("barrier")
+		pub.do(map[string]any{"op": "publish", "room": "barrier", "id": 1})
+		sub.message()
+	}
+}
+
 // forwarded reads roomlog_socketio_forwarded_total from a relay's metrics.
 func forwarded(t *testing.T, s *relay.Server) int {
 	t.Helper()
@@ -482,6 +493,7 @@ func TestSocketIODrain(t *testing.T) {
 		topic := newTopic(t)
 		ra := startRelay(t, b, topic, nil)
 		rb := startRelay(t, b, topic, nil)
+		leasesKnown(t, ra, rb)
 		sc := newSIO(t, roundRobin(t, ra, rb), map[string]any{"transports": []string{"websocket"}})
 		sid := sc.connected()
 		if a := sc.emitAck("join", "lobby"); !a.OK {
