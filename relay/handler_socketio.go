@@ -61,13 +61,7 @@ func (s *Server) serveSocketIO(w http.ResponseWriter, r *http.Request) {
 		s.sio.ServeHTTP(w, r)
 		return
 	}
-	if s.draining.Load() {
-		http.Error(w, "relay is shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	if !s.ready.Load() {
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "relay is replaying the log; retry shortly", http.StatusServiceUnavailable)
+	if !s.serving(w) {
 		return
 	}
 	ip := s.clientIP(r)

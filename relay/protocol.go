@@ -438,6 +438,14 @@ func appendMessage(b []byte, room, event string, data json.RawMessage, from, use
 	b = appendString(b, event)
 	b = append(b, `,"data":`...)
 	b = append(b, data...)
+	b = appendSender(b, from, user)
+	b = append(b, `,"pos":"`...)
+	b = pos.Append(b)
+	return append(b, `"}`...)
+}
+
+// appendSender appends a message's "from" and "user" fields, when set.
+func appendSender(b []byte, from, user string) []byte {
 	if from != "" {
 		b = append(b, `,"from":`...)
 		b = appendString(b, from)
@@ -446,9 +454,7 @@ func appendMessage(b []byte, room, event string, data json.RawMessage, from, use
 		b = append(b, `,"user":`...)
 		b = appendString(b, user)
 	}
-	b = append(b, `,"pos":"`...)
-	b = pos.Append(b)
-	return append(b, `"}`...)
+	return b
 }
 
 // ack is the body of an ack frame: what an op answers. Zero fields are left

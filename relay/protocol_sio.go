@@ -233,15 +233,7 @@ func (sioCodec) message(room, event string, data json.RawMessage, from, user str
 	b = append(b, `,"pos":"`...)
 	b = pos.Append(b)
 	b = append(b, '"')
-	if from != "" {
-		b = append(b, `,"from":`...)
-		b = appendString(b, from)
-	}
-	if user != "" {
-		b = append(b, `,"user":`...)
-		b = appendString(b, user)
-	}
-	return append(b, '}', ']')
+	return append(appendSender(b, from, user), '}', ']')
 }
 
 // stateChange is the EVENT rl:state with the native state frame's fields.
