@@ -21,6 +21,7 @@
 //	         rl-session  relay session (join, lease, expire)
 //	         rl-key      state key (set, del, incr, cas)
 //	         rl-version  expected version (cas); last lease offset (expire)
+//	         rl-addr     the relay's internal host:port (lease; optional)
 //
 // A record with no rl-type header was written by a plain Kafka producer
 // (kcat -P -K:, a backend service): it is a publish of event "message" to the
@@ -41,6 +42,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"unicode"
 	"unicode/utf8"
@@ -60,6 +62,7 @@ const (
 	HeaderSession = "rl-session"
 	HeaderKey     = "rl-key"
 	HeaderVersion = "rl-version"
+	HeaderAddr    = "rl-addr"
 )
 
 // Type is the kind of a record.
@@ -100,6 +103,7 @@ const (
 	MaxMIDBytes   = 128
 	MaxKeyBytes   = 200
 	MaxUserBytes  = 200
+	MaxAddrBytes  = 255
 )
 
 // Errors a caller may branch on.
@@ -126,6 +130,10 @@ type Event struct {
 	Key     string          // state key (set, del, incr, cas)
 	Version int64           // cas: expected version; expire: the lease offset it ends
 	Delta   int64           // incr (decoded from Data)
+	// Addr is where other relays reach this relay's HTTP listener
+	// (host:port), on lease records; "" when the relay publishes none or
+	// the header is not a host:port (it is ignored, the lease is not).
+	Addr string
 }
 
 // ValidName reports why s cannot be a room or event name, or nil: it must be
@@ -174,6 +182,7 @@ func Encode(e *Event) *kgo.Record {
 	add(HeaderRelay, e.Relay)
 	add(HeaderSession, e.Session)
 	add(HeaderKey, e.Key)
+	add(HeaderAddr, e.Addr)
 	if e.Type == TypeCAS || e.Type == TypeExpire {
 		add(HeaderVersion, strconv.FormatInt(e.Version, 10))
 	}
@@ -215,6 +224,8 @@ func Decode(r *kgo.Record) (Event, error) {
 			e.Key = string(h.Value)
 		case HeaderVersion:
 			version = h.Value
+		case HeaderAddr:
+			e.Addr = validAddr(h.Value)
 		}
 	}
 	if !hasType {
@@ -273,6 +284,19 @@ func Decode(r *kgo.Record) (Event, error) {
 		e.Version = v
 	}
 	return e, nil
+}
+
+// validAddr returns b as an address if it is a host:port of printable
+// characters, else "".
+func validAddr(b []byte) string {
+	s := string(b)
+	if ValidName(s, MaxAddrBytes) != nil {
+		return ""
+	}
+	if host, port, err := net.SplitHostPort(s); err != nil || host == "" || port == "" {
+		return ""
+	}
+	return s
 }
 
 func truncate(b []byte) string {

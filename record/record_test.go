@@ -176,3 +176,51 @@ func FuzzParsePos(f *testing.F) {
 		}
 	})
 }
+
+func TestLeaseAddr(t *testing.T) {
+	tests := []struct{ addr, want string }{
+		{"10.0.0.7:8080", "10.0.0.7:8080"},
+		{"relay-2.internal:8080", "relay-2.internal:8080"},
+		{"[::1]:8080", "[::1]:8080"},
+		{"", ""},
+		{"no-port", ""},
+		{":8080", ""},
+		{"a\x00b:1", ""},
+	}
+	for _, tt := range tests {
+		in := Event{Type: TypeLease, Room: RelayKeyPrefix + "r1", Relay: "r1", Session: "s1", Addr: tt.addr}
+		got, err := Decode(Encode(&in))
+		if err != nil {
+			t.Fatalf("addr %q: %v (a bad address must not drop the lease)", tt.addr, err)
+		}
+		if got.Addr != tt.want || got.Session != "s1" {
+			t.Errorf("addr %q: decoded %q, want %q", tt.addr, got.Addr, tt.want)
+		}
+	}
+}
+
+// FuzzDecodeLease: any rl-addr decodes to a host:port or to "", never
+// fails the lease, and survives a round trip.
+func FuzzDecodeLease(f *testing.F) {
+	f.Add("r1", "a1b2c3d4", "10.0.0.7:8080")
+	f.Add("r1", "s", "[::1]:1")
+	f.Add("r1", "s", "host")
+	f.Add("r1", "s", "\xff:1")
+	f.Fuzz(func(t *testing.T, relay, session, addr string) {
+		rec := &kgo.Record{Key: []byte(RelayKeyPrefix + relay), Headers: []kgo.RecordHeader{
+			{Key: HeaderType, Value: []byte(TypeLease)}, {Key: HeaderRelay, Value: []byte(relay)},
+			{Key: HeaderSession, Value: []byte(session)}, {Key: HeaderAddr, Value: []byte(addr)},
+		}}
+		e, err := Decode(rec)
+		if err != nil {
+			return // a bad key, relay or session
+		}
+		if e.Addr != "" && e.Addr != addr {
+			t.Fatalf("addr %q decoded as %q", addr, e.Addr)
+		}
+		again, err := Decode(Encode(&e))
+		if err != nil || again.Addr != e.Addr {
+			t.Fatalf("round trip of %+v: %+v, %v", e, again, err)
+		}
+	})
+}

@@ -180,16 +180,7 @@ func (c *conn) gate(b []byte) bool {
 	if cs == nil {
 		return true
 	}
-	now := time.Now()
-	cs.lastRead.Store(now.UnixNano())
-	if ok, abuse := cs.limiter.allow(&c.s.cfg.Limits, now); !ok {
-		if abuse {
-			c.s.countLimit("close_rate_limited")
-			c.shutdown(DisconnectRateLimited)
-			return false
-		}
-		c.s.countLimit("rate_limited")
-		c.sendError(frameID(b), errorf(CodeRateLimited, "over %g frames per second: frame dropped; slow down", c.s.cfg.Limits.Rate))
+	if !c.throttle(func() []byte { return frameID(b) }) {
 		return false
 	}
 	af, isAuth, ferr := decodeAuthFrame(b)
@@ -203,6 +194,40 @@ func (c *conn) gate(b []byte) bool {
 		return false
 	}
 	return true
+}
+
+// throttle runs for every client frame or packet, whatever the protocol:
+// it counts activity (the idle check) and applies the rate limit, answering
+// a refused frame with an error for request id() or closing an abusive
+// client. It reports whether the frame may be served.
+func (c *conn) throttle(id func() []byte) bool {
+	cs := c.sec
+	now := time.Now()
+	cs.lastRead.Store(now.UnixNano())
+	if ok, abuse := cs.limiter.allow(&c.s.cfg.Limits, now); !ok {
+		if abuse {
+			c.s.countLimit("close_rate_limited")
+			c.shutdown(DisconnectRateLimited)
+			return false
+		}
+		c.s.countLimit("rate_limited")
+		c.sendError(id(), errorf(CodeRateLimited, "over %g frames per second: frame dropped; slow down", c.s.cfg.Limits.Rate))
+		return false
+	}
+	return true
+}
+
+// authenticated makes p the connection's principal: it ends the auth
+// deadline and times the token's expiry.
+func (c *conn) authenticated(p *auth.Principal) {
+	cs := c.sec
+	cs.p.Store(p)
+	cs.mu.Lock()
+	if cs.authTimer != nil {
+		cs.authTimer.Stop()
+	}
+	c.armExpiry(p)
+	cs.mu.Unlock()
 }
 
 // auth serves an auth frame: the first one authenticates the connection
@@ -226,13 +251,7 @@ func (c *conn) auth(f *authFrame, ferr *frameError) {
 		}
 		return
 	}
-	cs.p.Store(p)
-	cs.mu.Lock()
-	if cs.authTimer != nil {
-		cs.authTimer.Stop()
-	}
-	c.armExpiry(p)
-	cs.mu.Unlock()
+	c.authenticated(p)
 	c.reply(f.ID, ack{auth: &authAck{user: p.User, exp: p.Exp.Unix()}})
 }
 

@@ -30,12 +30,24 @@ func (s *Server) Deliver(d *consumer.Delivery) {
 	case record.TypeSet, record.TypeDel, record.TypeIncr, record.TypeCAS:
 		s.deliverState(d, &a)
 	case record.TypeLease:
-		s.leases.seen(d.Pos.Partition, d.Event.Relay, d.Pos.Offset)
+		s.deliverLease(d)
 	}
 	a.done()
 	s.deliverLeft(d)
-	if ended := d.Result.Ended; ended != "" && ended == s.currentSession() {
-		s.sessionEnded(d.Pos)
+	if ended := d.Result.Ended; ended != "" {
+		s.peers.drop(ended)
+		if ended == s.currentSession() {
+			s.sessionEnded(d.Pos)
+		}
+	}
+}
+
+// deliverLease notes when a relay's lease was folded (lease.go) and where
+// the relay's session can be reached (peers.go).
+func (s *Server) deliverLease(d *consumer.Delivery) {
+	s.leases.seen(d.Pos.Partition, d.Event.Relay, d.Pos.Offset)
+	if d.Event.Addr != "" {
+		s.peers.set(d.Event.Session, d.Event.Addr)
 	}
 }
 

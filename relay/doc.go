@@ -1,5 +1,5 @@
 // Package relay is roomlog's edge process: an HTTP server whose /ws endpoint
-// accepts WebSocket clients, appends every client event to the Kafka events
+// accepts WebSocket clients (and /socket.io/ Socket.IO clients), appends every client event to the Kafka events
 // topic (keyed by room), and fans the records its consumer reads back out to
 // the local sockets of each room.
 //
@@ -14,6 +14,13 @@
 //	deliver.go            Server.Deliver: the sender's ack, then fan-out
 //	hub.go                rooms → local subscriptions; a frame encoded once per room
 //	writer.go             conn.enqueue → conn.writeLoop → the socket
+//
+// A Socket.IO client takes the same path from ops.go on:
+// handler_socketio.go (serveSocketIO admits the handshake; the session's
+// reader decodes packets), protocol_sio.go (events → clientFrame; sioCodec
+// encodes acks and deliveries), and sioTransport hands frames to the
+// Engine.IO session (internal/engineio), whose writer writes them. peers.go
+// forwards requests for other relays' sessions to their owner.
 //
 // The backend API (api.go) goes through the same op table. A publish is
 // acknowledged only when the log has it and this relay has folded it; a
@@ -48,6 +55,21 @@
 //     and hand their backlog over with enqueueWait, which waits for room.
 //   - The lease and snapshot loops (lease.go, snapshot.go) on Server.bg;
 //     a relay whose session the log ended closes every socket (4002).
+//   - A Socket.IO connection (handler_socketio.go) has the Engine.IO
+//     session's goroutines instead of the WebSocket reader and writer: its
+//     OnSession handler is the connection's reader (sioReader: it reads
+//     packets and runs every op, and on exit leaves the rooms); the writer
+//     is engineio's (a WebSocket writer goroutine that runs only while the
+//     session's queue is non-empty, or the pending poll's HTTP handler);
+//     polling POST handlers hand messages to the reader; engineio's
+//     heartbeat timer and, during an upgrade, the probe's HTTP handler.
+//     sioTransport.enqueue and push call Session.Send, which never blocks
+//     (a full queue closes the session as a slow client); enqueueWait calls
+//     Session.SendWait, which waits for room, from recovery goroutines only.
+//     The relay's timers (auth deadline, which also bounds the wait for
+//     CONNECT, token expiry, idle) are connsec.go's; there is no pinger
+//     (engineio pings). Requests for another relay's session run a
+//     reverse proxy (peers.go) on their HTTP handler's goroutine.
 //   - HTTP handlers: /ws admission, the backend API (which waits for its
 //     records' folds, never touching a connection), metrics and health.
 //

@@ -13,13 +13,7 @@ import (
 // (protocol.go) and runs it through the op table (ops.go).
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	if s.draining.Load() {
-		http.Error(w, "relay is shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	if !s.ready.Load() {
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "relay is replaying the log; retry shortly", http.StatusServiceUnavailable)
+	if !s.serving(w) {
 		return
 	}
 	sec, ok := s.admit(w, r) // connection limits and a token on the URL or header; writes the HTTP error itself
@@ -35,21 +29,44 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c := newConn(s, session+"-"+strconv.FormatUint(s.nextConn.Add(1), 36), session, jsonCodec{})
 	wr := newWSWriter(c, ws)
 	c.t, c.sec = wr, sec
-	s.connsMu.Lock()
-	if s.draining.Load() {
-		s.connsMu.Unlock()
+	if !s.addConn(c) {
 		sec.release()
 		_ = ws.WriteControl(websocket.CloseMessage, DisconnectShutdown.closeMessage(), time.Now().Add(time.Second))
 		ws.Close()
 		return
 	}
-	s.conns[c.id] = c
-	s.wg.Add(1)
-	s.connsMu.Unlock()
 	s.metrics.connsTotal.Inc()
 	c.send(appendWelcome(nil, c.id, s.cfg.RelayName))
 	c.startConnSec()
 	go c.readLoop(wr)
+}
+
+// serving reports whether the relay takes new connections, answering 503
+// when it does not (replaying the log, or draining).
+func (s *Server) serving(w http.ResponseWriter) bool {
+	if s.draining.Load() {
+		http.Error(w, "relay is shutting down", http.StatusServiceUnavailable)
+		return false
+	}
+	if !s.ready.Load() {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "relay is replaying the log; retry shortly", http.StatusServiceUnavailable)
+		return false
+	}
+	return true
+}
+
+// addConn registers c and counts its reader in s.wg, unless the relay is
+// draining.
+func (s *Server) addConn(c *conn) bool {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	if s.draining.Load() {
+		return false
+	}
+	s.conns[c.id] = c
+	s.wg.Add(1)
+	return true
 }
 
 // readLoop is the connection's reader: it reads frames and runs them until

@@ -7,12 +7,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// routes is the relay's HTTP mux: /ws (handler_websocket.go), the backend
-// API (api.go), /metrics, /healthz, /readyz, and Config.Pages (the demo page)
-// for every other path.
+// routes is the relay's HTTP mux: /ws (handler_websocket.go), /socket.io/
+// (handler_socketio.go), the backend API (api.go), /metrics, /healthz,
+// /readyz, and Config.Pages (the demo page) for every other path.
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", s.serveWS)
+	mux.HandleFunc("/socket.io/", s.serveSocketIO)
 	if s.cfg.Pages != nil {
 		mux.Handle("/", s.cfg.Pages)
 	}

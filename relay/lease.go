@@ -106,7 +106,7 @@ func (s *Server) writeLeases(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, s.partitions)
 	for p := int32(0); p < s.partitions; p++ {
-		r := record.Encode(&record.Event{Type: record.TypeLease, Room: record.RelayKeyPrefix + s.cfg.RelayName, Relay: s.cfg.RelayName, Session: session})
+		r := record.Encode(&record.Event{Type: record.TypeLease, Room: record.RelayKeyPrefix + s.cfg.RelayName, Relay: s.cfg.RelayName, Session: session, Addr: s.cfg.AdvertiseAddr})
 		record.ManualPartition(r, p)
 		wg.Add(1)
 		s.prod.Produce(ctx, r, func(_ *kgo.Record, err error) {

@@ -15,6 +15,7 @@ type metrics struct {
 	reg *prometheus.Registry
 
 	connsTotal     prometheus.Counter
+	forwards       prometheus.Counter
 	joins          prometheus.Counter
 	publishes      *prometheus.CounterVec
 	deliveries     *prometheus.CounterVec
@@ -47,6 +48,7 @@ func newMetrics(s *Server) *metrics {
 	latency := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
 	m.connsTotal = prometheus.NewCounter(prometheus.CounterOpts{Name: "roomlog_connections_total", Help: "WebSocket connections accepted."})
+	m.forwards = prometheus.NewCounter(prometheus.CounterOpts{Name: "roomlog_socketio_forwarded_total", Help: "Socket.IO requests forwarded to the relay that owns their session."})
 	m.joins = prometheus.NewCounter(prometheus.CounterOpts{Name: "roomlog_joins_total", Help: "Joins that took effect on this relay's connections."})
 	m.publishes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_publishes_total", Help: "Publishes from this relay's connections, by outcome (acked, duplicate, rejected, log_unavailable)."}, []string{"outcome"})
 	m.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_deliveries_total", Help: "Frames fanned out to local sockets, by kind (message, state, presence)."}, []string{"kind"})
@@ -57,7 +59,7 @@ func newMetrics(s *Server) *metrics {
 	m.recoveries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_recoveries_total", Help: "Joins with since, by where the backlog came from (window, log, none)."}, []string{"source"})
 	m.acme = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_acme_events_total", Help: "Certificate management events (cert_obtaining, cert_obtained, cert_failed, ...)."}, []string{"event"})
 	m.limits = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_limit_violations_total", Help: "Requests and frames refused by a limit or a security check, by reason."}, []string{"reason"})
-	for _, c := range []prometheus.Collector{m.connsTotal, m.joins, m.publishes, m.deliveries, m.produceLatency, m.deliverLatency, m.closes, m.errors, m.recoveries, m.acme, m.limits} {
+	for _, c := range []prometheus.Collector{m.connsTotal, m.forwards, m.joins, m.publishes, m.deliveries, m.produceLatency, m.deliverLatency, m.closes, m.errors, m.recoveries, m.acme, m.limits} {
 		f(c)
 	}
 

@@ -419,14 +419,21 @@ func appendError(b []byte, id json.RawMessage, e *frameError) []byte {
 		b = append(b, `,"id":`...)
 		b = append(b, id...)
 	}
-	b = append(b, `,"code":`...)
+	return append(appendErrorFields(append(b, ','), e), '}')
+}
+
+// appendErrorFields appends an error's fields to an open object:
+// "code":…,"message":… and, for a refused state op, the key's value and
+// version. Shared by every protocol's error.
+func appendErrorFields(b []byte, e *frameError) []byte {
+	b = append(b, `"code":`...)
 	b = appendString(b, string(e.Code))
 	b = append(b, `,"message":`...)
 	b = appendString(b, e.Message)
 	if e.Entry != nil {
 		b = appendEntry(b, *e.Entry)
 	}
-	return append(b, '}')
+	return b
 }
 
 // appendPong answers a ping (the application-level heartbeat).
@@ -448,6 +455,14 @@ func appendMessage(b []byte, room, event string, data json.RawMessage, from, use
 	b = appendString(b, event)
 	b = append(b, `,"data":`...)
 	b = append(b, data...)
+	b = appendSender(b, from, user)
+	b = append(b, `,"pos":"`...)
+	b = pos.Append(b)
+	return append(b, `"}`...)
+}
+
+// appendSender appends a message's "from" and "user" fields, when set.
+func appendSender(b []byte, from, user string) []byte {
 	if from != "" {
 		b = append(b, `,"from":`...)
 		b = appendString(b, from)
@@ -456,9 +471,7 @@ func appendMessage(b []byte, room, event string, data json.RawMessage, from, use
 		b = append(b, `,"user":`...)
 		b = appendString(b, user)
 	}
-	b = append(b, `,"pos":"`...)
-	b = pos.Append(b)
-	return append(b, `"}`...)
+	return b
 }
 
 // ack is the body of an ack frame: what an op answers. Zero fields are left
@@ -501,6 +514,12 @@ func appendAckWith(b []byte, id json.RawMessage, a ack) []byte {
 		b = append(b, `,"id":`...)
 		b = append(b, id...)
 	}
+	return append(appendAckFields(b, a), '}')
+}
+
+// appendAckFields appends an ack's fields, each with its leading comma, to
+// an open object. Shared by every protocol's ack.
+func appendAckFields(b []byte, a ack) []byte {
 	if a.pos != nil {
 		b = append(b, `,"pos":"`...)
 		b = a.pos.Append(b)
@@ -546,7 +565,7 @@ func appendAckWith(b []byte, id json.RawMessage, a ack) []byte {
 		b = append(b, `,"exp":`...)
 		b = strconv.AppendInt(b, a.auth.exp, 10)
 	}
-	return append(b, '}')
+	return b
 }
 
 // appendState is a room's whole state: "state":{"key":{"value":…,"version":…},…}.
@@ -583,7 +602,12 @@ func appendEntryFields(b []byte, e consumer.Entry) []byte {
 
 // appendStateEvent tells a room's members that a key changed.
 func appendStateEvent(b []byte, ev *record.Event, e consumer.Entry, pos record.Pos) []byte {
-	b = append(b, `{"op":"state","room":`...)
+	return append(appendStateFields(append(b, `{"op":"state",`...), ev, e, pos), '}')
+}
+
+// appendStateFields appends a state change's fields to an open object.
+func appendStateFields(b []byte, ev *record.Event, e consumer.Entry, pos record.Pos) []byte {
+	b = append(b, `"room":`...)
 	b = appendString(b, ev.Room)
 	b = append(b, `,"key":`...)
 	b = appendString(b, ev.Key)
@@ -596,7 +620,7 @@ func appendStateEvent(b []byte, ev *record.Event, e consumer.Entry, pos record.P
 	}
 	b = append(b, `,"pos":"`...)
 	b = pos.Append(b)
-	return append(b, `"}`...)
+	return append(b, '"')
 }
 
 func appendMember(b []byte, m *consumer.Member) []byte {
@@ -617,7 +641,14 @@ func appendMember(b []byte, m *consumer.Member) []byte {
 func appendPresenceEvent(b []byte, op, room string, m *consumer.Member, reason string, pos record.Pos) []byte {
 	b = append(b, `{"op":"`...)
 	b = append(b, op...)
-	b = append(b, `","room":`...)
+	b = append(b, `",`...)
+	return append(appendPresenceFields(b, room, m, reason, pos), '}')
+}
+
+// appendPresenceFields appends a joined or left event's fields to an open
+// object.
+func appendPresenceFields(b []byte, room string, m *consumer.Member, reason string, pos record.Pos) []byte {
+	b = append(b, `"room":`...)
 	b = appendString(b, room)
 	b = append(b, `,"member":`...)
 	b = appendMember(b, m)
@@ -627,7 +658,7 @@ func appendPresenceEvent(b []byte, op, room string, m *consumer.Member, reason s
 	}
 	b = append(b, `,"pos":"`...)
 	b = pos.Append(b)
-	return append(b, `"}`...)
+	return append(b, '"')
 }
 
 // The backend API's bodies (docs/security.md): one JSON object per answer.

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/roomlog/roomlog/consumer"
+	"github.com/roomlog/roomlog/internal/engineio"
 	"github.com/roomlog/roomlog/record"
 	"github.com/roomlog/roomlog/relay/auth"
 )
@@ -64,6 +65,10 @@ type Config struct {
 	// in the fleet (default: host name and listen port). A relay that
 	// starts under a name drops the members its previous run left.
 	RelayName string
+	// AdvertiseAddr is where other relays reach this relay's listener
+	// (host:port), published in its leases: they forward requests for its
+	// Socket.IO sessions there (default DefaultAdvertiseAddr).
+	AdvertiseAddr string
 	// LeaseTimeout is how long a relay may go without renewing its lease
 	// before the others expire it and remove its members (default 10s).
 	LeaseTimeout time.Duration
@@ -152,6 +157,11 @@ func (c *Config) setDefaults() error {
 			return fmt.Errorf("relay: relay name %q: want printable characters without '/'", c.RelayName)
 		}
 	}
+	if c.AdvertiseAddr != "" {
+		if err := validAdvertiseAddr(c.AdvertiseAddr); err != nil {
+			return err
+		}
+	}
 	if c.MaxMessageBytes > MaxMessageBytesLimit {
 		return fmt.Errorf("relay: max message bytes %d is over the limit of %d", c.MaxMessageBytes, MaxMessageBytesLimit)
 	}
@@ -194,6 +204,7 @@ type Server struct {
 	sec        *security
 	metrics    *metrics
 	leases     *leases
+	peers      peers                   // relay sessions' addresses, for Socket.IO forwarding
 	snaps      *consumer.SnapshotStore // nil when snapshots are off
 
 	prod *kgo.Client
@@ -206,6 +217,8 @@ type Server struct {
 	ln      net.Listener
 	http    *http.Server
 	up      websocket.Upgrader
+	sio     *engineio.Server // /socket.io/ (handler_socketio.go)
+	fwd     *http.Transport  // forwards Socket.IO requests to their owner (peers.go)
 
 	connsMu  sync.Mutex
 	conns    map[string]*conn
@@ -237,6 +250,12 @@ func New(cfg Config) (*Server, error) {
 		HandshakeTimeout: 10 * time.Second,
 	}
 	s.initSecurity()
+	sio, err := s.newSIOServer()
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	s.sio = sio
+	s.fwd = http.DefaultTransport.(*http.Transport).Clone()
 	return s, nil
 }
 
@@ -333,6 +352,9 @@ func (s *Server) startHTTP(ctx context.Context) error {
 	if s.cfg.RelayName == "" {
 		s.cfg.RelayName = DefaultName(ln.Addr().String())
 	}
+	if s.cfg.AdvertiseAddr == "" {
+		s.cfg.AdvertiseAddr = DefaultAdvertiseAddr(s.cfg.Listen, ln.Addr())
+	}
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -401,9 +423,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	// Sockets get their 1001 at once; http.Server.Shutdown, which stops
 	// accepting and waits for API requests (up to --read-timeout), runs
-	// beside it.
+	// beside it, after the Socket.IO sessions are closed (transport only,
+	// no DISCONNECT: clients reconnect elsewhere by themselves), which
+	// answers their pending polls.
 	herrc := make(chan error, 1)
-	go func() { herrc <- s.http.Shutdown(ctx) }()
+	go func() {
+		serr := s.sio.Shutdown(ctx)
+		herrc <- errors.Join(serr, s.http.Shutdown(ctx))
+	}()
 	s.connsMu.Lock()
 	for _, c := range s.conns {
 		c.shutdown(DisconnectShutdown)

@@ -116,7 +116,7 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 }
 
 func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlagSet("relay", "Runs a relay: WebSocket clients at ws://<listen>/ws, every event appended to the log.\n"+
+	fs := newFlagSet("relay", "Runs a relay: WebSocket clients at ws://<listen>/ws, Socket.IO clients at /socket.io/, every event appended to the log.\n"+
 		"With no --brokers it starts an embedded broker persisting to --data-dir.", stderr)
 	var (
 		cfg        relay.Config
@@ -151,6 +151,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxInflight, "max-inflight", relay.DefaultMaxInflight, "unacknowledged records per connection before its reads pause")
 	fs.IntVar(&cfg.MaxRoomsPerConn, "max-rooms", relay.DefaultMaxRoomsPerConn, "rooms one connection may be in")
 	fs.StringVar(&cfg.RelayName, "relay-name", "", "this relay's name, unique in the fleet and stable across restarts (default: host name and listen port)")
+	fs.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "host:port where other relays reach this one, published in its leases: they forward requests for its Socket.IO sessions there (default: the listen address when it names a host, else the host name and the port)")
 	fs.DurationVar(&cfg.LeaseTimeout, "lease-timeout", relay.DefaultLeaseTimeout, "how long a relay may go silent before the others remove its members")
 	fs.IntVar(&cfg.HistoryWindow, "history-window", consumer.DefaultHistoryWindow, "recent messages per room kept in memory for recovery and history (older ones are read from the log)")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", relay.DefaultReadTimeout, "bound on log reads for recovery and history, and on waits for a position")

@@ -55,6 +55,7 @@ func (s *Session) servePoll(w http.ResponseWriter, r *http.Request) {
 		body = AppendPayload(nil, s.queue)
 		clear(s.queue)
 		s.queue = s.queue[:0]
+		s.tookQueueLocked()
 		if s.closed {
 			if len(body) > 0 {
 				body = append(body, payloadSeparator)

@@ -787,3 +787,88 @@ func TestCloseDuringProbe(t *testing.T) {
 		t.Fatalf("reason %v", r)
 	}
 }
+
+// TestSendWait: a backlog longer than the send queue waits for the polls
+// to take it, in order, and the session stays open; once the session
+// closes SendWait returns its CloseError, and a closed done makes it give
+// up.
+func TestSendWait(t *testing.T) {
+	const n = 20
+	errs := make(chan error, 2)
+	ts := newTestServer(t, Config{SendQueue: 4, OnSession: func(s *Session) {
+		msgs := make([]Message, n)
+		for i := range msgs {
+			msgs[i] = Message{Data: []byte(strconv.Itoa(i))}
+		}
+		errs <- s.SendWait(nil, msgs...)
+		// The queue is full and nobody polls: a closed done gives up.
+		done := make(chan struct{})
+		close(done)
+		full := make([]Message, 9)
+		for i := range full {
+			full[i] = Message{Data: []byte("x")}
+		}
+		errs <- s.SendWait(done, full...)
+		echo(s)
+	}})
+	op, u := handshake(t, ts)
+	var got []string
+	for len(got) < n {
+		for _, p := range strings.Split(poll(t, u), "\x1e") {
+			if p == "2" {
+				continue // a ping
+			}
+			if !strings.HasPrefix(p, "4") {
+				t.Fatalf("packet %q, want a message", p)
+			}
+			got = append(got, p[1:])
+		}
+	}
+	for i, m := range got {
+		if m != strconv.Itoa(i) {
+			t.Fatalf("message %d = %q; all: %q", i, m, got)
+		}
+	}
+	if err := <-errs; err != nil {
+		t.Fatalf("SendWait = %v", err)
+	}
+	if err := <-errs; err != nil {
+		t.Fatalf("SendWait with a closed done = %v", err)
+	}
+	sess := ts.session(op.SID)
+	if sess == nil {
+		t.Fatal("the session closed")
+	}
+	sess.Close(ReasonServerClose)
+	var ce *CloseError
+	if err := sess.SendWait(nil, Message{Data: []byte("late")}); !errors.As(err, &ce) || ce.Reason != ReasonServerClose {
+		t.Fatalf("SendWait on a closed session = %v", err)
+	}
+}
+
+// TestRequestKeepsContextValues: the session's request carries the
+// handshake's context values (a caller's admission state), not its
+// cancellation.
+func TestRequestKeepsContextValues(t *testing.T) {
+	type key struct{}
+	got := make(chan any, 1)
+	srv, err := NewServer(Config{OnSession: func(s *Session) {
+		got <- s.Request().Context().Value(key{})
+		<-s.Done()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), key{}, "admitted")))
+	}))
+	defer hs.Close()
+	defer srv.Shutdown(context.Background())
+	res, _ := do(t, "GET", hs.URL+"/socket.io/?EIO=4&transport=polling", "", nil)
+	if res.StatusCode != 200 {
+		t.Fatalf("handshake: %d", res.StatusCode)
+	}
+	if v := <-got; v != "admitted" {
+		t.Fatalf("context value %v", v)
+	}
+}

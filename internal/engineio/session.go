@@ -50,6 +50,7 @@ type Session struct {
 	polling   bool            // a GET is pending
 	posting   bool            // a POST is being read
 	wake      chan struct{}   // cap 1: wakes the pending GET
+	space     chan struct{}   // cap 1: a writer took the queue (SendWait)
 	final     bool            // the close packet went out (polling); the session left the registry
 	timer     *time.Timer
 	timerGen  uint64
@@ -57,7 +58,9 @@ type Session struct {
 }
 
 func newSession(srv *Server, id string, r *http.Request) *Session {
-	req := r.Clone(context.Background())
+	// The request's values stay (a caller's admission state, for one);
+	// its cancellation does not: the session outlives the handshake.
+	req := r.Clone(context.WithoutCancel(r.Context()))
 	req.Body = http.NoBody
 	return &Session{
 		srv:      srv,
@@ -67,6 +70,7 @@ func newSession(srv *Server, id string, r *http.Request) *Session {
 		upgraded: make(chan struct{}),
 		done:     make(chan struct{}),
 		wake:     make(chan struct{}, 1),
+		space:    make(chan struct{}, 1),
 	}
 }
 
@@ -74,7 +78,7 @@ func newSession(srv *Server, id string, r *http.Request) *Session {
 func (s *Session) ID() string { return s.id }
 
 // Request returns the handshake request (headers, URL and query, remote
-// address), without its body.
+// address, its context's values), without its body or its cancellation.
 func (s *Session) Request() *http.Request { return s.req }
 
 // Transport returns the session's current transport.
@@ -116,6 +120,48 @@ func (s *Session) Send(msgs ...Message) error {
 	}
 	s.kickLocked()
 	return nil
+}
+
+// SendWait queues msgs in order like Send, but waits for room in the queue
+// instead of closing the session: for a backlog longer than the queue. It
+// queues as many as fit, waits until a writer takes the queue, and goes on;
+// it gives up (returning nil, with the rest not queued) when done closes,
+// and returns a *CloseError once the session has closed. Other goroutines'
+// Sends may interleave between its parts.
+func (s *Session) SendWait(done <-chan struct{}, msgs ...Message) error {
+	for len(msgs) > 0 {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return &CloseError{s.reason}
+		}
+		if n := min(s.srv.cfg.SendQueue-len(s.queue), len(msgs)); n > 0 {
+			for _, m := range msgs[:n] {
+				s.queue = append(s.queue, Packet{Type: PacketMessage, Data: m.Data, Binary: m.Binary})
+			}
+			msgs = msgs[n:]
+			s.kickLocked()
+		}
+		s.mu.Unlock()
+		if len(msgs) == 0 {
+			return nil
+		}
+		select {
+		case <-s.space:
+		case <-s.done:
+		case <-done:
+			return nil
+		}
+	}
+	return nil
+}
+
+// tookQueueLocked tells a waiting SendWait that the queue has room.
+func (s *Session) tookQueueLocked() {
+	select {
+	case s.space <- struct{}{}:
+	default:
+	}
 }
 
 // Close closes the session: what is already queued is still written for up

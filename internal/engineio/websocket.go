@@ -190,6 +190,7 @@ func (s *Session) writeLoop() {
 			return
 		}
 		batch, s.queue = s.queue, batch[:0]
+		s.tookQueueLocked()
 		deadline := time.Now().Add(cfg.WriteTimeout)
 		if s.closed {
 			deadline = s.closedAt.Add(cfg.CloseFlush)

@@ -1,0 +1,290 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/roomlog/roomlog/internal/engineio"
+	"github.com/roomlog/roomlog/internal/socketio"
+	"github.com/roomlog/roomlog/relay/auth"
+)
+
+// The Socket.IO endpoint /socket.io/ (docs/socketio.md): an Engine.IO
+// server (internal/engineio) whose sessions are connections of the relay,
+// each with a reader that decodes Socket.IO packets (internal/socketio),
+// maps events to ops (protocol_sio.go) and runs them through the op table,
+// and a transport (sioTransport) that hands frames to the session.
+
+// newSIOServer builds the Engine.IO server from the relay's config. Its
+// session ids name this relay's session, so any relay can forward a request
+// to the owner (peers.go).
+func (s *Server) newSIOServer() (*engineio.Server, error) {
+	return engineio.NewServer(engineio.Config{
+		OnSession:    s.serveSIOSession,
+		PingInterval: s.cfg.PingInterval,
+		PingTimeout:  s.cfg.PongTimeout,
+		MaxPayload:   s.cfg.MaxMessageBytes,
+		WriteTimeout: s.cfg.WriteTimeout,
+		SendQueue:    s.cfg.SendQueue,
+		CheckOrigin:  s.checkOrigin,
+		NewSID:       func() (string, error) { return engineio.RandomSID(s.currentSession() + ".") },
+		Forward:      s.forwardSIO,
+		OnRefuse: func(r *http.Request, _ int, _ engineio.ErrorCode) {
+			if a, ok := r.Context().Value(sioAdmissionKey{}).(*sioAdmission); ok {
+				a.refused.Store(true)
+			}
+		},
+	})
+}
+
+// sioAdmission is a handshake's admission (a connection slot), handed to
+// the session through its request's context.
+type sioAdmission struct {
+	ip      string
+	release func()
+	refused atomic.Bool // engineio refused the handshake: no session took the slot
+}
+
+type sioAdmissionKey struct{}
+
+// serveSocketIO admits a handshake like /ws (ready, not draining, the
+// connection caps) and hands every request to the Engine.IO server. A
+// request naming a session (sid) is not a new connection: its owner, here
+// or on the relay it is forwarded to, serves it.
+func (s *Server) serveSocketIO(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodOptions || r.URL.Query().Get("sid") != "" {
+		s.sio.ServeHTTP(w, r)
+		return
+	}
+	if !s.serving(w) {
+		return
+	}
+	ip := s.clientIP(r)
+	release, ok := s.acquireConn(w, ip)
+	if !ok {
+		return
+	}
+	adm := &sioAdmission{ip: ip, release: release}
+	s.sio.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sioAdmissionKey{}, adm)))
+	// A polling session outlives its handshake and releases the slot when
+	// it ends; a WebSocket session has ended by now (engineio serves it on
+	// this goroutine). release runs once.
+	if adm.refused.Load() || websocket.IsWebSocketUpgrade(r) {
+		release()
+	}
+}
+
+// serveSIOSession is the Engine.IO OnSession handler: the connection's
+// reader, on the session's goroutine, for the session's whole life.
+func (s *Server) serveSIOSession(sess *engineio.Session) {
+	adm, _ := sess.Request().Context().Value(sioAdmissionKey{}).(*sioAdmission)
+	if adm == nil { // every handshake passes serveSocketIO
+		return
+	}
+	session := s.currentSession()
+	c := newConn(s, session+"-"+strconv.FormatUint(s.nextConn.Add(1), 36), session, sioCodec{})
+	c.t = &sioTransport{c: c, sess: sess}
+	c.sec = &connSec{ip: adm.ip, release: adm.release, limiter: newFrameLimiter(&s.cfg.Limits)}
+	if !s.addConn(c) {
+		adm.release()
+		sess.Close(engineio.ReasonShutdown)
+		return
+	}
+	defer s.wg.Done()
+	defer c.shutdown(DisconnectNormal)
+	defer c.cleanup()
+	s.metrics.connsTotal.Inc()
+	c.startConnSec() // the auth timer: CONNECT must come within --auth-timeout
+	r := &sioReader{c: c, sess: sess}
+	for r.next() {
+	}
+}
+
+// sioReader reads one session's packets and serves them.
+type sioReader struct {
+	c         *conn
+	sess      *engineio.Session
+	dec       socketio.Decoder
+	connected bool // the main namespace is connected
+}
+
+// next reads and serves one message; false ends the connection.
+func (r *sioReader) next() bool {
+	c := r.c
+	m, err := r.sess.ReadMessage()
+	if err != nil {
+		return false
+	}
+	p, err := r.dec.Decode(m.Binary, m.Data)
+	if err != nil {
+		// As the reference server: a malformed packet closes the session.
+		c.s.stats.badFrames.Add(1)
+		r.sess.Close(engineio.ReasonParseError)
+		return false
+	}
+	if p == nil {
+		return true // a binary packet's attachments are due
+	}
+	if !c.throttle(func() []byte { return sioAckID(p) }) {
+		return true
+	}
+	if p.Namespace != socketio.MainNamespace {
+		// Packets for a namespace that is not connected are ignored, as
+		// the reference server does.
+		if p.Type == socketio.Connect {
+			c.send(appendSIOConnectError(nil, p.Namespace, "", "Invalid namespace"))
+		}
+		return true
+	}
+	switch p.Type {
+	case socketio.Connect:
+		return r.connect(p)
+	case socketio.Disconnect:
+		return false // one socket per session: the client left
+	case socketio.Event, socketio.BinaryEvent:
+		if !r.connected {
+			c.s.stats.badFrames.Add(1)
+			r.sess.Close(engineio.ReasonParseError)
+			return false
+		}
+		r.event(p)
+	case socketio.Ack, socketio.BinaryAck:
+		// The relay asks for no acks.
+	default: // CONNECT_ERROR comes from servers only
+		c.s.stats.badFrames.Add(1)
+		r.sess.Close(engineio.ReasonParseError)
+		return false
+	}
+	return true
+}
+
+// connect authenticates the CONNECT's auth payload {token} (or lets an
+// anonymous client in when the relay allows it) and answers CONNECT with
+// the connection id, or CONNECT_ERROR with the error code and closes.
+func (r *sioReader) connect(p *socketio.Packet) bool {
+	c := r.c
+	if r.connected {
+		c.send(appendSIOConnect(nil, c.id))
+		return true
+	}
+	tok, ferr := decodeSIOAuth(p.Data)
+	var pr *auth.Principal
+	if ferr == nil {
+		switch {
+		case tok != "":
+			pr, ferr = c.s.sec.verifier.verify(tok)
+		case c.s.cfg.Auth.Anonymous:
+			pr = auth.Anonymous()
+		default:
+			ferr = errorf(CodeUnauthorized, "no token: connect with io(url, {auth: {token}})")
+		}
+	}
+	if ferr != nil {
+		c.s.countLimit("unauthorized")
+		c.s.countError(ferr.Code)
+		c.send(appendSIOConnectError(nil, socketio.MainNamespace, ferr.Code, ferr.Message))
+		c.shutdown(DisconnectAuthRefused.With(ferr.Message))
+		return false
+	}
+	c.authenticated(pr)
+	r.connected = true
+	c.send(appendSIOConnect(nil, c.id))
+	return true
+}
+
+// event maps an EVENT to an op and runs it through the op table. Binary
+// attachments are refused with an error ack; the socket stays open.
+func (r *sioReader) event(p *socketio.Packet) {
+	c := r.c
+	id := sioAckID(p)
+	var f clientFrame
+	var ferr *frameError
+	if p.Type == socketio.BinaryEvent {
+		ferr = errorf(CodeBadRequest, "binary attachments are not supported: send JSON (binary data as a base64 string)")
+	} else if name, numeric, args, err := p.Event(); err != nil {
+		ferr = errorf(CodeBadRequest, "not an event")
+	} else {
+		f, ferr = decodeSIOEvent(name, numeric, args, id)
+	}
+	if ferr != nil {
+		c.s.stats.badFrames.Add(1)
+		if f.Op == opPublish {
+			c.s.metrics.publishes.WithLabelValues(outcomeRejected).Inc()
+		}
+		c.sendError(id, ferr)
+		return
+	}
+	c.run(&f)
+}
+
+// sioTransport is a Socket.IO connection's transport: frames go to the
+// Engine.IO session's bounded queue, whose writer (a WebSocket writer
+// goroutine or the pending poll) writes them. An inflight slot is freed
+// once its frame is handed to the session.
+type sioTransport struct {
+	c    *conn
+	sess *engineio.Session
+}
+
+var _ transport = (*sioTransport)(nil)
+
+func (t *sioTransport) enqueue(fs ...outFrame) bool {
+	err := t.sess.Send(t.messages(fs)...)
+	t.freeSlots(fs)
+	return sent(err)
+}
+
+func (t *sioTransport) push(f outFrame) bool {
+	var err error
+	if len(f.data) > 0 {
+		err = t.sess.Send(engineio.Message{Data: f.data})
+	}
+	if f.slot {
+		t.c.freeSlot()
+	}
+	return sent(err)
+}
+
+func (t *sioTransport) enqueueWait(fs []outFrame) {
+	_ = t.sess.SendWait(t.c.done, t.messages(fs)...)
+	t.freeSlots(fs)
+}
+
+// close closes the session's transport only (never a Socket.IO DISCONNECT),
+// so the client reconnects by itself; the WebSocket close frame carries d.
+func (t *sioTransport) close(d Disconnect) {
+	t.sess.Close(engineio.CloseReason{Code: d.Code, Text: d.Reason})
+}
+
+// messages are the frames' packets; a codec answers nothing (nil) where
+// Socket.IO has no packet, such as an ack without an ack id.
+func (t *sioTransport) messages(fs []outFrame) []engineio.Message {
+	msgs := make([]engineio.Message, 0, len(fs))
+	for _, f := range fs {
+		if len(f.data) > 0 {
+			msgs = append(msgs, engineio.Message{Data: f.data})
+		}
+	}
+	return msgs
+}
+
+func (t *sioTransport) freeSlots(fs []outFrame) {
+	for _, f := range fs {
+		if f.slot {
+			t.c.freeSlot()
+		}
+	}
+}
+
+// sent reports whether frames handed to Send count as sent: false only when
+// they overflowed the queue (the session closes as a slow client). On a
+// session already closed they are dropped, as on a closed WebSocket.
+func sent(err error) bool {
+	var ce *engineio.CloseError
+	return !errors.As(err, &ce) || ce.Reason != engineio.ReasonSlowClient
+}
