@@ -21,7 +21,7 @@
     for (const k of kids) e.append(k instanceof Node ? k : String(k ?? ""));
     return e;
   }
-  const row = (cells, attrs) => el("tr", attrs, ...cells.map((c) => (c instanceof Node && c.tagName === "TD" ? c : el("td", {}, c))));
+  const row = (cells, attrs) => el("tr", attrs, ...cells.map((c) => (c instanceof Node && (c.tagName === "TD" || c.tagName === "TH") ? c : el("td", {}, c))));
   const mono = (s) => el("td", { class: "mono" }, s);
   const fill = (tbody, rows) => tbody.replaceChildren(...rows);
   const time = (t) => (t ? new Date(t).toISOString().replace("T", " ").replace("Z", "") : "");
