@@ -214,10 +214,12 @@
     $("#state-json").dataset.at = r.pos;
   }
   let sliderTimer = 0;
-  $("#slider").addEventListener("input", () => {
-    clearTimeout(sliderTimer);
-    sliderTimer = setTimeout(() => showStateAt().catch(showError), 120);
-  });
+  for (const ev of ["input", "change"]) {
+    $("#slider").addEventListener(ev, () => {
+      clearTimeout(sliderTimer);
+      sliderTimer = setTimeout(() => showStateAt().catch(showError), 120);
+    });
+  }
   $("#filters").addEventListener("submit", (e) => {
     e.preventDefault();
     timeline().catch(showError);

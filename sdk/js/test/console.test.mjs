@@ -136,13 +136,16 @@ for (const backend of backends()) {
       await page.keyboard.press("Home");
       for (let i = 0; i < k; i++) await page.keyboard.press("ArrowRight");
       const at = recs[k].split(" ")[0];
-      await shot("timeline-debug");
-      await page.waitForFunction((at) => document.querySelector("#state-json").dataset.at === at, at, wait);
+      await page.waitForFunction((at) => document.querySelector("#state-json").dataset.at === at, at, wait).catch(async (e) => {
+        await shot("timeline-failed");
+        throw new Error(e.message + "; the page shows " + (await page.evaluate(() => [document.querySelector("#slider").value, document.querySelector("#slider-at").textContent, document.querySelector("#error").textContent].join(" | "))));
+      });
       const shown = JSON.parse(await page.textContent("#state-json"));
       assert.deepEqual(shown, await cli("--room", "chat:lobby", "--at", at));
       assert.ok(shown.members.length >= 1 && shown.history.length < 8, "an earlier state: " + JSON.stringify(shown));
 
       await page.click("#mark-a");
+      await page.focus("#slider");
       await page.keyboard.press("End");
       const end = recs.at(-1).split(" ")[0];
       await page.waitForFunction((p) => document.querySelector("#state-json").dataset.at === p, end, wait);
