@@ -136,7 +136,7 @@
       el("tbody", {}, ...st.history.slice().reverse().map((m) => row([mono(m.pos), mono(time(m.timestamp)), m.event, mono(m.from || ""), m.user || "", el("td", { class: "mono data" }, json(m.data))], { dataset: { pos: m.pos } }))));
     return [
       el("div", {}, el("h3", {}, "Members ", el("small", {}, st.members.length)), members),
-      el("div", {}, el("h3", {}, "State ", el("small", {}, keys.length + " keys, with versions")), kv),
+      el("div", {}, el("h3", {}, "State ", el("small", {}, keys.length + (keys.length === 1 ? " key" : " keys") + ", with versions")), kv),
       el("div", { class: "msgs" }, el("h3", {}, "Recent messages ", el("small", {}, st.history.length)), msgs),
     ];
   }

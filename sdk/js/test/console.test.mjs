@@ -130,6 +130,13 @@ for (const backend of backends()) {
       await page.click("#to-timeline");
       await page.waitForFunction(() => window.roomlogConsole.records.length > 10 && document.querySelector("#state-json").dataset.at, null, wait);
       const recs = await page.evaluate(() => window.roomlogConsole.records.map((r) => r.pos + " " + r.type));
+      // Filters: only bob's typing events.
+      await page.fill("#f-event", "typing");
+      await page.click("#filters button");
+      await page.waitForFunction(() => window.roomlogConsole.records.length === 2, null, wait);
+      await page.fill("#f-event", "");
+      await page.click("#filters button");
+      await page.waitForFunction((n) => window.roomlogConsole.records.length === n && document.querySelector("#state-json").dataset.at, recs.length, wait);
       // Move the slider with the keyboard to the 6th record (an earlier position).
       const k = 5;
       await page.focus("#slider");
@@ -155,15 +162,12 @@ for (const backend of backends()) {
       const diff = JSON.parse(await page.textContent("#diff-json"));
       assert.deepEqual(diff, await cli("--room", "chat:lobby", "--at", at, "--diff", end));
       assert.ok(diff.changes.length > 0);
-      await page.evaluate(() => document.querySelector("#diff-view details").setAttribute("open", ""));
+      // Back to the earlier position for the screenshot: the state there, and the diff below.
+      await page.focus("#slider");
+      await page.keyboard.press("Home");
+      for (let i = 0; i < k; i++) await page.keyboard.press("ArrowRight");
+      await page.waitForFunction((at) => document.querySelector("#state-json").dataset.at === at, at, wait);
 
-      // Filters: only bob's typing events.
-      await page.fill("#f-event", "typing");
-      await page.click("#filters button");
-      await page.waitForFunction(() => window.roomlogConsole.records.length === 2, null, wait);
-      await page.fill("#f-event", "");
-      await page.click("#filters button");
-      await page.waitForFunction((n) => window.roomlogConsole.records.length === n, recs.length, wait);
       await page.evaluate(() => scrollTo(0, 0));
       await shot("timeline");
 
