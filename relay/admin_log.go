@@ -234,7 +234,7 @@ func (s *Server) adminState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	logStart, _ := starts.Lookup(s.cfg.Topic, p.ID())
-	part, start, err := logview.StartingPoint(ctx, s.snaps, p.ID(), logStart.Offset, at, s.cfg.HistoryWindow, s.cfg.Logger)
+	part, start, err := logview.StartingPoint(ctx, s.snaps, p.ID(), logStart.Offset, at, consumer.HistoryWindowFor(s.cfg.HistoryWindow), s.cfg.Logger)
 	if errors.Is(err, logview.ErrRetention) {
 		badRequest(w, "retention", err.Error())
 		return
