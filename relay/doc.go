@@ -49,7 +49,9 @@
 //   - The lease and snapshot loops (lease.go, snapshot.go) on Server.bg;
 //     a relay whose session the log ended closes every socket (4002).
 //   - HTTP handlers: /ws admission, the backend API (which waits for its
-//     records' folds, never touching a connection), metrics and health.
+//     records' folds, never touching a connection), the console's read-only
+//     API (admin.go: partitions' read locks to copy out, log reads with
+//     clients of their own), metrics and health.
 //
 // Locks and their order are in docs/DESIGN.md. No lock is held while calling
 // into franz-go or writing to a socket.
