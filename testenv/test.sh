@@ -4,8 +4,8 @@
 # here (testenv/kafka) and stopped on exit; then the JavaScript SDK's suite
 # (sdk/js: node:test against relays built from this tree, on both logs, and
 # the demo page and the operator console in headless Chromium). The
-# real-broker run is required: it
-# fails, never skips, when the broker or kcat is missing.
+# real-broker run is required: it fails, never skips, when the broker or kcat
+# is missing.
 #
 # Usage: testenv/test.sh [go test flags...]   (default: -race -count=1 ./...)
 set -euo pipefail
