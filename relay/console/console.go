@@ -8,10 +8,11 @@
 package console
 
 import (
-	"bytes"
 	"embed"
 	"io/fs"
 	"net/http"
+
+	"github.com/roomlog/roomlog/internal/webpage"
 )
 
 //go:embed static
@@ -27,27 +28,12 @@ type Config struct {
 // Handler serves the console at /admin/ and its files; any other path is 404.
 func Handler(cfg Config) http.Handler {
 	files, _ := fs.Sub(static, "static")
-	index, _ := fs.ReadFile(files, "index.html")
 	mode := "token"
 	if cfg.Open {
 		mode = "open"
 	}
-	index = bytes.Replace(index, []byte("{{AUTH}}"), []byte(mode), 1)
-	fileServer := http.StripPrefix("/admin", http.FileServer(http.FS(files)))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cache-Control", "no-cache")
-		switch r.URL.Path {
-		case "/admin/":
-			h.Set("Content-Type", "text/html; charset=utf-8")
-			_, _ = w.Write(index)
-		case "/admin/console.js", "/admin/console.css":
-			fileServer.ServeHTTP(w, r)
-		default:
-			http.NotFound(w, r)
-		}
+	return webpage.Handler(webpage.Config{
+		Files: files, Root: "/admin/", Fill: map[string]string{"{{AUTH}}": mode}, Assets: []string{"console.js", "console.css"},
+		CSP: "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
 	})
 }

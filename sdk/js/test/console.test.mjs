@@ -10,21 +10,15 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
-import { chromium } from "playwright-core";
-import { artifacts, backends, bin, hs256, startLog, WS } from "./helpers.mjs";
+import { artifacts, backends, bin, hs256, launchChromium, startLog, WS } from "./helpers.mjs";
 
 const run = promisify(execFile);
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const wait = { timeout: 30000 };
 const TOKEN = "console-test-token-" + process.pid;
 
 let browser;
 before(async () => {
-  browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-  });
+  browser = await launchChromium();
 });
 after(() => browser?.close());
 
