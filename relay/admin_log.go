@@ -117,20 +117,15 @@ func (s *Server) queryPos(w http.ResponseWriter, q url.Values, name, room string
 	return &p, true
 }
 
-// read reads [from, to) of the slice's partition within ReadTimeout, calling
-// fn for each record (false stops). It answers the error itself.
-func (s *Server) adminRead(w http.ResponseWriter, r *http.Request, pn int32, from, to int64, fn func(*kgo.Record) bool) bool {
-	ctx, cancel := s.readDeadline()
-	defer cancel()
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() { // a client that goes away ends the read
-		select {
-		case <-r.Context().Done():
-			stop()
-		case <-ctx.Done():
-		}
-	}()
+// adminDeadline bounds one request's reads of the log by ReadTimeout; a
+// client that goes away ends them too.
+func (s *Server) adminDeadline(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), s.cfg.ReadTimeout)
+}
+
+// adminRead reads [from, to) of partition pn, calling fn for each record
+// (false stops). It answers the error itself.
+func (s *Server) adminRead(ctx context.Context, w http.ResponseWriter, pn int32, from, to int64, fn func(*kgo.Record) bool) bool {
 	if _, err := consumer.ReadRange(ctx, s.clientOpts(), s.cfg.Topic, pn, from, to, fn); err != nil {
 		s.adminLogError(w, err)
 		return false
@@ -159,7 +154,9 @@ func (s *Server) adminRecords(w http.ResponseWriter, r *http.Request) {
 	}
 	recs := []logview.RecordView{}
 	next := sl.to
-	if !s.adminRead(w, r, sl.part.ID(), sl.from, sl.to, func(kr *kgo.Record) bool {
+	ctx, cancel := s.adminDeadline(r)
+	defer cancel()
+	if !s.adminRead(ctx, w, sl.part.ID(), sl.from, sl.to, func(kr *kgo.Record) bool {
 		if string(kr.Key) != sl.room && !isLease(kr) {
 			return true
 		}
@@ -223,7 +220,7 @@ func (s *Server) adminState(w http.ResponseWriter, r *http.Request) {
 	if to != nil {
 		end = to.Pos.Offset + 1
 	}
-	ctx, cancel := s.readDeadline()
+	ctx, cancel := s.adminDeadline(r)
 	defer cancel()
 	starts, err := kadm.NewClient(s.prod).ListStartOffsets(ctx, s.cfg.Topic)
 	if err == nil {
@@ -247,7 +244,7 @@ func (s *Server) adminState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fold := &logview.Fold{Part: part, Room: room, Epoch: s.epoch, At: at, To: to}
-	if !s.adminRead(w, r, p.ID(), start, end, func(kr *kgo.Record) bool { return fold.Feed(kr) == nil }) {
+	if !s.adminRead(ctx, w, p.ID(), start, end, func(kr *kgo.Record) bool { return fold.Feed(kr) == nil }) {
 		return
 	}
 	if to == nil {
@@ -273,7 +270,7 @@ func (s *Server) adminExport(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	ctx, cancel := s.readDeadline()
+	ctx, cancel := s.adminDeadline(r)
 	defer cancel()
 	var werr error
 	_, err = consumer.ReadRange(ctx, s.clientOpts(), s.cfg.Topic, sl.part.ID(), sl.from, sl.to, func(kr *kgo.Record) bool {

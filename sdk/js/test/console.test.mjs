@@ -49,7 +49,7 @@ async function client(ws, token) {
 
 for (const backend of backends()) {
   describe("operator console in Chromium (" + backend.name + ")", () => {
-    let log, a, b, page, jwt, topic;
+    let log, a, b, page, jwt, topic, alice;
     const get = (path, token) => fetch(a.http + path.replace(/^\//, ""), { headers: token ? { Authorization: "Bearer " + token } : {} });
     const shot = (name) => page.screenshot({ path: join(artifacts, "console-" + name + "-" + backend.name + ".png") });
     const cli = async (...args) => {
@@ -67,7 +67,7 @@ for (const backend of backends()) {
       b = await log.relay(flags);
       topic = (await (await get("/admin/api/fleet", TOKEN)).json()).relay.topic;
       // Traffic in several rooms, on both relays: alice on A, bob on B.
-      const alice = await client(a.ws, userToken("alice"));
+      alice = await client(a.ws, userToken("alice"));
       const bob = await client(b.ws, userToken("bob"));
       for (const room of ["chat:lobby", "chat:dev", "game:1"]) await alice.send({ op: "join", room });
       for (const room of ["chat:lobby", "game:1"]) await bob.send({ op: "join", room });
@@ -172,6 +172,16 @@ for (const backend of backends()) {
       assert.equal(lines[0].format, "roomlog-export");
       assert.deepEqual(lines.at(-1), { end: true, records: 6 });
       assert.ok(lines.slice(1, -1).every((r) => r.k === "chat:lobby"));
+
+      // Live tail: a new message joins the timeline, and the state at its end, without a reload.
+      await page.focus("#slider");
+      await page.keyboard.press("End");
+      await page.waitForFunction((p) => document.querySelector("#state-json").dataset.at === p, end, wait);
+      await page.check("#tail");
+      const pos = (await alice.send({ op: "publish", room: "chat:lobby", event: "chat", data: { text: "tailed" } })).pos;
+      await page.waitForFunction((p) => document.querySelector("#state-json").dataset.at === p, pos, wait);
+      assert.ok(JSON.parse(await page.textContent("#state-json")).history.some((m) => m.data.text === "tailed"));
+      await page.uncheck("#tail");
       assert.deepEqual(page.errors, []);
     });
 
