@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -39,7 +40,7 @@ type adminSlice struct {
 	filter   logview.Filter
 }
 
-// slice reads room, from and to (positions, inclusive; default: the newest
+// adminSliceOf reads room, from and to (positions, inclusive; default: the newest
 // AdminScanDefault records up to what this relay has folded) and the
 // filters event, sender, user and type.
 func (s *Server) adminSliceOf(w http.ResponseWriter, r *http.Request) (*adminSlice, bool) {
@@ -75,22 +76,13 @@ func (s *Server) adminSliceOf(w http.ResponseWriter, r *http.Request) (*adminSli
 		sl.filter.Events = []string{e}
 	}
 	if t := q.Get("type"); t != "" {
-		if !isRecordType(t) {
+		if !slices.Contains(logview.Types, t) {
 			badRequest(w, "bad_type", "type "+strconv.Quote(t)+" is not a record type")
 			return nil, false
 		}
 		sl.filter.Types = []string{t}
 	}
 	return sl, true
-}
-
-func isRecordType(t string) bool {
-	for _, x := range logview.Types {
-		if x == t {
-			return true
-		}
-	}
-	return false
 }
 
 // queryPos reads a position parameter: nil when absent. It must be a
@@ -157,7 +149,7 @@ func (s *Server) adminRecords(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.adminDeadline(r)
 	defer cancel()
 	if !s.adminRead(ctx, w, sl.part.ID(), sl.from, sl.to, func(kr *kgo.Record) bool {
-		if string(kr.Key) != sl.room && !isLease(kr) {
+		if string(kr.Key) != sl.room {
 			return true
 		}
 		ev, err := record.Decode(kr)
@@ -175,14 +167,10 @@ func (s *Server) adminRecords(w http.ResponseWriter, r *http.Request) {
 	}
 	partNext, _ := sl.part.Progress()
 	adminJSON(w, map[string]any{
-		"room": sl.room, "partition": sl.part.ID(), "from": sl.part.Pos(s.epoch, sl.from).String(), "to": sl.to, "end": partNext,
+		"room": sl.room, "partition": sl.part.ID(), "from": sl.part.Pos(s.epoch, sl.from).String(),
+		"to": sl.part.Pos(s.epoch, sl.to-1).String(), "end": sl.part.Pos(s.epoch, partNext).String(),
 		"records": recs, "more": next < sl.to, "next": sl.part.Pos(s.epoch, next).String(),
 	})
-}
-
-// isLease: lease and expire records are keyed by relay, not room.
-func isLease(r *kgo.Record) bool {
-	return len(r.Key) > len(record.RelayKeyPrefix) && string(r.Key[:len(record.RelayKeyPrefix)]) == record.RelayKeyPrefix
 }
 
 // adminState is `roomlog state --at` (and `--diff`): the room's state at a
