@@ -256,6 +256,7 @@ type RelayLease struct {
 	Relay       string
 	Session     string
 	LeaseOffset int64
+	LeaseTime   int64 // the lease record's timestamp, Unix milliseconds
 	Expired     bool
 	Members     int // members of the session in this partition
 }
@@ -266,9 +267,28 @@ func (p *Partition) Leases() []RelayLease {
 	defer p.mu.RUnlock()
 	out := make([]RelayLease, 0, len(p.relays))
 	for name, l := range p.relays {
-		out = append(out, RelayLease{Relay: name, Session: l.Session, LeaseOffset: l.LeaseOffset, Expired: l.Expired, Members: len(p.sessions[l.Session])})
+		out = append(out, RelayLease{Relay: name, Session: l.Session, LeaseOffset: l.LeaseOffset, LeaseTime: l.LeaseTime, Expired: l.Expired, Members: len(p.sessions[l.Session])})
 	}
 	return out
+}
+
+// RoomNames returns up to limit names of the rooms this partition holds
+// state for (members, keys or recent messages) that match, unsorted, and
+// whether more matched.
+func (p *Partition) RoomNames(match func(string) bool, limit int) ([]string, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	var out []string
+	for name := range p.rooms {
+		if !match(name) {
+			continue
+		}
+		if len(out) == limit {
+			return out, true
+		}
+		out = append(out, name)
+	}
+	return out, false
 }
 
 // Pos builds the position of an offset in this partition.

@@ -3,8 +3,6 @@ package relay
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/roomlog/roomlog/consumer"
 	"github.com/roomlog/roomlog/record"
-	"github.com/roomlog/roomlog/relay/auth"
 )
 
 // The backend HTTP API: POST /api/publish and POST /api/state, for services
@@ -77,17 +74,7 @@ func (s *Server) apiDelivered(d *consumer.Delivery) {
 // apiAuthorized compares the bearer key with every configured key in
 // constant time (over SHA-256 digests, so lengths do not leak either).
 func (s *Server) apiAuthorized(r *http.Request) bool {
-	key, bearer := auth.BearerToken(r.Header.Get("Authorization"))
-	if !bearer {
-		return false
-	}
-	got := sha256.Sum256([]byte(key))
-	ok := 0
-	for _, k := range s.cfg.Auth.APIKeys {
-		want := sha256.Sum256(k)
-		ok |= subtle.ConstantTimeCompare(got[:], want[:])
-	}
-	return ok == 1
+	return bearerIn(r, s.cfg.Auth.APIKeys)
 }
 
 // registerAPI adds the API's routes to mux (when API keys are configured).

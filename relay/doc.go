@@ -71,7 +71,9 @@
 //     (engineio pings). Requests for another relay's session run a
 //     reverse proxy (peers.go) on their HTTP handler's goroutine.
 //   - HTTP handlers: /ws admission, the backend API (which waits for its
-//     records' folds, never touching a connection), metrics and health.
+//     records' folds, never touching a connection), the console's read-only
+//     API (admin.go: partitions' read locks to copy out, log reads with
+//     clients of their own), metrics and health.
 //
 // Locks and their order are in docs/DESIGN.md. No lock is held while calling
 // into franz-go or writing to a socket.

@@ -8,8 +8,9 @@ import (
 )
 
 // routes is the relay's HTTP mux: /ws (handler_websocket.go), /socket.io/
-// (handler_socketio.go), the backend API (api.go), /metrics, /healthz,
-// /readyz, and Config.Pages (the demo page) for every other path.
+// (handler_socketio.go), the backend API (api.go), the console (admin.go),
+// /metrics, /healthz, /readyz, and Config.Pages (the demo page) for every
+// other path.
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", s.serveWS)
@@ -18,6 +19,7 @@ func (s *Server) routes() *http.ServeMux {
 		mux.Handle("/", s.cfg.Pages)
 	}
 	s.registerAPI(mux)
+	s.registerAdmin(mux)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {

@@ -100,6 +100,12 @@ type Config struct {
 
 	// Pages, when set, serves every path the relay's own routes do not: the demo page at / (relay/demo).
 	Pages http.Handler
+	// AdminTokens enable the operator console's JSON API at /admin/api/ (admin.go) and Console at /admin/
+	// (relay/console): requests must carry one of them as a bearer token. AdminOpen enables both without a
+	// token for loopback clients only (local development).
+	AdminTokens [][]byte
+	AdminOpen   bool
+	Console     http.Handler
 }
 
 func (c *Config) setDefaults() error {
@@ -206,6 +212,7 @@ type Server struct {
 	leases     *leases
 	peers      peers                   // relay sessions' addresses, for Socket.IO forwarding
 	snaps      *consumer.SnapshotStore // nil when snapshots are off
+	admin      adminFleetMemory
 
 	prod *kgo.Client
 	cons *consumer.Consumer

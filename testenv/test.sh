@@ -3,8 +3,9 @@
 # on the in-process kfake broker and on a real Apache Kafka broker started
 # here (testenv/kafka) and stopped on exit; then the JavaScript SDK's suite
 # (sdk/js: node:test against relays built from this tree, on both logs, and
-# the demo page in headless Chromium). The real-broker run is required: it
-# fails, never skips, when the broker or kcat is missing.
+# the demo page and the operator console in headless Chromium). The
+# real-broker run is required: it fails, never skips, when the broker or kcat
+# is missing.
 #
 # Usage: testenv/test.sh [go test flags...]   (default: -race -count=1 ./...)
 set -euo pipefail

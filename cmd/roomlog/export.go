@@ -12,43 +12,14 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/roomlog/roomlog/internal/embedded"
+	"github.com/roomlog/roomlog/internal/logview"
 	"github.com/roomlog/roomlog/record"
 	"github.com/roomlog/roomlog/relay"
 )
-
-// The export format: JSON lines. A header line, one line per record (key,
-// value, headers, timestamp, and where it was), and a trailer with the count,
-// so a truncated file is detected.
-
-const exportFormat = "roomlog-export"
-
-type exportHeader struct {
-	Format     string    `json:"format"`
-	Version    int       `json:"version"`
-	Topic      string    `json:"topic"`
-	Epoch      string    `json:"epoch"`
-	Partitions int       `json:"partitions"`
-	ExportedAt time.Time `json:"exported_at"`
-}
-
-type exportRecord struct {
-	Partition int32       `json:"p"`
-	Offset    int64       `json:"o"`
-	Timestamp int64       `json:"ts"` // Unix milliseconds
-	Key       string      `json:"k"`
-	Value     []byte      `json:"v,omitempty"` // base64
-	Headers   [][2]string `json:"h,omitempty"`
-}
-
-type exportTrailer struct {
-	End     bool  `json:"end"`
-	Records int64 `json:"records"`
-}
 
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("export", "Writes a slice of the events topic to a file (JSON lines), for `roomlog redrive`.\n"+
@@ -82,31 +53,15 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		w = f
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
-	enc := json.NewEncoder(bw)
-	if err := enc.Encode(exportHeader{Format: exportFormat, Version: 1, Topic: o.topic, Epoch: fmt.Sprintf("%016x", o.epoch), Partitions: len(o.parts), ExportedAt: time.Now().UTC()}); err != nil {
-		return err
-	}
-	var n int64
-	err = o.scan(ctx, from, to, false, newProgress(stderr, quiet), func(r *kgo.Record) error {
-		if ev, err := record.Decode(r); err == nil && !sf.flt.match(&ev, r) {
-			return nil
-		} else if err != nil && (len(sf.flt.rooms) > 0 || len(sf.flt.events) > 0 || len(sf.flt.types) > 0 || sf.flt.from != "" || sf.flt.user != "") {
-			return nil // cannot tell whether it matches
-		}
-		er := exportRecord{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli(), Key: string(r.Key), Value: r.Value}
-		if !utf8.Valid(r.Key) {
-			return fmt.Errorf("record at partition %d offset %d has a key that is not UTF-8; it cannot be a room", r.Partition, r.Offset)
-		}
-		for _, h := range r.Headers {
-			er.Headers = append(er.Headers, [2]string{h.Key, string(h.Value)})
-		}
-		n++
-		return enc.Encode(&er)
-	})
+	ex, err := logview.NewExporter(bw, o.topic, o.epoch, len(o.parts), sf.flt.Filter)
 	if err != nil {
 		return err
 	}
-	if err := enc.Encode(exportTrailer{End: true, Records: n}); err != nil {
+	if err = o.scan(ctx, from, to, false, newProgress(stderr, quiet), ex.Add); err != nil {
+		return err
+	}
+	n, err := ex.Close()
+	if err != nil {
 		return err
 	}
 	if err := bw.Flush(); err != nil {
@@ -122,8 +77,8 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // readExport reads and checks a whole export file.
-func readExport(path string) (exportHeader, []exportRecord, error) {
-	var h exportHeader
+func readExport(path string) (logview.ExportHeader, []logview.ExportRecord, error) {
+	var h logview.ExportHeader
 	f, err := os.Open(path)
 	if err != nil {
 		return h, nil, err
@@ -139,13 +94,13 @@ func readExport(path string) (exportHeader, []exportRecord, error) {
 	if !next() {
 		return h, nil, fmt.Errorf("%s: empty file (not a roomlog export)", path)
 	}
-	if err := json.Unmarshal(sc.Bytes(), &h); err != nil || h.Format != exportFormat {
+	if err := json.Unmarshal(sc.Bytes(), &h); err != nil || h.Format != logview.ExportFormat {
 		return h, nil, fmt.Errorf("%s: line 1 is not a roomlog export header", path)
 	}
 	if h.Version != 1 {
 		return h, nil, fmt.Errorf("%s: export format version %d; this roomlog reads version 1", path, h.Version)
 	}
-	var recs []exportRecord
+	var recs []logview.ExportRecord
 	for {
 		if !next() {
 			if err := sc.Err(); err != nil {
@@ -155,7 +110,7 @@ func readExport(path string) (exportHeader, []exportRecord, error) {
 		}
 		b := sc.Bytes()
 		if strings.HasPrefix(string(b), `{"end"`) {
-			var t exportTrailer
+			var t logview.ExportTrailer
 			if err := json.Unmarshal(b, &t); err != nil || !t.End {
 				return h, nil, fmt.Errorf("%s: line %d: bad end line", path, line)
 			}
@@ -164,7 +119,7 @@ func readExport(path string) (exportHeader, []exportRecord, error) {
 			}
 			return h, recs, nil
 		}
-		var er exportRecord
+		var er logview.ExportRecord
 		if err := json.Unmarshal(b, &er); err != nil {
 			return h, nil, fmt.Errorf("%s: line %d is not a record (truncated or corrupt): %w", path, line, err)
 		}
@@ -314,7 +269,7 @@ func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 // redriveOrder merges the export's partitions by timestamp, never
 // reordering records within a partition.
-func redriveOrder(recs []exportRecord) []int {
+func redriveOrder(recs []logview.ExportRecord) []int {
 	byPart := map[int32][]int{}
 	for i, r := range recs {
 		byPart[r.Partition] = append(byPart[r.Partition], i)

@@ -22,6 +22,7 @@ import (
 	"github.com/roomlog/roomlog/internal/cliflag"
 	"github.com/roomlog/roomlog/internal/embedded"
 	"github.com/roomlog/roomlog/relay"
+	"github.com/roomlog/roomlog/relay/console"
 	"github.com/roomlog/roomlog/relay/demo"
 )
 
@@ -194,6 +195,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	if demoPage {
 		cfg.Pages = demo.Handler(demo.Config{TokenRequired: !cfg.Auth.Anonymous})
 	}
+	cfg.Console = console.Handler(console.Config{Open: cfg.AdminOpen})
 	if procs < 1 || procs > 256 {
 		return fmt.Errorf("--procs %d: want 1 to 256", procs)
 	}

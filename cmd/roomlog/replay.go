@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -16,63 +17,27 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/roomlog/roomlog/internal/logview"
 	"github.com/roomlog/roomlog/record"
 )
 
-// recordView is one record as the tools print it (JSON lines).
-type recordView struct {
-	Pos       string          `json:"pos"`
-	Partition int32           `json:"partition"`
-	Offset    int64           `json:"offset"`
-	Timestamp time.Time       `json:"timestamp"`
-	Room      string          `json:"room"`
-	Type      record.Type     `json:"type"`
-	Event     string          `json:"event,omitempty"`
-	Data      json.RawMessage `json:"data,omitempty"`
-	From      string          `json:"from,omitempty"`
-	User      string          `json:"user,omitempty"`
-	MID       string          `json:"mid,omitempty"`
-	Key       string          `json:"key,omitempty"`
-	Delta     *int64          `json:"delta,omitempty"`
-	Version   *int64          `json:"version,omitempty"`
-	Relay     string          `json:"relay,omitempty"`
-	Session   string          `json:"session,omitempty"`
-}
-
-func viewOf(ev *record.Event, r *kgo.Record, epoch uint64) recordView {
-	v := recordView{
-		Pos: record.Pos{Epoch: epoch, Partition: r.Partition, Offset: r.Offset}.String(), Partition: r.Partition, Offset: r.Offset,
-		Timestamp: r.Timestamp.UTC(), Room: ev.Room, Type: ev.Type, Event: ev.Event, Data: ev.Data, From: ev.From, User: ev.User,
-		MID: ev.MID, Key: ev.Key, Relay: ev.Relay, Session: ev.Session,
-	}
-	switch ev.Type {
-	case record.TypeIncr:
-		v.Delta = &ev.Delta
-	case record.TypeCAS, record.TypeExpire:
-		v.Version = &ev.Version
-	}
-	return v
-}
-
 // filter selects records for replay and export.
 type filter struct {
-	rooms, events, types []string
-	from, user           string
-	since, until         string
-	fromPos, toPos       string
-	sinceT, untilT       time.Time
-	lo, hi               *record.Pos
+	logview.Filter
+	since, until   string
+	fromPos, toPos string
+	lo, hi         *record.Pos
 }
 
 func (f *filter) register(fs *flag.FlagSet) {
-	fs.Func("room", "only this room (glob pattern, e.g. 'chat:*'; repeatable)", func(s string) error { f.rooms = append(f.rooms, s); return nil })
-	fs.Func("event", "only publishes of this event (repeatable)", func(s string) error { f.events = append(f.events, s); return nil })
-	fs.Func("type", "only records of this type: publish, join, leave, set, del, incr, cas, lease, expire (repeatable)", func(s string) error {
-		f.types = append(f.types, s)
+	fs.Func("room", "only this room (glob pattern, e.g. 'chat:*'; repeatable)", func(s string) error { f.Rooms = append(f.Rooms, s); return nil })
+	fs.Func("event", "only publishes of this event (repeatable)", func(s string) error { f.Events = append(f.Events, s); return nil })
+	fs.Func("type", "only records of this type: "+strings.Join(logview.Types, ", ")+" (repeatable)", func(s string) error {
+		f.Types = append(f.Types, s)
 		return nil
 	})
-	fs.StringVar(&f.from, "from", "", "only records sent by this connection id")
-	fs.StringVar(&f.user, "user", "", "only records of this user id")
+	fs.StringVar(&f.From, "from", "", "only records sent by this connection id")
+	fs.StringVar(&f.User, "user", "", "only records of this user id")
 	fs.StringVar(&f.since, "since", "", "only records at or after this time (RFC 3339, or a duration back from now: 15m)")
 	fs.StringVar(&f.until, "until", "", "only records before this time")
 	fs.StringVar(&f.fromPos, "from-pos", "", "start at this position (inclusive): reads its partition only")
@@ -84,22 +49,22 @@ func (f *filter) register(fs *flag.FlagSet) {
 func (f *filter) prepare(o *openedLog) (from, to map[int32]int64, err error) {
 	now := time.Now()
 	if f.since != "" {
-		if f.sinceT, err = parseTime(f.since, now); err != nil {
+		if f.Since, err = parseTime(f.since, now); err != nil {
 			return nil, nil, fmt.Errorf("--since: %w", err)
 		}
 	}
 	if f.until != "" {
-		if f.untilT, err = parseTime(f.until, now); err != nil {
+		if f.Until, err = parseTime(f.until, now); err != nil {
 			return nil, nil, fmt.Errorf("--until: %w", err)
 		}
 	}
-	for _, p := range f.rooms {
+	for _, p := range f.Rooms {
 		if _, err := path.Match(p, ""); err != nil {
 			return nil, nil, fmt.Errorf("--room %q: %w", p, err)
 		}
 	}
-	for _, t := range f.types {
-		if ok := map[string]bool{"publish": true, "join": true, "leave": true, "set": true, "del": true, "incr": true, "cas": true, "lease": true, "expire": true}[t]; !ok {
+	for _, t := range f.Types {
+		if !slices.Contains(logview.Types, t) {
 			return nil, nil, fmt.Errorf("--type %q: not a record type", t)
 		}
 	}
@@ -149,49 +114,6 @@ func (f *filter) prepare(o *openedLog) (from, to map[int32]int64, err error) {
 		}
 	}
 	return from, to, nil
-}
-
-func (f *filter) match(ev *record.Event, r *kgo.Record) bool {
-	if len(f.rooms) > 0 && !matchAny(f.rooms, ev.Room) {
-		return false
-	}
-	if len(f.events) > 0 && (ev.Type != record.TypePublish || !contains(f.events, ev.Event)) {
-		return false
-	}
-	if len(f.types) > 0 && !contains(f.types, string(ev.Type)) {
-		return false
-	}
-	if f.from != "" && ev.From != f.from {
-		return false
-	}
-	if f.user != "" && ev.User != f.user {
-		return false
-	}
-	if !f.sinceT.IsZero() && r.Timestamp.Before(f.sinceT) {
-		return false
-	}
-	if !f.untilT.IsZero() && !r.Timestamp.Before(f.untilT) {
-		return false
-	}
-	return true
-}
-
-func matchAny(patterns []string, s string) bool {
-	for _, p := range patterns {
-		if ok, _ := path.Match(p, s); ok {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // corruptError reports an undecodable record with its position.
@@ -246,10 +168,10 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			log.Warn("skipping a corrupt record", "pos", record.Pos{Epoch: o.epoch, Partition: r.Partition, Offset: r.Offset}.String(), "err", err)
 			return nil
 		}
-		if !sf.flt.match(&ev, r) {
+		if !sf.flt.Match(&ev, r) {
 			return nil
 		}
-		v := viewOf(&ev, r, o.epoch)
+		v := logview.ViewOf(&ev, r, o.epoch)
 		if tw != nil {
 			what := v.Event
 			if v.Key != "" {

@@ -34,6 +34,7 @@ type securityFlags struct {
 	issuer, audience       string
 	leeway, authTimeout    time.Duration
 	apiKeyFiles            cliflag.List
+	adminTokenFiles        cliflag.List
 	origins                cliflag.List
 	rate                   float64
 	burst                  int
@@ -62,6 +63,7 @@ func registerSecurityFlags(fs *flag.FlagSet) *securityFlags {
 	fs.DurationVar(&f.leeway, "jwt-leeway", auth.DefaultLeeway, "clock skew allowed on exp and nbf")
 	fs.DurationVar(&f.authTimeout, "auth-timeout", auth.DefaultTimeout, "how long a connection without a token may take to send its auth frame (else close 4004)")
 	fs.Var(&f.apiKeyFiles, "api-key-file", "file of backend API keys, one per line (enables POST /api/publish and /api/state; repeatable)")
+	fs.Var(&f.adminTokenFiles, "admin-token-file", "file of operator console tokens, one per line (enables the read-only console at /admin/ and /admin/api/; repeatable)")
 	fs.Var(&f.origins, "allowed-origins", "browser origins allowed besides the relay's own host, glob patterns (https://*.example.com; '*': any)")
 	fs.Float64Var(&f.rate, "rate", relay.DefaultRate, "frames per second one connection may send (negative: unlimited)")
 	fs.IntVar(&f.burst, "burst", relay.DefaultBurst, "frames one connection may send in a burst")
@@ -103,22 +105,14 @@ func (f *securityFlags) configure(fs *flag.FlagSet, cfg *relay.Config, log *slog
 	if f.leeway == 0 {
 		a.Leeway = -1 // explicit: none
 	}
-	for _, p := range f.apiKeyFiles {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("--api-key-file: %w", err)
-		}
-		n := len(a.APIKeys)
-		for _, line := range strings.Split(string(b), "\n") {
-			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
-				a.APIKeys = append(a.APIKeys, []byte(line))
-			}
-		}
-		if len(a.APIKeys) == n {
-			// An empty key file would silently leave the API off.
-			return nil, fmt.Errorf("--api-key-file %s holds no key (only blank lines and comments)", p)
-		}
+	var err error
+	if a.APIKeys, err = readKeyFiles("api-key-file", f.apiKeyFiles); err != nil {
+		return nil, err
 	}
+	if cfg.AdminTokens, err = readKeyFiles("admin-token-file", f.adminTokenFiles); err != nil {
+		return nil, err
+	}
+	cfg.AdminOpen = len(f.adminTokenFiles) == 0 && a.Anonymous && loopback(cfg.Listen)
 	if !a.Anonymous && len(a.HS256Secrets) == 0 && len(a.PublicKeys) == 0 && a.JWKSURL == "" {
 		return nil, errors.New("no authentication configured: give --jwt-hs256-secret-file, --jwt-public-key-file or --jwks-url, or --anonymous for local development")
 	}
@@ -221,4 +215,27 @@ func loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// readKeyFiles reads keys, one per line (blank lines and # comments
+// skipped), from each file of a flag.
+func readKeyFiles(flagName string, files []string) ([][]byte, error) {
+	var keys [][]byte
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("--%s: %w", flagName, err)
+		}
+		n := len(keys)
+		for _, line := range strings.Split(string(b), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				keys = append(keys, []byte(line))
+			}
+		}
+		if len(keys) == n {
+			// An empty key file would silently leave what it enables off.
+			return nil, fmt.Errorf("--%s %s holds no key (only blank lines and comments)", flagName, p)
+		}
+	}
+	return keys, nil
 }

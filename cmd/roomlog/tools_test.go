@@ -16,6 +16,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/roomlog/roomlog/internal/logview"
 	"github.com/roomlog/roomlog/record"
 )
 
@@ -63,7 +64,7 @@ func TestLogTools(t *testing.T) {
 			out := mustRoomlog(t, append([]string{"replay", "--room", "doc", "--type", "publish"}, src...)...)
 			var got []string
 			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-				var v recordView
+				var v logview.RecordView
 				if err := json.Unmarshal([]byte(line), &v); err != nil {
 					t.Fatalf("not a JSON line: %q", line)
 				}
@@ -87,7 +88,7 @@ func TestLogTools(t *testing.T) {
 
 		t.Run("state at equals the live relay", func(t *testing.T) {
 			out := mustRoomlog(t, append([]string{"state", "--room", "doc", "--at", at}, src...)...)
-			var st roomState
+			var st logview.RoomState
 			if err := json.Unmarshal([]byte(out), &st); err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
@@ -112,8 +113,8 @@ func TestLogTools(t *testing.T) {
 			}
 			out = mustRoomlog(t, append([]string{"state", "--room", "doc", "--at", at, "--diff", end}, src...)...)
 			var d struct {
-				Changes []change
-				To      roomState
+				Changes []logview.Change
+				To      logview.RoomState
 			}
 			if err := json.Unmarshal([]byte(out), &d); err != nil {
 				t.Fatal(err)
@@ -241,7 +242,7 @@ func liveState(t *testing.T, f wsFrame) []byte {
 // members and key values (versions are offsets, which differ).
 func stateOf(t *testing.T, out string) map[string]any {
 	t.Helper()
-	var st roomState
+	var st logview.RoomState
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}

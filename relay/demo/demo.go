@@ -8,10 +8,11 @@
 package demo
 
 import (
-	"bytes"
 	"embed"
 	"io/fs"
 	"net/http"
+
+	"github.com/roomlog/roomlog/internal/webpage"
 )
 
 //go:embed static
@@ -26,27 +27,12 @@ type Config struct {
 // Handler serves the page at / and its files; any other path is 404.
 func Handler(cfg Config) http.Handler {
 	files, _ := fs.Sub(static, "static")
-	index, _ := fs.ReadFile(files, "index.html")
 	mode := "anonymous"
 	if cfg.TokenRequired {
 		mode = "token"
 	}
-	index = bytes.Replace(index, []byte("{{AUTH}}"), []byte(mode), 1)
-	fileServer := http.FileServer(http.FS(files))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'")
-		switch r.URL.Path {
-		case "/":
-			h.Set("Content-Type", "text/html; charset=utf-8")
-			h.Set("Cache-Control", "no-cache")
-			_, _ = w.Write(index)
-		case "/roomlog.min.js", "/demo.js", "/demo.css":
-			h.Set("Cache-Control", "no-cache")
-			fileServer.ServeHTTP(w, r)
-		default:
-			http.NotFound(w, r)
-		}
+	return webpage.Handler(webpage.Config{
+		Files: files, Root: "/", Fill: map[string]string{"{{AUTH}}": mode}, Assets: []string{"roomlog.min.js", "demo.js", "demo.css"},
+		CSP: "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'",
 	})
 }

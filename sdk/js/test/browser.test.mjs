@@ -5,19 +5,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { chromium } from "playwright-core";
-import { artifacts, backends, hs256, startLog } from "./helpers.mjs";
+import { artifacts, backends, hs256, launchChromium, startLog } from "./helpers.mjs";
 
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const wait = { timeout: 30000 };
 
 let browser;
 before(async () => {
-  browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-  });
+  browser = await launchChromium();
 });
 after(() => browser?.close());
 

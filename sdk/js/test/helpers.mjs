@@ -7,6 +7,7 @@ import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
 import WS from "ws";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -161,4 +162,13 @@ export function hs256(dir) {
       return body + "." + createHmac("sha256", secret).update(body).digest("base64url");
     },
   };
+}
+
+/** Headless Chromium: Debian's (or $CHROMIUM), driven by playwright-core. */
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  });
 }

@@ -1,0 +1,63 @@
+package logview
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/roomlog/roomlog/record"
+)
+
+func TestFilterMatch(t *testing.T) {
+	at := time.UnixMilli(1_700_000_000_000)
+	r := &kgo.Record{Timestamp: at}
+	ev := record.Event{Type: record.TypePublish, Room: "chat:a", Event: "chat", From: "c-1", User: "alice"}
+	tests := []struct {
+		name string
+		f    Filter
+		want bool
+	}{
+		{"empty", Filter{}, true},
+		{"room glob", Filter{Rooms: []string{"chat:*"}}, true},
+		{"other room", Filter{Rooms: []string{"game:*"}}, false},
+		{"event", Filter{Events: []string{"chat"}}, true},
+		{"other event", Filter{Events: []string{"typing"}}, false},
+		{"type", Filter{Types: []string{"publish"}}, true},
+		{"other type", Filter{Types: []string{"join"}}, false},
+		{"sender", Filter{From: "c-1"}, true},
+		{"other sender", Filter{From: "c-2"}, false},
+		{"user", Filter{User: "bob"}, false},
+		{"since", Filter{Since: at}, true},
+		{"until", Filter{Until: at}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.f.Match(&ev, r); got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestExporter(t *testing.T) {
+	var buf bytes.Buffer
+	ex, err := NewExporter(&buf, "events", 0xabc, 4, Filter{Rooms: []string{"a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := record.Encode(&record.Event{Type: record.TypePublish, Room: "a", Event: "e", Data: json.RawMessage(`1`)})
+	drop := record.Encode(&record.Event{Type: record.TypePublish, Room: "b", Event: "e", Data: json.RawMessage(`2`)})
+	corrupt := &kgo.Record{Key: []byte("a"), Headers: []kgo.RecordHeader{{Key: record.HeaderType, Value: []byte("nonsense")}}}
+	for _, r := range []*kgo.Record{keep, drop, corrupt} {
+		if err := ex.Add(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := ex.Close()
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if err != nil || n != 1 || len(lines) != 3 || !strings.Contains(lines[0], `"epoch":"0000000000000abc"`) || lines[2] != `{"end":true,"records":1}` {
+		t.Errorf("export: n=%d err=%v\n%s", n, err, buf.String())
+	}
+}
