@@ -244,7 +244,11 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if err := tlsm.start(ctx, srv); err != nil {
-		return err
+		// The relay is serving: drain it before returning, which closes
+		// the embedded broker (deferred) only after the relay is done.
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownT)
+		defer cancel()
+		return errors.Join(fmt.Errorf("tls: %w", err), srv.Shutdown(sctx))
 	}
 	signalReady()
 	log.Info("serving", "ws", fmt.Sprintf("%s://%s/ws", tlsm.wsScheme(), srv.Addr()), "version", version)

@@ -3,9 +3,16 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -145,6 +152,63 @@ func roundTrip(t *testing.T, ws *websocket.Conn, room, data string) record.Pos {
 // TestRelayEmbedded: `roomlog relay` alone is a durable server configured
 // from the environment; SIGTERM closes clients with 1001 and exits 0; a
 // restart on the same data folder continues the same log.
+// TestTLSFailureAfterStartDrainsTheRelay: when TLS cannot start once the
+// relay serves (here its HTTP redirect port is taken), the relay is drained
+// before the process exits and before the embedded broker closes; it used
+// to return with the relay still serving on a log being closed.
+func TestTLSFailureAfterStartDrainsTheRelay(t *testing.T) {
+	dir := t.TempDir()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cert, key := selfSigned(t, dir)
+	cmd := exec.Command(bin, "relay", "--anonymous", "--listen", freePort(t), "--data-dir", filepath.Join(dir, "data"),
+		"--tls-cert", cert, "--tls-key", key, "--http-listen", taken.Addr().String())
+	done := make(chan []byte, 1)
+	go func() { out, _ := cmd.CombinedOutput(); done <- out }()
+	select {
+	case out := <-done:
+		if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "tls:") {
+			t.Fatalf("exit %d, output:\n%s\nwant exit 1 with the TLS error", cmd.ProcessState.ExitCode(), out)
+		}
+		if !strings.Contains(string(out), "relay stopped") {
+			t.Fatalf("the relay was not drained:\n%s", out)
+		}
+	case <-time.After(2 * time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatal("the relay did not exit")
+	}
+}
+
+// selfSigned writes a certificate and key for 127.0.0.1 into dir.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
 func TestRelayEmbedded(t *testing.T) {
 	dir := t.TempDir()
 	addr := freePort(t)
