@@ -1,10 +1,7 @@
 package relay
 
 import (
-	"log/slog"
 	"net/http"
-
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // routes is the relay's HTTP mux: /ws (handler_websocket.go), /socket.io/
@@ -20,7 +17,9 @@ func (s *Server) routes() *http.ServeMux {
 	}
 	s.registerAPI(mux)
 	s.registerAdmin(mux)
-	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)}))
+	if !s.cfg.PrivateMetrics {
+		mux.Handle("/metrics", s.MetricsHandler())
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !s.Ready() {

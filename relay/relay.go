@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -100,6 +101,9 @@ type Config struct {
 
 	// Pages, when set, serves every path the relay's own routes do not: the demo page at / (relay/demo).
 	Pages http.Handler
+	// PrivateMetrics leaves /metrics off the public listener; the caller
+	// serves MetricsHandler elsewhere (cmd/roomlog: on --admin-listen).
+	PrivateMetrics bool
 	// AdminTokens enable the operator console's JSON API at /admin/api/ (admin.go) and Console at /admin/
 	// (relay/console): requests must carry one of them as a bearer token. AdminOpen enables both without a
 	// token for loopback clients only (local development).
@@ -455,6 +459,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.prod.Close()
 	s.cfg.Logger.Info("relay stopped", "relay", s.cfg.RelayName, "session", s.currentSession())
 	return errors.Join(herr, ferr)
+}
+
+// MetricsHandler serves the relay's Prometheus metrics (what /metrics
+// serves on the public listener unless Config.PrivateMetrics).
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)})
 }
 
 // Stats returns a snapshot of the counters.

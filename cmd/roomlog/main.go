@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -120,19 +121,20 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("relay", "Runs a relay: WebSocket clients at ws://<listen>/ws, Socket.IO clients at /socket.io/, every event appended to the log.\n"+
 		"With no --brokers it starts an embedded broker persisting to --data-dir.", stderr)
 	var (
-		cfg        relay.Config
-		brokers    cliflag.List
-		lf         logFlags
-		dataDir    string
-		embListen  string
-		fsync      bool
-		partitions int
-		rf         int
-		shutdownT  time.Duration
-		startT     time.Duration
-		procs      int
-		adminAddr  string
-		demoPage   bool
+		cfg            relay.Config
+		brokers        cliflag.List
+		lf             logFlags
+		dataDir        string
+		embListen      string
+		fsync          bool
+		partitions     int
+		rf             int
+		shutdownT      time.Duration
+		startT         time.Duration
+		procs          int
+		adminAddr      string
+		privateMetrics bool
+		demoPage       bool
 	)
 	fs.StringVar(&cfg.Listen, "listen", relay.DefaultListen, "HTTP/WebSocket listen address")
 	fs.Var(&brokers, "brokers", "Kafka seed brokers, host:port,... (empty: embedded broker)")
@@ -165,6 +167,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&cfg.ReusePort, "reuse-port", false, "set SO_REUSEPORT so several relay processes can listen on the same port")
 	fs.BoolVar(&demoPage, "demo", true, "serve the demo page at / (with JWT auth it asks for a token; --demo=false: no page)")
 	fs.StringVar(&adminAddr, "admin-listen", "", "serve pprof on this address (e.g. 127.0.0.1:6060); off when empty")
+	fs.BoolVar(&privateMetrics, "private-metrics", false, "serve /metrics on --admin-listen only, not on the public listener")
 	lf.register(fs)
 	var kf kafkaFlags
 	kf.register(fs)
@@ -199,8 +202,18 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	if procs < 1 || procs > 256 {
 		return fmt.Errorf("--procs %d: want 1 to 256", procs)
 	}
+	if privateMetrics && (adminAddr == "" || procs > 1) {
+		return errors.New("--private-metrics needs --admin-listen, and a single process (not --procs)")
+	}
+	cfg.PrivateMetrics = privateMetrics
+	var metrics atomic.Pointer[relay.Server] // the admin listener's /metrics, once the relay exists
 	if adminAddr != "" {
-		stop, err := serveAdmin(adminAddr, log)
+		stop, err := serveAdmin(adminAddr, log, func() http.Handler {
+			if srv := metrics.Load(); privateMetrics && srv != nil {
+				return srv.MetricsHandler()
+			}
+			return nil
+		})
 		if err != nil {
 			return err
 		}
@@ -237,6 +250,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	metrics.Store(srv)
 	startCtx, cancel := context.WithTimeout(ctx, startT)
 	err = srv.Start(startCtx)
 	cancel()
@@ -291,8 +305,9 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // serveAdmin serves pprof on addr, on its own listener and mux so that it is
-// never exposed on the public port.
-func serveAdmin(addr string, log *slog.Logger) (func(), error) {
+// never exposed on the public port; and /metrics when metrics returns a
+// handler (--private-metrics).
+func serveAdmin(addr string, log *slog.Logger, metrics func() http.Handler) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--admin-listen %s: %w", addr, err)
@@ -303,6 +318,13 @@ func serveAdmin(addr string, log *slog.Logger) (func(), error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		if h := metrics(); h != nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "metrics are served on the public listener (see --private-metrics)", http.StatusNotFound)
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: relay.DefaultHTTPIdle}
 	go func() { _ = srv.Serve(ln) }()
 	log.Info("admin listener (pprof) started", "addr", ln.Addr().String())

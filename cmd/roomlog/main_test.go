@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -179,6 +180,37 @@ func TestTLSFailureAfterStartDrainsTheRelay(t *testing.T) {
 	case <-time.After(2 * time.Minute):
 		_ = cmd.Process.Kill()
 		t.Fatal("the relay did not exit")
+	}
+}
+
+// TestPrivateMetrics: with --private-metrics, /metrics is served on the
+// admin listener only, not on the public one (issue 15: the operator can keep
+// metrics off the internet).
+func TestPrivateMetrics(t *testing.T) {
+	addr, admin := freePort(t), freePort(t)
+	startProc(t, addr, []string{"ROOMLOG_DATA_DIR=" + t.TempDir()}, "relay", "--anonymous", "--listen", addr, "--admin-listen", admin, "--private-metrics")
+	get := func(url string) (int, string) {
+		for deadline := time.Now().Add(60 * time.Second); ; {
+			resp, err := http.Get(url)
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusServiceUnavailable { // still replaying
+					return resp.StatusCode, string(b)
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GET %s: %v", url, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	get("http://" + addr + "/readyz")
+	if code, _ := get("http://" + addr + "/metrics"); code != http.StatusNotFound {
+		t.Fatalf("public /metrics: %d, want 404", code)
+	}
+	if code, body := get("http://" + admin + "/metrics"); code != 200 || !strings.Contains(body, "roomlog_connections") {
+		t.Fatalf("admin /metrics: %d %.200s", code, body)
 	}
 }
 
