@@ -82,16 +82,10 @@ func newConn(s *Server, id, session string, enc codec) *conn {
 	}
 }
 
-// enqueue hands frames to the transport (see transport.enqueue).
-func (c *conn) enqueue(fs ...outFrame) bool { return c.t.enqueue(fs...) }
-
-// enqueueWait hands frames to the transport, waiting for room.
-func (c *conn) enqueueWait(fs []outFrame) { c.t.enqueueWait(fs) }
-
 // sendFrames queues frames for the client, and closes it as too slow when
 // they do not fit.
 func (c *conn) sendFrames(fs ...outFrame) {
-	if !c.enqueue(fs...) {
+	if !c.t.enqueue(fs...) {
 		c.shutdown(DisconnectSlow)
 	}
 }

@@ -136,26 +136,26 @@ func (h *hub) broadcast(room string, presenceOnly bool, except string, encode fu
 	if r == nil || (presenceOnly && r.presence == 0) {
 		return 0
 	}
-	var enc frameCache
+	var fc frameCache
 	n := 0
 	for _, s := range r.members {
 		if (presenceOnly && !s.presence) || (except != "" && s.c.id == except) {
 			continue
 		}
-		s.send(enc.frame(s.c.enc, encode, len(r.members)))
+		s.send(fc.frame(s.c.enc, encode, len(r.members)))
 		n++
 	}
 	h.delivered.Add(uint64(n))
 	return n
 }
 
-// frameCache holds one broadcast's frame per codec: a room's subscribers
-// speak one or two protocols.
+// frameCache holds one broadcast's frame per codec: one slot per codec the
+// relay has (jsonCodec, sioCodec). Grow it with a new protocol, or its
+// subscribers get a frame encoded each.
 type frameCache struct {
 	n      int
 	codecs [2]codec
 	frames [2]outFrame
-	more   map[codec]outFrame
 }
 
 func (fc *frameCache) frame(enc codec, encode func(codec) []byte, members int) outFrame {
@@ -163,9 +163,6 @@ func (fc *frameCache) frame(enc codec, encode func(codec) []byte, members int) o
 		if fc.codecs[i] == enc {
 			return fc.frames[i]
 		}
-	}
-	if f, ok := fc.more[enc]; ok {
-		return f
 	}
 	f := outFrame{data: encode(enc)}
 	// A prepared message frames the payload once for every WebSocket; it
@@ -178,11 +175,6 @@ func (fc *frameCache) frame(enc codec, encode func(codec) []byte, members int) o
 	if fc.n < len(fc.codecs) {
 		fc.codecs[fc.n], fc.frames[fc.n] = enc, f
 		fc.n++
-	} else {
-		if fc.more == nil {
-			fc.more = map[codec]outFrame{}
-		}
-		fc.more[enc] = f
 	}
 	return f
 }
@@ -212,7 +204,7 @@ func (s *sub) send(f outFrame) {
 // arrived live meanwhile, then lets live frames through. It runs on the
 // recovery's goroutine, never the consumer's.
 func (s *sub) finishRecovery(backlog []outFrame, after outFrame) {
-	s.c.enqueueWait(backlog)
+	s.c.t.enqueueWait(backlog)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.c.sendFrames(after)

@@ -48,36 +48,28 @@ func newWSWriter(c *conn, ws *websocket.Conn) *wsWriter {
 // slow, and the caller decides what follows (usually DisconnectSlow). On a
 // closed connection it drops the frames and reports true.
 func (w *wsWriter) enqueue(fs ...outFrame) bool {
-	w.mu.Lock()
-	if w.closed {
-		w.mu.Unlock()
-		return true
-	}
-	if len(w.queue)+len(fs) > w.c.s.cfg.SendQueue {
-		w.mu.Unlock()
-		return false
-	}
-	w.queue = append(w.queue, fs...)
-	start := !w.writing
-	w.writing = true
-	w.mu.Unlock()
-	if start {
-		go w.writeLoop()
-	}
-	return true
+	return w.add(len(fs), func(q []outFrame) []outFrame { return append(q, fs...) })
 }
 
+// push is enqueue of one frame, without the variadic slice (fan-out's hot
+// path).
 func (w *wsWriter) push(f outFrame) bool {
+	return w.add(1, func(q []outFrame) []outFrame { return append(q, f) })
+}
+
+// add appends n frames to the queue with appendTo, under the lock, unless
+// they do not fit (false) or the connection is closed (true, dropped).
+func (w *wsWriter) add(n int, appendTo func([]outFrame) []outFrame) bool {
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
 		return true
 	}
-	if len(w.queue) >= w.c.s.cfg.SendQueue {
+	if len(w.queue)+n > w.c.s.cfg.SendQueue {
 		w.mu.Unlock()
 		return false
 	}
-	w.queue = append(w.queue, f)
+	w.queue = appendTo(w.queue)
 	start := !w.writing
 	w.writing = true
 	w.mu.Unlock()
