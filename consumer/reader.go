@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -75,8 +74,9 @@ func ReadRange(ctx context.Context, opts []kgo.Opt, topic string, partition int3
 
 // ReadPublishes reads the room's messages with offsets in [from, to) of
 // partition p from the log, as the fold saw them: publishes of the room that
-// are not retries of a message id already delivered. fn gets each, in order
-// (its Data is its own); fn returning false stops the read. It returns the
+// are not retries of a message id already delivered. fn gets each, in order;
+// its Data is the fetched record's, valid only during the call (copy it to
+// keep it). fn returning false stops the read. It returns the
 // partition's log start offset, as ReadRange does. For recovery and history
 // reads older than the in-memory window.
 func ReadPublishes(ctx context.Context, opts []kgo.Opt, topic string, p *Partition, room string, from, to int64, fn func(Message) bool) (int64, error) {
@@ -88,7 +88,7 @@ func ReadPublishes(ctx context.Context, opts []kgo.Opt, topic string, p *Partiti
 		if err != nil || ev.Type != record.TypePublish || p.IsDuplicate(&ev, r.Offset) {
 			return true
 		}
-		return fn(Message{Event: ev.Event, Data: append(json.RawMessage(nil), ev.Data...), From: ev.From, User: ev.User, Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli()})
+		return fn(Message{Event: ev.Event, Data: ev.Data, From: ev.From, User: ev.User, Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli()})
 	})
 }
 

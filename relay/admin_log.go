@@ -98,7 +98,7 @@ func (s *Server) queryPos(w http.ResponseWriter, q url.Values, name, room string
 		badRequest(w, string(CodeBadPosition), name+": "+err.Error())
 		return nil, false
 	}
-	if ferr := s.checkPos(name, p, room); ferr != nil {
+	if ferr := s.checkPos(name, p, room, s.partitionOf(room).ID()); ferr != nil {
 		badRequest(w, string(ferr.Code), ferr.Message)
 		return nil, false
 	}

@@ -126,7 +126,7 @@ func (c *conn) shutdown(d Disconnect) {
 
 func (c *conn) join(f *clientFrame) {
 	if f.hasSince {
-		if ferr := c.s.checkPos("since", f.since, f.Room); ferr != nil {
+		if ferr := c.s.checkPos("since", f.since, f.Room, c.s.partitionOf(f.Room).ID()); ferr != nil {
 			if ferr.Code == CodeStalePosition {
 				ferr.Message += ": join without since, then resync with get and history"
 			}

@@ -215,7 +215,7 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 		return
 	}
 	since := j.since
-	if s.checkPos("since", since, ev.Room) != nil || since.Offset >= d.Pos.Offset {
+	if s.checkPos("since", since, ev.Room, d.Pos.Partition) != nil || since.Offset >= d.Pos.Offset {
 		// Another topic (or incarnation of it), or a position that is not
 		// in this room's partition before the join: nothing can be
 		// recovered exactly.

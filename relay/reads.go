@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"encoding/json"
 	"sort"
 
 	"github.com/roomlog/roomlog/consumer"
@@ -16,14 +17,15 @@ func (s *Server) partitionOf(room string) *consumer.Partition {
 	return s.cons.State().Partition(record.PartitionOf(room, s.partitions))
 }
 
-// checkPos checks that a client's position p (its field) can be compared
-// with room's positions: from this topic's incarnation (stale_position)
-// and in the room's partition (bad_position).
-func (s *Server) checkPos(field string, p record.Pos, room string) *frameError {
-	if p.Epoch != s.epoch {
+// checkPos checks that a client's position pos (its field) can be
+// compared with the positions of room, whose partition is part: from this
+// topic's incarnation (stale_position) and in that partition
+// (bad_position).
+func (s *Server) checkPos(field string, pos record.Pos, room string, part int32) *frameError {
+	if pos.Epoch != s.epoch {
 		return errorf(CodeStalePosition, "%s is a position in another topic, or in an earlier incarnation of this one", field)
 	}
-	if p.Partition != s.partitionOf(room).ID() {
+	if pos.Partition != part {
 		return errorf(CodeBadPosition, "%s is not a position of room %q", field, room)
 	}
 	return nil
@@ -36,7 +38,7 @@ func (s *Server) waitFolded(c *conn, f *clientFrame, p *consumer.Partition) *fra
 	next := c.lastWrite[p.ID()] + 1
 	c.mu.Unlock()
 	if f.hasAfter {
-		if ferr := s.checkPos("after", f.after, f.Room); ferr != nil {
+		if ferr := s.checkPos("after", f.after, f.Room, p.ID()); ferr != nil {
 			return ferr
 		}
 		next = max(next, f.after.Offset+1)
@@ -101,7 +103,7 @@ func (s *Server) presence(c *conn, f *clientFrame) (ack, *frameError) {
 func (s *Server) history(_ *conn, f *clientFrame) (ack, *frameError) {
 	p := s.partitionOf(f.Room)
 	if f.hasBefore {
-		if ferr := s.checkPos("before", f.before, f.Room); ferr != nil {
+		if ferr := s.checkPos("before", f.before, f.Room, p.ID()); ferr != nil {
 			return ack{}, ferr
 		}
 	}
@@ -160,6 +162,7 @@ func (s *Server) readHistory(room string, p *consumer.Partition, upTo int64, lim
 		lo := max(hi-chunk, 0)
 		var page []consumer.Message
 		logStart, err := consumer.ReadPublishes(ctx, s.clientOpts(), s.cfg.Topic, p, room, lo, hi, func(m consumer.Message) bool {
+			m.Data = append(json.RawMessage(nil), m.Data...) // kept past the call: not the fetch buffer's
 			page = append(page, m)
 			return true
 		})
