@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/roomlog/roomlog/internal/trunc"
 	"github.com/roomlog/roomlog/relay/auth"
 )
 
@@ -241,7 +242,7 @@ func (c *conn) auth(f *authFrame, ferr *frameError) {
 		p, ferr = c.s.sec.verifier.verify(f.Token)
 	}
 	if ferr == nil && cur != nil && !cur.Anonymous && p.User != cur.User {
-		ferr = errorf(CodeUnauthorized, "token is for user %q, not %q: reconnect to change user", truncate(p.User, 64), truncate(cur.User, 64))
+		ferr = errorf(CodeUnauthorized, "token is for user %q, not %q: reconnect to change user", trunc.String(p.User, 64), trunc.String(cur.User, 64))
 	}
 	if ferr != nil {
 		c.s.countLimit("unauthorized")
@@ -268,7 +269,7 @@ func (c *conn) authorize(spec *opSpec, f *clientFrame) *frameError {
 	for _, k := range spec.perms(f) {
 		if !p.Perms.Allows(k, f.Room) {
 			c.s.countLimit("forbidden")
-			return errorf(CodeForbidden, "your token does not allow %s in room %q", k, truncate(f.Room, 64))
+			return errorf(CodeForbidden, "your token does not allow %s in room %q", k, trunc.String(f.Room, 64))
 		}
 	}
 	return nil

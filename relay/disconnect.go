@@ -1,6 +1,10 @@
 package relay
 
-import "github.com/gorilla/websocket"
+import (
+	"github.com/gorilla/websocket"
+
+	"github.com/roomlog/roomlog/internal/trunc"
+)
 
 // This file is every way the relay ends a connection, as values: the
 // WebSocket close code a client sees, the reason text it reads, and the
@@ -53,7 +57,7 @@ const disconnectReasonMaxBytes = 100
 
 // With returns d with reason as its text, cut to fit a close frame.
 func (d Disconnect) With(reason string) Disconnect {
-	d.Reason = truncate(reason, disconnectReasonMaxBytes)
+	d.Reason = trunc.String(reason, disconnectReasonMaxBytes)
 	return d
 }
 

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"github.com/roomlog/roomlog/internal/trunc"
 	"github.com/roomlog/roomlog/record"
 	"github.com/roomlog/roomlog/relay/auth"
 )
@@ -114,7 +115,7 @@ func lookupOp(op string) (*opSpec, *frameError) {
 	if op == "" {
 		return nil, errorf(CodeUnknownOp, "frame has no op")
 	}
-	return nil, errorf(CodeUnknownOp, "unknown op %q", truncate(op, 32))
+	return nil, errorf(CodeUnknownOp, "unknown op %q", trunc.String(op, 32))
 }
 
 // perms lists the permissions f needs on its room.

@@ -375,16 +375,6 @@ func idString(id json.RawMessage) string {
 	return string(id)
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
-}
-
 // jsonCodec is the native protocol's codec: JSON frames.
 type jsonCodec struct{}
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/roomlog/roomlog/consumer"
 	"github.com/roomlog/roomlog/internal/socketio"
+	"github.com/roomlog/roomlog/internal/trunc"
 	"github.com/roomlog/roomlog/record"
 )
 
@@ -54,7 +55,7 @@ func decodeSIOEvent(name string, numeric bool, args []json.RawMessage, id json.R
 	}
 	op, reserved := sioOps[name]
 	if !reserved && len(name) >= len(sioPrefix) && name[:len(sioPrefix)] == sioPrefix {
-		return f, errorf(CodeUnknownOp, "unknown event %q: the rl: prefix is reserved", truncate(name, 32))
+		return f, errorf(CodeUnknownOp, "unknown event %q: the rl: prefix is reserved", trunc.String(name, 32))
 	}
 	if !reserved {
 		op = opPublish

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
+	"github.com/roomlog/roomlog/internal/trunc"
 	"github.com/roomlog/roomlog/record"
 
 	"github.com/roomlog/roomlog/internal/glob"
@@ -82,7 +82,7 @@ func ParseRooms(raw json.RawMessage) (Perms, error) {
 		}
 		for _, s := range l {
 			if s == "" || len(s) > record.MaxRoomBytes {
-				return fmt.Errorf("pattern %q: want 1 to %d bytes", truncate(s, 32), record.MaxRoomBytes)
+				return fmt.Errorf("pattern %q: want 1 to %d bytes", trunc.String(s, 32), record.MaxRoomBytes)
 			}
 		}
 		return nil
@@ -116,15 +116,3 @@ func ParseRooms(raw json.RawMessage) (Perms, error) {
 // Match reports whether s matches pattern, where '*' matches any run of
 // characters (including none, and '/') and '?' any one byte.
 func Match(pattern, s string) bool { return glob.Match(pattern, s) }
-
-// truncate shortens s to at most n bytes (on a rune boundary), marking the
-// cut: a client's own text quoted back in an error.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
-}

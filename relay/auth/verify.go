@@ -14,6 +14,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/roomlog/roomlog/internal/trunc"
 	"github.com/roomlog/roomlog/record"
 )
 
@@ -164,7 +165,7 @@ func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
 	}
 	if len(keys) == 0 {
 		if kid != "" {
-			return nil, &noKeyError{fmt.Sprintf("no %s key with kid %q", alg, truncate(kid, 64))}
+			return nil, &noKeyError{fmt.Sprintf("no %s key with kid %q", alg, trunc.String(kid, 64))}
 		}
 		return nil, &noKeyError{fmt.Sprintf("no key for %s tokens", alg)}
 	}
@@ -210,7 +211,7 @@ func (v *Verifier) tokenErr(err error, c *tokenClaims) (Kind, string) {
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
 		return KindAlgorithm, "unknown or missing signing algorithm (alg)"
 	case errors.Is(err, jwt.ErrTokenInvalidClaims):
-		return KindClaims, truncate(err.Error(), 200)
+		return KindClaims, trunc.String(err.Error(), 200)
 	}
-	return KindMalformed, truncate(err.Error(), 200)
+	return KindMalformed, trunc.String(err.Error(), 200)
 }
