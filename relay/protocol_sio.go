@@ -165,7 +165,8 @@ func decodeSIOAuth(data json.RawMessage) (string, *frameError) {
 
 // appendSIOConnect is the CONNECT answer: 0{"sid":"<conn id>"}.
 func appendSIOConnect(b []byte, connID string) []byte {
-	b = append(b, `0{"sid":`...)
+	b = socketio.AppendHeader(b, socketio.Connect, socketio.MainNamespace, 0, false)
+	b = append(b, `{"sid":`...)
 	b = appendString(b, connID)
 	return append(b, '}')
 }
@@ -174,11 +175,7 @@ func appendSIOConnect(b []byte, connID string) []byte {
 // empty, "data":{"code":…}, for the client's connect_error listeners
 // (err.message, err.data.code).
 func appendSIOConnectError(b []byte, nsp string, code ErrorCode, msg string) []byte {
-	b = append(b, '4')
-	if nsp != socketio.MainNamespace {
-		b = append(b, nsp...)
-		b = append(b, ',')
-	}
+	b = socketio.AppendHeader(b, socketio.ConnectError, nsp, 0, false)
 	b = append(b, `{"message":`...)
 	b = appendString(b, msg)
 	if code != "" {
@@ -187,6 +184,22 @@ func appendSIOConnectError(b []byte, nsp string, code ErrorCode, msg string) []b
 		b = append(b, '}')
 	}
 	return append(b, '}')
+}
+
+// appendSIOAck opens the ACK for request id (the ack id's digits, as
+// sioAckID made them).
+func appendSIOAck(b []byte, id json.RawMessage) []byte {
+	n, _ := strconv.ParseUint(string(id), 10, 64) // sioAckID wrote it
+	return socketio.AppendHeader(b, socketio.Ack, socketio.MainNamespace, n, true)
+}
+
+// appendSIOEvent opens the EVENT of a reserved name, up to its object
+// argument: 2["<name>",{.
+func appendSIOEvent(b []byte, name string) []byte {
+	b = socketio.AppendHeader(b, socketio.Event, socketio.MainNamespace, 0, false)
+	b = append(b, '[')
+	b = appendString(b, name)
+	return append(b, ',', '{')
 }
 
 // sioCodec encodes replies and deliveries as Socket.IO packets of the main
@@ -201,7 +214,7 @@ func (sioCodec) ack(id json.RawMessage, a ack) []byte {
 	if len(id) == 0 {
 		return nil
 	}
-	b := append([]byte{'3'}, id...)
+	b := appendSIOAck(nil, id)
 	b = append(b, `[{"ok":true`...)
 	return append(appendAckFields(b, a), '}', ']')
 }
@@ -209,12 +222,11 @@ func (sioCodec) ack(id json.RawMessage, a ack) []byte {
 // error is the ACK 3<id>[{"ok":false,"code":…,"message":…}], or without an
 // ack id the event rl:error.
 func (sioCodec) error(id json.RawMessage, e *frameError) []byte {
-	var b []byte
 	if len(id) == 0 {
-		b = append(b, `2["`+sioError+`",{`...)
+		b := appendSIOEvent(nil, sioError)
 		return append(appendErrorFields(b, e), '}', ']')
 	}
-	b = append(append(b, '3'), id...)
+	b := appendSIOAck(nil, id)
 	b = append(b, `[{"ok":false,`...)
 	return append(appendErrorFields(b, e), '}', ']')
 }
@@ -225,7 +237,8 @@ func (sioCodec) pong(json.RawMessage) []byte { return nil }
 // message is the EVENT 2["<event>",<data>,{"room","pos","from","user"}].
 func (sioCodec) message(room, event string, data json.RawMessage, from, user string, pos record.Pos) []byte {
 	b := make([]byte, 0, 64+len(room)+len(event)+len(data)+len(from)+len(user))
-	b = append(b, '2', '[')
+	b = socketio.AppendHeader(b, socketio.Event, socketio.MainNamespace, 0, false)
+	b = append(b, '[')
 	b = appendString(b, event)
 	b = append(b, ',')
 	b = append(b, data...)
@@ -239,7 +252,7 @@ func (sioCodec) message(room, event string, data json.RawMessage, from, user str
 
 // stateChange is the EVENT rl:state with the native state frame's fields.
 func (sioCodec) stateChange(ev *record.Event, e consumer.Entry, pos record.Pos) []byte {
-	b := append([]byte(nil), `2["`+sioState+`",{`...)
+	b := appendSIOEvent(nil, sioState)
 	return append(appendStateFields(b, ev, e, pos), '}', ']')
 }
 
@@ -250,8 +263,6 @@ func (sioCodec) presenceChange(op, room string, m *consumer.Member, reason strin
 	if op == "left" {
 		name = sioLeft
 	}
-	b := append([]byte(nil), `2["`...)
-	b = append(b, name...)
-	b = append(b, `",{`...)
+	b := appendSIOEvent(nil, name)
 	return append(appendPresenceFields(b, room, m, reason, pos), '}', ']')
 }

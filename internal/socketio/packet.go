@@ -2,7 +2,6 @@ package socketio
 
 import (
 	"encoding/json"
-	"fmt"
 	"strconv"
 )
 
@@ -100,62 +99,34 @@ func (p *Packet) Args() ([]json.RawMessage, error) {
 // binary packet announces len(p.Attachments) attachments. Data is written
 // as is: it must be valid JSON of the packet type's shape.
 func Append(dst []byte, p *Packet) []byte {
-	dst = append(dst, '0'+byte(p.Type))
-	if p.Type.IsBinary() {
-		dst = strconv.AppendInt(dst, int64(len(p.Attachments)), 10)
+	dst = appendHeader(dst, p.Type, len(p.Attachments), p.Namespace, p.ID, p.HasID)
+	return append(dst, p.Data...)
+}
+
+// AppendHeader appends the text form of a packet without attachments up to
+// its data: type, namespace (none for the main one) and id (when hasID).
+// The caller appends the data, for packets built in place.
+func AppendHeader(dst []byte, t Type, namespace string, id uint64, hasID bool) []byte {
+	return appendHeader(dst, t, 0, namespace, id, hasID)
+}
+
+func appendHeader(dst []byte, t Type, attachments int, namespace string, id uint64, hasID bool) []byte {
+	dst = append(dst, '0'+byte(t))
+	if t.IsBinary() {
+		dst = strconv.AppendInt(dst, int64(attachments), 10)
 		dst = append(dst, '-')
 	}
-	if p.Namespace != "" && p.Namespace != MainNamespace {
-		dst = append(dst, p.Namespace...)
+	if namespace != "" && namespace != MainNamespace {
+		dst = append(dst, namespace...)
 		dst = append(dst, ',')
 	}
-	if p.HasID {
-		dst = strconv.AppendUint(dst, p.ID, 10)
+	if hasID {
+		dst = strconv.AppendUint(dst, id, 10)
 	}
-	return append(dst, p.Data...)
+	return dst
 }
 
 // Encode returns p's Engine.IO messages: its text, then its attachments.
 func Encode(p *Packet) (text []byte, attachments [][]byte) {
 	return Append(nil, p), p.Attachments
-}
-
-// ArrayData builds an array payload from elements that are each valid
-// JSON, without re-encoding them: ACK arguments, or an event's arguments
-// after EventData's name.
-func ArrayData(elems ...json.RawMessage) json.RawMessage {
-	n := 2
-	for _, e := range elems {
-		n += len(e) + 1
-	}
-	b := make([]byte, 0, n)
-	b = append(b, '[')
-	for i, e := range elems {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, e...)
-	}
-	return append(b, ']')
-}
-
-// EventData builds an EVENT payload: the name, then args as given.
-func EventData(name string, args ...json.RawMessage) json.RawMessage {
-	q, _ := json.Marshal(name) // a string always marshals
-	return ArrayData(append([]json.RawMessage{q}, args...)...)
-}
-
-// ConnectErrorData builds a CONNECT_ERROR payload: {"message":...} and,
-// unless data is nil, "data", which must be valid JSON. socket.io-client
-// hands them to its connect_error listeners as err.message and err.data.
-func ConnectErrorData(message string, data json.RawMessage) (json.RawMessage, error) {
-	v := struct {
-		Message string          `json:"message"`
-		Data    json.RawMessage `json:"data,omitempty"`
-	}{message, data}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("socketio: connect error data: %w", err)
-	}
-	return b, nil
 }
