@@ -27,9 +27,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/roomlog/roomlog/relay"
+	socketiotest "github.com/roomlog/roomlog/testenv/socketio"
 )
-
-const sioClientDir = "../testenv/socketio"
 
 // sioReport is one line of driver.mjs.
 type sioReport struct {
@@ -76,21 +75,7 @@ type sioClient struct {
 
 func newSIO(t *testing.T, u string, opts map[string]any) *sioClient {
 	t.Helper()
-	missing := func(what string) {
-		msg := what + ": run testenv/setup.sh (or npm ci in testenv/socketio)"
-		if required() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node is not installed")
-	}
-	if _, err := os.Stat(filepath.Join(sioClientDir, "node_modules", "socket.io-client", "package.json")); err != nil {
-		missing("socket.io-client is not installed in " + sioClientDir)
-	}
-	script, _ := filepath.Abs(filepath.Join(sioClientDir, "driver.mjs"))
+	node, script := socketiotest.Script(t, "driver.mjs")
 	o, _ := json.Marshal(opts)
 	cmd := exec.Command(node, script, u, string(o))
 	cmd.Dir = filepath.Dir(script)

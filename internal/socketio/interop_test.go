@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/roomlog/roomlog/internal/engineio"
 	"github.com/roomlog/roomlog/internal/socketio"
+	socketiotest "github.com/roomlog/roomlog/testenv/socketio"
 )
 
 // The official socket.io-client (testenv/socketio, pinned in its
@@ -24,37 +24,6 @@ import (
 // small server built on engineio and socketio: it acks "echo" with the same
 // arguments and closes the session, without a Socket.IO DISCONNECT, on
 // "kick".
-
-const clientDir = "../../testenv/socketio"
-
-// required: CI asked for every test to run (testenv/test.sh sets
-// ROOMLOG_REQUIRE_KAFKA=1), so a missing Node or node_modules fails.
-func required() bool {
-	return os.Getenv("CI") == "true" || os.Getenv("ROOMLOG_REQUIRE_KAFKA") == "1"
-}
-
-func nodeClient(t *testing.T) (node, script string) {
-	t.Helper()
-	missing := func(what string) {
-		msg := what + ": run testenv/setup.sh (or npm ci in testenv/socketio)"
-		if required() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node is not installed")
-	}
-	if _, err := os.Stat(filepath.Join(clientDir, "node_modules", "socket.io-client", "package.json")); err != nil {
-		missing("socket.io-client is not installed in " + clientDir)
-	}
-	script, err = filepath.Abs(filepath.Join(clientDir, "client.mjs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return node, script
-}
 
 // echoServer serves one Engine.IO session as a minimal Socket.IO server.
 func echoServer(sess *engineio.Session) {
@@ -138,7 +107,7 @@ func startServer(t *testing.T, cfg engineio.Config) *httptest.Server {
 
 func runClient(t *testing.T, scenario, u string) {
 	t.Helper()
-	node, script := nodeClient(t)
+	node, script := socketiotest.Script(t, "client.mjs")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, script, scenario, u)
