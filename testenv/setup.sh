@@ -6,8 +6,9 @@
 # 20+ with the official socket.io-client (testenv/socketio) for the Socket.IO
 # interop tests, Chromium for the JavaScript SDK's browser tests (sdk/js),
 # and redis-server and the npm packages of examples/socketio-chat (its test
-# runs the Socket.IO original beside the roomlog version); npm ci installs each from its lockfile. Idempotent; needs root (or sudo) only
-# when something is missing.
+# runs the Socket.IO original beside the roomlog version); npm ci installs
+# each from its lockfile. Idempotent; needs root (or sudo) only when
+# something is missing.
 set -euo pipefail
 
 need=()
