@@ -112,7 +112,8 @@ for (const backend of haveBundle ? backends() : []) {
       assert.ok(sid, "connected with a socket id");
       // The default transports: polling first, then the upgrade.
       await p.waitForFunction(() => window.sio.transports.join(",") === "polling,websocket", null, { timeout: 30000 }).catch(async (e) => {
-        throw new Error("transports " + JSON.stringify(await p.evaluate(() => [window.sio.transports, window.sio.socket.io.engine.transport.name])) + ": " + e.message);
+        const seen = await p.evaluate(() => window.sio.transports);
+        throw new Error("transports seen: " + seen.join(", ") + " (the upgrade did not happen): " + e.message);
       });
       const joinAck = await p.evaluate((room) => {
         document.querySelector("#room").textContent = room;
