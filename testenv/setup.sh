@@ -4,9 +4,11 @@
 # the real Kafka broker (testenv/kafka), kcat, the independent Kafka client
 # the interop tests drive, Pebble, the ACME server the TLS tests run, Node.js
 # 20+ with the official socket.io-client (testenv/socketio) for the Socket.IO
-# interop tests, and Chromium for the JavaScript SDK's browser tests (sdk/js);
-# npm ci installs each from its lockfile. Idempotent; needs root (or sudo) only
-# when something is missing.
+# interop tests, Chromium for the JavaScript SDK's browser tests (sdk/js),
+# and redis-server and the npm packages of examples/socketio-chat (its test
+# runs the Socket.IO original beside the roomlog version); npm ci installs
+# each from its lockfile. Idempotent; needs root (or sudo) only when
+# something is missing.
 set -euo pipefail
 
 need=()
@@ -19,6 +21,9 @@ fi
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# redis-server runs the Socket.IO original of examples/socketio-chat (its test
+# starts its own on a free port, never a system one on 6379).
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
@@ -53,6 +58,8 @@ npm_ci() {
 # dependencies (typescript, esbuild, playwright-core, ws...).
 npm_ci "$(dirname "$0")/socketio"
 npm_ci "$(dirname "$0")/../sdk/js"
+# The Socket.IO migration example: socket.io, sticky sessions, the Redis adapter, kafkajs, socket.io-client.
+npm_ci "$(dirname "$0")/../examples/socketio-chat"
 
 # Fetch the Kafka jars now so a slow download is reported here, not as a
 # test timeout.

@@ -3,7 +3,8 @@
 # on the in-process kfake broker and on a real Apache Kafka broker started
 # here (testenv/kafka) and stopped on exit; then the JavaScript SDK's suite
 # (sdk/js: node:test against relays built from this tree, on both logs, and
-# the demo page and the operator console in headless Chromium). The
+# the demo page and the operator console in headless Chromium), and the
+# Socket.IO migration example (examples/socketio-chat, in Chromium). The
 # real-broker run is required: it fails, never skips, when the broker or kcat
 # is missing.
 #
@@ -31,4 +32,7 @@ else
   # from `make bench`, not from here).
   go test -run '^$' -bench . -benchtime 1x ./record/ ./consumer/ ./relay/
   (cd sdk/js && npm test)
+  # The Socket.IO migration example, both versions, from its own run.sh (uses the SDK's test helpers and the
+  # relay npm test just built).
+  (cd examples/socketio-chat && ROOMLOG_BIN="$PWD/../../bin/roomlog" npm test)
 fi

@@ -277,19 +277,35 @@ func hs256Token(secret, sub string) string {
 }
 
 // --- Socket.IO v5 over Engine.IO v4, WebSocket transport ---
+//
+// The same client protocol drives the Socket.IO peer (testenv/bench/socketio/server.js) and roomlog's /socket.io/
+// (docs/socketio.md), as socket.io-client would over WebSocket alone: Engine.IO's open packet, then CONNECT to
+// the main namespace; pongs to the server's pings; join(room, [opts], ack) and publish(room, data, ack) as EVENT
+// packets with ack ids. Deliveries are the EVENT packets without an id (the peer's "message", roomlog's
+// "publish" with its meta). On roomlog the adapter keeps the last meta.pos and rejoins with {since} after a
+// reconnection, as an app does; the peer sends no position, so it rejoins plainly.
 
 type socketioAdapter struct{}
 
+// url maps an endpoint to its Engine.IO WebSocket URL: ws://host:port (the peer), ws://host:port/ws (a relay,
+// whose /socket.io/ is beside /ws), or a full /socket.io/ URL as given.
 func (socketioAdapter) url(base string) string {
 	if strings.Contains(base, "/socket.io/") {
 		return base
 	}
-	return strings.TrimSuffix(base, "/") + "/socket.io/?EIO=4&transport=websocket"
+	base = strings.TrimSuffix(strings.TrimSuffix(base, "/"), "/ws")
+	return base + "/socket.io/?EIO=4&transport=websocket"
 }
 
-func (socketioAdapter) hello(c *client) error { return c.write([]byte("40")) }
+func (socketioAdapter) hello(c *client) error { return nil } // the server speaks first (Engine.IO open)
 
 func (socketioAdapter) join(c *client, resume bool) error {
+	c.smu.Lock()
+	since := c.lastPos
+	c.smu.Unlock()
+	if resume && since != "" {
+		return c.write([]byte(`421["join",` + jsonString(c.roomName) + `,{"since":"` + since + `"}]`))
+	}
 	return c.write([]byte(`421["join",` + jsonString(c.roomName) + `]`))
 }
 
@@ -305,11 +321,19 @@ func (socketioAdapter) publish(c *client, seq uint64, data []byte) error {
 	return c.write(b)
 }
 
+var (
+	sioNotOK        = []byte(`"ok":false`)
+	sioNotRecovered = []byte(`"recovered":false`)
+	sioPos          = []byte(`"pos":"`)
+)
+
 func (socketioAdapter) frame(c *client, b []byte) {
 	if len(b) == 0 {
 		return
 	}
 	switch b[0] {
+	case '0': // Engine.IO open: CONNECT to the main namespace
+		_ = c.write([]byte("40"))
 	case '2': // Engine.IO ping
 		_ = c.write([]byte("3"))
 	case '4': // Engine.IO message: a Socket.IO packet
@@ -324,11 +348,35 @@ func (socketioAdapter) frame(c *client, b []byte) {
 			c.signal(evJoinFailed)
 		case '2':
 			c.deliver(b)
+			if i := bytes.LastIndex(b, sioPos); i >= 0 { // roomlog's meta.pos
+				if p, ok := stringField(b[i:], string(sioPos)); ok {
+					c.smu.Lock()
+					c.lastPos = p
+					c.smu.Unlock()
+				}
+			}
 		case '3':
 			id, _ := leadingNumber(b[2:])
-			if id == 1 {
+			failed := bytes.Contains(b, sioNotOK)
+			switch {
+			case id == 1 && failed:
+				c.w.errorSample("socket.io join: " + string(b))
+				c.signal(evJoinFailed)
+			case id == 1:
+				if bytes.Contains(b, sioNotRecovered) {
+					c.w.errorSample("socket.io: resume not recovered: " + string(b))
+				}
+				if p, ok := stringField(b, string(sioPos)); ok {
+					c.smu.Lock()
+					if c.lastPos == "" {
+						c.lastPos = p
+					}
+					c.smu.Unlock()
+				}
 				c.signal(evJoined)
-			} else if id >= 100 {
+			case id >= 100 && failed:
+				c.w.errorSample("socket.io publish: " + string(b))
+			case id >= 100:
 				c.ack(id - 100)
 			}
 		}

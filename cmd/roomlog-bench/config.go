@@ -57,7 +57,7 @@ func parseConfig(name string, args []string, worker bool) (*config, error) {
 	fs.StringVar(&c.System, "system", "", "label of the system under test")
 	fs.StringVar(&c.Scenario, "scenario", "custom", "label of the scenario")
 	fs.StringVar(&c.Proto, "proto", "roomlog", "protocol: roomlog, centrifugo or socketio")
-	fs.Var(&urls, "url", "server endpoint(s), comma-separated or repeated (connections go round robin): ws://host:port/ws, ws://host:port/connection/websocket, ws://host:port (socketio)")
+	fs.Var(&urls, "url", "server endpoint(s), comma-separated or repeated (connections go round robin): ws://host:port/ws, ws://host:port/connection/websocket, ws://host:port (socketio: the Socket.IO peer; ws://host:port/ws or /socket.io/ for a relay's Socket.IO endpoint)")
 	fs.IntVar(&c.Conns, "conns", 1000, "connections (N)")
 	fs.IntVar(&c.Rooms, "rooms", 100, "rooms (M); connection i joins room i*M/N")
 	fs.IntVar(&c.Publishers, "publishers", -1, "publishing connections (P); -1: one per room; each publishes to its own room")

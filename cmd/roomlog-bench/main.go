@@ -6,7 +6,8 @@
 // (lost, duplicated and out-of-order deliveries per room).
 //
 // It speaks three protocols: roomlog's own, Centrifugo's JSON protocol and
-// Socket.IO v5 over Engine.IO v4 (WebSocket transport only).
+// Socket.IO v5 over Engine.IO v4 (WebSocket transport only), the last one
+// against the Socket.IO peer and against a relay's /socket.io/ alike.
 //
 // Usage:
 //

@@ -20,7 +20,7 @@ var scenarios = []struct{ key, title, what string }{
 	{"bigroom", "2. Big rooms", "5k connections in one room, 50 messages/s (10 publishers)."},
 	{"idle", "3. Idle", "Connections joined to rooms of 10, no traffic: server RSS per connection (RSS after connecting minus RSS before, over the connections) and connect rate."},
 	{"churn", "4. Churn", "Fan-out traffic (rooms of 10) while extra connections connect, join, stay 2 s and disconnect at the churn rate."},
-	{"failure", "5. Failure", "Fan-out traffic over two server processes; one is SIGKILLed in the middle of the measured window. Clients reconnect to the other node and resume (roomlog: join with `since`; Centrifugo: subscribe with recover/epoch/offset; Socket.IO: plain rejoin, the Redis adapter has no recovery). Lost = acknowledged publishes that a connection of the room never received."},
+	{"failure", "5. Failure", "Fan-out traffic over two server processes; one is SIGKILLed in the middle of the measured window. Clients reconnect to the other node and resume (roomlog: join with `since`; Centrifugo: subscribe with recover/epoch/offset; Socket.IO: plain rejoin, the Redis adapter has no recovery; Socket.IO clients on roomlog: join with `since`, the last `meta.pos`). Lost = acknowledged publishes that a connection of the room never received."},
 	{"sweep", "Rate sweep", "Fan-out layout at increasing publish rates (short runs), for the latency-against-rate plots."},
 	{"smoke", "Smoke runs", "Small runs that check every adapter and scenario end to end."},
 }
@@ -96,6 +96,7 @@ func runReport(args []string) error {
 	}
 
 	md.WriteString(goals(rs))
+	md.WriteString(socketioGoals(rs))
 
 	for _, sc := range scenarios {
 		var rows []*Result
@@ -201,12 +202,14 @@ func systemOrder(s string) int {
 		return 0
 	case strings.HasPrefix(s, "roomlog-kafka"):
 		return 1
-	case strings.HasPrefix(s, "centrifugo"):
+	case strings.HasPrefix(s, "roomlog-socketio"):
 		return 2
-	case strings.HasPrefix(s, "socketio"):
+	case strings.HasPrefix(s, "centrifugo"):
 		return 3
+	case strings.HasPrefix(s, "socketio"):
+		return 4
 	}
-	return 4
+	return 5
 }
 
 func isPeer(s string) bool { return !strings.HasPrefix(s, "roomlog") }
@@ -268,6 +271,57 @@ func goals(rs []*Result) string {
 		if r := pick("failure", sys); r != nil {
 			fmt.Fprintf(&b, "| zero lost messages when a relay is killed (%s, scenario 5) | %d lost of %d expected | %s | %s |\n", sys, r.Lost, r.Expected, peerLost(rs), verdict(r.Lost == 0))
 		}
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+// socketioGoals checks issue 11's speed goals: roomlog-socketio is the embedded-broker fleet of roomlog-embedded
+// driven through /socket.io/ with the same client protocol as the Socket.IO peer.
+func socketioGoals(rs []*Result) string {
+	find := func(scenario, system string) *Result {
+		var best *Result
+		for _, r := range rs {
+			if r.Scenario == scenario && r.System == system && (best == nil || r.Conns > best.Conns) {
+				best = r
+			}
+		}
+		return best
+	}
+	sio, native, peer := find("fanout", "roomlog-socketio"), find("fanout", "roomlog-embedded"), find("fanout", "socketio")
+	if sio == nil {
+		return ""
+	}
+	verdict := func(ok bool) string {
+		if ok {
+			return "**met**"
+		}
+		return "**missed**"
+	}
+	var b strings.Builder
+	b.WriteString("## Socket.IO clients on roomlog (issue 11), from this run\n\n")
+	b.WriteString("`roomlog-socketio` is the `roomlog-embedded` fleet driven through the relays' `/socket.io/` with the same\n")
+	b.WriteString("Socket.IO client protocol (Engine.IO v4 over WebSocket, Socket.IO v5 events with acks) that drives `socketio`.\n\n")
+	b.WriteString("| goal | Socket.IO on roomlog | compared with | verdict |\n| --- | --- | --- | --- |\n")
+	if native != nil && native.DeliveriesPerCPU > 0 && sio.DeliveriesPerCPU > 0 {
+		ratio := native.DeliveriesPerCPU / sio.DeliveriesPerCPU // CPU per delivery, Socket.IO on roomlog / native
+		fmt.Fprintf(&b, "| server CPU per delivery at most 1.2× native roomlog's (scenario 1) | %.0f/CPU-s | %.0f/CPU-s (roomlog-embedded, native /ws) | %.2f× the CPU per delivery — %s |\n",
+			sio.DeliveriesPerCPU, native.DeliveriesPerCPU, ratio, verdict(ratio <= 1.2))
+	}
+	if peer != nil && peer.DeliveriesPerCPU > 0 {
+		ratio := sio.DeliveriesPerCPU / peer.DeliveriesPerCPU
+		fmt.Fprintf(&b, "| more deliveries per server CPU-second than Socket.IO 4.8 + Redis adapter (scenario 1) | %.0f/CPU-s | %.0f/CPU-s (socketio) | %.2f× — %s |\n",
+			sio.DeliveriesPerCPU, peer.DeliveriesPerCPU, ratio, verdict(ratio > 1))
+	}
+	if peer != nil && peer.Latency.Count > 0 && sio.Latency.Count > 0 {
+		fmt.Fprintf(&b, "| p99 publish→deliver no worse than Socket.IO's (scenario 1) | %.2f ms at %.0f pub/s | %.2f ms at %.0f pub/s (socketio) | %s |\n",
+			sio.Latency.P99, sio.PublishRate, peer.Latency.P99, peer.PublishRate, verdict(sio.Latency.P99 <= peer.Latency.P99))
+	}
+	fmt.Fprintf(&b, "| correctness (scenario 1) | %d lost of %d expected, %d duplicated, %d out of order | | %s |\n",
+		sio.Lost, sio.Expected, sio.Dup, sio.OOO, verdict(sio.Lost == 0 && sio.Dup == 0 && sio.OOO == 0))
+	if f := find("failure", "roomlog-socketio"); f != nil {
+		fmt.Fprintf(&b, "| zero lost messages when a relay is killed (scenario 5, rejoin with `since`) | %d lost of %d expected | %s | %s |\n",
+			f.Lost, f.Expected, peerLost(rs), verdict(f.Lost == 0))
 	}
 	b.WriteString("\n")
 	return b.String()

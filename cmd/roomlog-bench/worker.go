@@ -84,7 +84,7 @@ type client struct {
 
 	smu     sync.Mutex
 	streams map[int32]*stream
-	lastPos string // roomlog: position of the last message
+	lastPos string // roomlog (either protocol): position of the last message
 	cEpoch  string // centrifugo: stream epoch
 	cOffset uint64 // centrifugo: last offset
 	acked   bitset // publisher: acknowledged sequences

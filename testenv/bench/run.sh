@@ -7,6 +7,10 @@
 #   SYSTEMS="roomlog-embedded centrifugo" SCENARIOS="fanout failure" testenv/bench/run.sh
 #   REPORT=0 ...                           results only, no docs/benchmarks.md
 #
+# Systems: roomlog-embedded and roomlog-kafka (native /ws clients), roomlog-socketio (the roomlog-embedded fleet
+# driven through the relays' /socket.io/ with the same Socket.IO client protocol as the peer), centrifugo, socketio
+# (Socket.IO 4.8 + Redis adapter).
+#
 # Results: testenv/bench/out/results/<scenario>-<system>[-<rate>].json; server logs in out/logs.
 # Each load run is bounded (roomlog-bench --timeout, and `timeout` around it); servers are
 # stopped by pid at the end, also on failure.
@@ -16,7 +20,7 @@ root="$(cd "$here/../.." && pwd)"
 out="${BENCH_OUT:-$here/out}"
 export BENCH_OUT="$out"
 SCALE="${SCALE:-full}"
-SYSTEMS="${SYSTEMS:-roomlog-embedded roomlog-kafka centrifugo socketio}"
+SYSTEMS="${SYSTEMS:-roomlog-embedded roomlog-kafka roomlog-socketio centrifugo socketio}"
 SCENARIOS="${SCENARIOS:-fanout failure idle bigroom churn sweep}"
 PROFILE="${PROFILE:-1}"
 mkdir -p "$out/results" "$out/logs"
@@ -69,7 +73,7 @@ cleanup() { "$here/servers.sh" stop all || true; }
 trap cleanup EXIT
 
 proto_of() {
-  case "$1" in roomlog-*) echo roomlog ;; *) echo "$1" ;; esac
+  case "$1" in roomlog-socketio) echo socketio ;; roomlog-*) echo roomlog ;; *) echo "$1" ;; esac
 }
 
 # bench SYSTEM SCENARIO RESULT-NAME ARGS...: one bounded load run.

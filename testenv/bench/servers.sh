@@ -3,6 +3,7 @@
 #
 #   servers.sh start roomlog-embedded [NODES]   one `roomlog broker` + NODES relays on it
 #   servers.sh start roomlog-kafka    [NODES]   Apache Kafka (testenv/kafka, port $BENCH_KAFKA_PORT) + NODES relays
+#   servers.sh start roomlog-socketio [NODES]   as roomlog-embedded (its clients use the relays' /socket.io/)
 #   servers.sh start centrifugo       [NODES]   one redis-server + NODES Centrifugo v6 nodes (Redis engine)
 #   servers.sh start socketio         [NODES]   one redis-server + NODES Node.js Socket.IO 4.8 servers (Redis adapter)
 #   servers.sh stop  SYSTEM | all
@@ -77,7 +78,7 @@ start() {
   stop "$sys" 2>/dev/null || true
   : >"$run/$sys.pids"
   case "$sys" in
-    roomlog-embedded)
+    roomlog-embedded | roomlog-socketio)
       local data="$out/data/broker-$(date +%s)"
       mkdir -p "$data"
       "$ROOMLOG" broker --listen "127.0.0.1:$BROKER_PORT" --data-dir "$data" --log-level warn >"$logs/$sys-broker.log" 2>&1 &
@@ -129,7 +130,7 @@ start() {
 stop() {
   local sys="$1"
   if [[ "$sys" == all ]]; then
-    for s in roomlog-embedded roomlog-kafka centrifugo socketio; do stop "$s"; done
+    for s in roomlog-embedded roomlog-kafka roomlog-socketio centrifugo socketio; do stop "$s"; done
     return
   fi
   local f="$run/$sys.pids"
