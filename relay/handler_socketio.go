@@ -177,12 +177,15 @@ func (r *sioReader) connect(p *socketio.Packet) bool {
 	if ferr == nil {
 		switch {
 		case tok != "":
-			pr, ferr = c.s.sec.verifier.verify(tok)
+			pr, ferr = c.s.verifyToken(tok)
 		case c.s.cfg.Auth.Anonymous:
 			pr = auth.Anonymous()
 		default:
 			ferr = errorf(CodeUnauthorized, "no token: connect with io(url, {auth: {token}})")
 		}
+	}
+	if ferr == nil && !c.s.bindUser(c.sec, pr) {
+		ferr = errorf(CodeRateLimited, "this user holds the most connections allowed on this relay")
 	}
 	if ferr != nil {
 		c.s.countLimit("unauthorized")

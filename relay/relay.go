@@ -88,6 +88,10 @@ type Config struct {
 	SnapshotMinRecords int
 	// TLS, when set, serves HTTPS and wss:// on Listen (see internal/tlsconf).
 	TLS *tls.Config
+	// RevocationTTL is how long a revocation (/api/revoke) lasts when the
+	// request gives no until: the longest lifetime of your tokens
+	// (default DefaultRevocationTTL).
+	RevocationTTL time.Duration
 	// Auth says who may connect and what tokens allow (package auth);
 	// Limits bounds what a client may cost (limits.go).
 	Auth   auth.Config
@@ -148,6 +152,10 @@ func (c *Config) setDefaults() error {
 	defDur(&c.ProduceTimeout, DefaultProduceTimeout)
 	defDur(&c.LeaseTimeout, DefaultLeaseTimeout)
 	defDur(&c.ReadTimeout, DefaultReadTimeout)
+	defDur(&c.RevocationTTL, DefaultRevocationTTL)
+	if c.RevocationTTL > maxRevocationTTL {
+		return fmt.Errorf("relay: revocation TTL %v is over the most, %v", c.RevocationTTL, maxRevocationTTL)
+	}
 	if c.SnapshotTopic == "" {
 		c.SnapshotTopic = DefaultSnapshotTopic
 	}

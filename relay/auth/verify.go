@@ -117,11 +117,20 @@ func (v *Verifier) Verify(tok string) (*Principal, error) {
 	if err := record.ValidName(c.Subject, record.MaxUserBytes); err != nil {
 		return nil, refuse(KindClaims, nil, "invalid token: sub %v", err)
 	}
+	if c.ID != "" {
+		if err := record.ValidName(c.ID, record.MaxJTIBytes); err != nil {
+			return nil, refuse(KindClaims, nil, "invalid token: jti %v", err)
+		}
+	}
 	p, err := ParseRooms(c.Rooms)
 	if err != nil {
 		return nil, refuse(KindClaims, nil, "invalid token: rooms claim: %v", err)
 	}
-	return &Principal{User: c.Subject, Exp: c.ExpiresAt.Time, Perms: p}, nil
+	pr := &Principal{User: c.Subject, Exp: c.ExpiresAt.Time, Perms: p, JTI: c.ID}
+	if c.IssuedAt != nil {
+		pr.IssuedAt = c.IssuedAt.Time
+	}
+	return pr, nil
 }
 
 // missingClaim names the required claim c lacks. The claims are decoded
