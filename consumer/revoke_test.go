@@ -87,7 +87,6 @@ func TestFoldRevocations(t *testing.T) {
 	}
 }
 
-
 // TestFoldRemove: a remove record takes every connection of the user out
 // of the room, and only them, in join order, with reason removed.
 func TestFoldRemove(t *testing.T) {

@@ -261,6 +261,12 @@ func (t *sioTransport) enqueueWait(fs []outFrame) {
 // close closes the session's transport only (never a Socket.IO DISCONNECT),
 // so the client reconnects by itself; the WebSocket close frame carries d.
 func (t *sioTransport) close(d Disconnect) {
+	if d.Code == CloseRevoked || d.Code == CloseByServer || d.Code == CloseUserLimit {
+		// The server ended the socket on purpose: a DISCONNECT packet
+		// (flushed by Close) makes the client report "io server
+		// disconnect" and not reconnect by itself.
+		_ = t.sess.Send(engineio.Message{Data: socketio.Append(nil, &socketio.Packet{Type: socketio.Disconnect, Namespace: socketio.MainNamespace})})
+	}
 	t.sess.Close(engineio.CloseReason{Code: d.Code, Text: d.Reason})
 }
 
