@@ -1,6 +1,7 @@
 package relay_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -209,4 +210,90 @@ func TestControlAPIRefusals(t *testing.T) {
 	if got := endOffsets(t, b, topic) - before; got != 0 {
 		t.Fatalf("refused requests appended %d records", got)
 	}
+}
+
+// TestRefreshWithFewerRooms: a refreshed token that no longer allows a room
+// the connection is in takes it out of the room: it is told (removed,
+// reason forbidden), and its leave is in the log, so presence drops it.
+func TestRefreshWithFewerRooms(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		topic := newTopic(t)
+		k := newTestKeys(t)
+		r := controlRelay(t, b, topic, k, nil)
+		now := time.Now()
+		alice := dialToken(t, r, userToken(t, k, "alice", "", now, []string{"a", "b"}))
+		watcher := dialToken(t, r, userToken(t, k, "watcher", "", now, []string{"*"}))
+		alice.do(map[string]any{"op": "join", "room": "a", "id": "ja"})
+		alice.do(map[string]any{"op": "join", "room": "b", "id": "jb"})
+		watcher.do(map[string]any{"op": "join", "room": "b", "presence": true, "id": "jb"})
+
+		alice.send(map[string]any{"op": "auth", "token": userToken(t, k, "alice", "", now, []string{"a"}), "id": "re"})
+		if f := alice.reply(); f.Op != "removed" || f.Room != "b" || f.Reason != "forbidden" {
+			t.Fatalf("after the refresh: %+v, want removed from b", f)
+		}
+		if f := alice.reply(); f.Op != "ack" || string(f.ID) != `"re"` {
+			t.Fatalf("refresh: %+v", f)
+		}
+		if f := watcher.message(); f.Op != "left" || f.Member.Conn != alice.id {
+			t.Fatalf("watcher got %+v, want alice's leave", f)
+		}
+		alice.do(map[string]any{"op": "set", "room": "a", "key": "k", "value": 1, "id": "s"}) // still in a
+		f := watcher.do(map[string]any{"op": "presence", "room": "b", "id": "p"})
+		if len(f.Members) != 1 || f.Members[0].Conn != watcher.id {
+			t.Fatalf("presence of b: %+v", f.Members)
+		}
+	})
+}
+
+// samePartition returns a room other than room in room's partition (of n).
+func samePartition(t *testing.T, room string, n int32) string {
+	t.Helper()
+	want := record.PartitionOf(room, n)
+	for i := range 1000 {
+		if other := fmt.Sprintf("other-%d", i); record.PartitionOf(other, n) == want {
+			return other
+		}
+	}
+	t.Fatal("no room in the same partition")
+	return ""
+}
+
+// TestControlSocketIO: a Socket.IO socket removed from a room is told
+// (rl:removed) and gets no more of its messages; a disconnect ends the
+// socket with a DISCONNECT packet, so the client does not reconnect.
+func TestControlSocketIO(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		topic := newTopic(t)
+		k := newTestKeys(t)
+		ra := controlRelay(t, b, topic, k, nil)
+		rb := controlRelay(t, b, topic, k, nil)
+		now := time.Now()
+		sc := newSIO(t, httpURL(ra), map[string]any{"auth": map[string]string{"token": userToken(t, k, "sam", "", now, []string{"*"})}, "transports": []string{"websocket"}})
+		sc.connected()
+		other := samePartition(t, "r", 4)
+		for _, room := range []string{"r", other} {
+			if a := sc.emitAck("join", room); !a.OK {
+				t.Fatalf("join %s: %+v", room, a)
+			}
+		}
+		control(t, rb, "remove", `{"room":"r","user":"sam"}`)
+		ev := sc.wait("rl:removed", func(r *sioReport) bool { return r.Type == "event" && r.Name == "rl:removed" })
+		var removed struct{ Room, Reason, Pos string }
+		if len(ev.Args) != 1 || json.Unmarshal(ev.Args[0], &removed) != nil || removed.Room != "r" || removed.Reason != "removed" || removed.Pos == "" {
+			t.Fatalf("rl:removed %s", ev.Args)
+		}
+		pub := dialToken(t, rb, userToken(t, k, "pub", "", now, []string{"*"}))
+		pub.do(map[string]any{"op": "publish", "room": "r", "event": "chat", "data": 1, "id": 1})
+		pub.do(map[string]any{"op": "publish", "room": other, "event": "chat", "data": 2, "id": 2})
+		// One partition, one order: had r's message been delivered, it
+		// would have come first.
+		if data, meta := sc.event("chat"); meta.Room != other || string(data) != "2" {
+			t.Fatalf("after removal got %s in %s, want only %s's message", data, meta.Room, other)
+		}
+
+		control(t, ra, "disconnect", `{"user":"sam"}`)
+		if r := sc.waitType("disconnect"); r.Reason != "io server disconnect" {
+			t.Fatalf("disconnect reason %q, want io server disconnect", r.Reason)
+		}
+	})
 }
