@@ -74,7 +74,7 @@ func (s *Server) apiDelivered(d *consumer.Delivery) {
 // apiAuthorized compares the bearer key with every configured key in
 // constant time (over SHA-256 digests, so lengths do not leak either).
 func (s *Server) apiAuthorized(r *http.Request) bool {
-	return bearerIn(r, s.cfg.Auth.APIKeys)
+	return bearerIn(r, *s.sec.apiKeys.Load())
 }
 
 // registerAPI adds the API's routes to mux (when API keys are configured).

@@ -22,6 +22,7 @@ type security struct {
 	conns    connLimits
 	users    userLimits
 	api      apiWaiters
+	apiKeys  atomic.Pointer[[][]byte] // in service (secrets.go)
 }
 
 // initSecurity runs in New, after the Upgrader is made.
@@ -29,6 +30,7 @@ func (s *Server) initSecurity() {
 	s.sec = &security{verifier: newVerifier(&s.cfg.Auth, s.cfg.Logger)}
 	s.sec.conns.perIP = map[string]int{}
 	s.sec.users.m = map[string]*userEntry{}
+	s.setAPIKeys(s.cfg.Auth.APIKeys)
 	s.sec.api.m = map[string]chan apiResult{}
 	s.up.CheckOrigin = s.checkOrigin
 }
