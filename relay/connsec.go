@@ -280,6 +280,7 @@ func (c *conn) auth(f *authFrame, ferr *frameError) {
 		return
 	}
 	c.authenticated(p)
+	c.closeIfRevoked()
 	if cur != nil {
 		c.leaveForbidden(p) // a refreshed token may allow fewer rooms
 	}

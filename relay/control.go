@@ -175,6 +175,17 @@ func (s *Server) deliverControl(d *consumer.Delivery) {
 	}
 }
 
+// closeIfRevoked closes the connection when its token is revoked. It runs
+// once the connection is registered and its principal stored: a revoke
+// folded between the token's check and then is caught here, and one folded
+// later by deliverControl.
+func (c *conn) closeIfRevoked() {
+	if c.s.revoked(c.sec.p.Load()) {
+		c.s.countLimit("close_revoked")
+		c.shutdown(DisconnectRevoked)
+	}
+}
+
 // localConns copies out this relay's authenticated connections, so the
 // caller checks them without holding connsMu (the revocation list takes a
 // partition's lock, which comes first in the lock order).

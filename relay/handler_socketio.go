@@ -195,6 +195,7 @@ func (r *sioReader) connect(p *socketio.Packet) bool {
 		return false
 	}
 	c.authenticated(pr)
+	c.closeIfRevoked()
 	r.connected = true
 	c.send(appendSIOConnect(nil, c.id))
 	return true
