@@ -128,10 +128,11 @@ type limitCounters struct {
 }
 
 // countLimit records one violation of a limit or an authentication refusal.
-// Reasons: origin, max_conns, max_conns_per_ip, unauthorized, forbidden,
-// rate_limited, close_rate_limited, close_idle, close_token_expired,
-// close_auth_timeout, too_many_rooms, frame_too_big, api_unauthorized,
-// api_bad_request, api_too_large.
+// Reasons: origin, max_conns, max_conns_per_ip, max_conns_per_user,
+// max_http_conns, unauthorized, revoked, forbidden, rate_limited,
+// user_rate_limited, close_rate_limited, close_idle, close_token_expired,
+// close_revoked, close_disconnected, close_auth_timeout, too_many_rooms,
+// frame_too_big, api_unauthorized, api_bad_request, api_too_large.
 func (s *Server) countLimit(reason string) {
 	v, ok := s.sec.counts.m.Load(reason)
 	if !ok {
