@@ -61,7 +61,12 @@ func TestPerUserLimits(t *testing.T) {
 	for i := range 4 {
 		bob.do(map[string]any{"op": "publish", "room": "lobby", "data": i, "id": i})
 	}
+	if n := r.LimitCounts(); n["max_conns_per_user"] != 2 || n["user_rate_limited"] != 6 {
+		t.Fatalf("limit counts %v", n)
+	}
 
+	// A closed connection frees its user's slot (the handshakes refused
+	// while the close is on its way count too).
 	a1.ws.Close()
 	deadline := time.Now().Add(waitLimit)
 	for {
@@ -74,9 +79,6 @@ func TestPerUserLimits(t *testing.T) {
 			t.Fatalf("the user's slot was not freed after a close: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-	if n := r.LimitCounts(); n["max_conns_per_user"] != 2 || n["user_rate_limited"] != 6 {
-		t.Fatalf("limit counts %v", n)
 	}
 }
 
