@@ -217,16 +217,29 @@ func (c *conn) removedFrom(room, reason string, pos *record.Pos) {
 
 // leaveForbidden runs on the reader after a token refresh: the connection
 // leaves every room p no longer allows it to join, as if it had sent leave
-// (the leave record updates presence on every relay), and is told so.
+// (the leave record updates presence on every relay), and is told so. In a
+// room it may still join but no longer see the presence of, its joined and
+// left events stop.
 func (c *conn) leaveForbidden(p *auth.Principal) {
 	c.mu.Lock()
-	var gone []string
-	for room := range c.rooms {
-		if !p.Perms.Allows(auth.Join, room) {
+	var gone, muted []string
+	for room, j := range c.rooms {
+		switch {
+		case !p.Perms.Allows(auth.Join, room):
 			gone = append(gone, room)
+		case j.presence && !p.Perms.Allows(auth.Presence, room):
+			// A copy: the consumer may be reading j (joinFolded); a join
+			// not yet folded subscribes without presence.
+			nj := *j
+			nj.presence = false
+			c.rooms[room] = &nj
+			muted = append(muted, room)
 		}
 	}
 	c.mu.Unlock()
+	for _, room := range muted {
+		c.s.hub.mutePresence(room, c)
+	}
 	for _, room := range gone {
 		c.removedFrom(room, removedByToken, nil)
 		c.s.produce(&record.Event{Type: record.TypeLeave, Room: room, From: c.id, User: p.User}, nil)
