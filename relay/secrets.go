@@ -29,8 +29,9 @@ type secretFiles struct {
 }
 
 // loadSecretFiles reads the configured files into cfg.Auth (before it is
-// validated) and returns their watchers. apply is called with each reloaded
-// set, once the Server exists.
+// validated) and returns their watchers. onHS and onAPI are called with
+// each reloaded set (the Config's own secrets first); reloads happen only
+// once the Server exists (Start, ReloadSecrets).
 func loadSecretFiles(cfg *Config, onHS, onAPI func(keys [][]byte)) (*secretFiles, error) {
 	sf := &secretFiles{hsStatic: cfg.Auth.HS256Secrets, apiStatic: cfg.Auth.APIKeys}
 	var err error
