@@ -304,5 +304,22 @@ func TestControlSocketIO(t *testing.T) {
 		if r := sc.waitType("disconnect"); r.Reason != "io server disconnect" {
 			t.Fatalf("disconnect reason %q, want io server disconnect", r.Reason)
 		}
+
+		// A revoked token ends its socket the same way, and cannot connect
+		// again, on either relay.
+		tok := userToken(t, k, "tess", "sio-1", now, []string{"*"})
+		opts := map[string]any{"auth": map[string]string{"token": tok}, "transports": []string{"websocket"}}
+		revoked := newSIO(t, httpURL(rb), opts)
+		revoked.connected()
+		control(t, ra, "revoke", `{"jti":"sio-1"}`)
+		if r := revoked.waitType("disconnect"); r.Reason != "io server disconnect" {
+			t.Fatalf("revoked: disconnect reason %q, want io server disconnect", r.Reason)
+		}
+		for _, r := range []*relay.Server{ra, rb} {
+			again := newSIO(t, httpURL(r), opts)
+			if rep := again.waitType("connect_error"); !strings.Contains(rep.Message, "revoked") {
+				t.Fatalf("revoked token on %s: connect_error %q", r.Name(), rep.Message)
+			}
+		}
 	})
 }
