@@ -35,9 +35,11 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzParsePos$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzDecodeControl$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeAuthFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeAPIRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeControlRequest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/auth/ -run '^$$' -fuzz '^FuzzParseRooms$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/auth/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./consumer/ -run '^$$' -fuzz '^FuzzDecodeSnapshot$$' -fuzztime $(FUZZTIME)

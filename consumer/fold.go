@@ -28,6 +28,7 @@ const (
 	ReasonLeave     = "leave"
 	ReasonExpired   = "expired"
 	ReasonRestarted = "restarted"
+	ReasonRemoved   = "removed" // a remove record (the backend API)
 )
 
 // Result is what folding one record did.
@@ -125,6 +126,7 @@ func (p *Partition) gc(name string, r *Room) {
 }
 
 func (p *Partition) apply(ev *record.Event, off, ts int64, res *Result) {
+	p.expireRevocations(ts)
 	switch ev.Type {
 	case record.TypePublish:
 		p.publish(ev, off, ts, res)
@@ -143,6 +145,10 @@ func (p *Partition) apply(ev *record.Event, off, ts int64, res *Result) {
 		p.state(ev, off, res)
 	case record.TypeLease:
 		p.lease(ev, off, ts, res)
+	case record.TypeRevoke:
+		p.revoke(ev, ts, res)
+	case record.TypeRemove:
+		p.remove(ev, res)
 	case record.TypeExpire:
 		l := p.relays[ev.Relay]
 		if l == nil || l.Session != ev.Session || l.LeaseOffset != ev.Version {
@@ -241,6 +247,21 @@ func (p *Partition) removeMember(room string, r *Room, m *Member, reason string,
 		}
 	}
 	res.Left = append(res.Left, Left{Room: room, Member: *m, Reason: reason})
+}
+
+// remove folds a remove record: every connection of the user leaves the
+// room, in join order.
+func (p *Partition) remove(ev *record.Event, res *Result) {
+	r := p.rooms[ev.Room]
+	if r == nil {
+		return
+	}
+	for _, m := range SortedMembers(r) {
+		if m.User == ev.User {
+			p.removeMember(ev.Room, r, r.Members[m.Conn], ReasonRemoved, res)
+		}
+	}
+	p.gc(ev.Room, r)
 }
 
 // dropSession removes every member of a relay session from this partition's

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -19,8 +20,9 @@ import (
 // corrupt body, and the loader then falls back to an older snapshot or the
 // full log.
 
-// SnapshotVersion is the format version written by this code.
-const SnapshotVersion = 1
+// SnapshotVersion is the format version written by this code. Version 2
+// added the revocation list; version 1 snapshots (none) are read too.
+const SnapshotVersion = 2
 
 // ErrSnapshotVersion is wrapped by DecodeSnapshot for a version this code
 // cannot read.
@@ -35,6 +37,8 @@ type snapshotBody struct {
 	// Dedupe is the dedupe window in a compact binary form (see
 	// encodeDedupe): it can hold hundreds of thousands of ids.
 	Dedupe []byte `json:"dedupe"`
+	// Revoked is the revocation list (version 2; revoke.go).
+	Revoked *revocations `json:"revoked,omitempty"`
 }
 
 type snapshotRoom struct {
@@ -164,6 +168,11 @@ func (p *Partition) EncodeSnapshot() ([]byte, int64, error) {
 		b.Relays[name] = *l
 	}
 	b.Dedupe = encodeDedupe(p.dedupeQ[p.dedupeHead:], p.dedupe)
+	if p.revoked != nil {
+		rv := *p.revoked
+		rv.JTI, rv.Users = maps.Clone(rv.JTI), maps.Clone(rv.Users)
+		b.Revoked = &rv
+	}
 	next := p.next
 	p.mu.RUnlock()
 
@@ -206,7 +215,7 @@ func DecodeSnapshot(data []byte, window int) (*Partition, error) {
 	if err := json.Unmarshal(raw, &b); err != nil {
 		return nil, fmt.Errorf("snapshot: decode: %w", err)
 	}
-	if b.Version != SnapshotVersion {
+	if b.Version != SnapshotVersion && b.Version != 1 {
 		return nil, fmt.Errorf("%w %d (this relay reads %d)", ErrSnapshotVersion, b.Version, SnapshotVersion)
 	}
 	if b.Next < 0 || b.Partition < 0 {
@@ -242,6 +251,14 @@ func DecodeSnapshot(data []byte, window int) (*Partition, error) {
 	}
 	if err := decodeDedupe(b.Dedupe, p); err != nil {
 		return nil, err
+	}
+	if b.Revoked != nil {
+		if err := b.Revoked.restore(); err != nil {
+			return nil, err
+		}
+		if !b.Revoked.empty() {
+			p.revoked = b.Revoked
+		}
 	}
 	return p, nil
 }

@@ -144,6 +144,13 @@ func TestDecodeSnapshotErrors(t *testing.T) {
 		{"future version", zipped(`{"v":99,"partition":0,"next":5}`), ErrSnapshotVersion},
 		{"negative offset", zipped(`{"v":1,"partition":0,"next":-5}`), nil},
 		{"member without conn", zipped(`{"v":1,"partition":0,"next":5,"rooms":{"r":{"m":[{"relay":"x"}]}}}`), nil},
+		{"revocation without until", zipped(`{"v":2,"partition":0,"next":5,"dedupe":"AAA=","revoked":{"jti":{"t":0},"all":{"before":0,"until":0}}}`), nil},
+		{"revoked jti with a control character", zipped(`{"v":2,"partition":0,"next":5,"dedupe":"AAA=","revoked":{"jti":{"a\u0000":9},"all":{"before":0,"until":0}}}`), nil},
+		{"revoked user without until", zipped(`{"v":2,"partition":0,"next":5,"dedupe":"AAA=","revoked":{"users":{"u":{"before":3,"until":-1}},"all":{"before":0,"until":0}}}`), nil},
+	}
+	// A version 1 snapshot (before the revocation list) still loads.
+	if p, err := DecodeSnapshot(zipped(`{"v":1,"partition":2,"next":5,"dedupe":"AAA="}`), 0); err != nil || p.Next() != 5 || p.revoked != nil {
+		t.Fatalf("version 1: %v", err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -168,7 +168,7 @@ func (st *SnapshotStore) Load(ctx context.Context, window int) (map[int32]*Parti
 
 func (st *SnapshotStore) assemble(pn int32, m *Manifest, chunks map[string][]byte, window int) (*Partition, error) {
 	switch {
-	case m.Version != SnapshotVersion:
+	case m.Version != SnapshotVersion && m.Version != 1:
 		return nil, fmt.Errorf("%w %d", ErrSnapshotVersion, m.Version)
 	case m.Topic != st.EventsTopic || m.Partition != pn:
 		return nil, fmt.Errorf("manifest names %s/%d", m.Topic, m.Partition)

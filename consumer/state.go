@@ -130,6 +130,7 @@ type Partition struct {
 	dedupe     map[dedupeKey]int64               // → offset of the first publish
 	dedupeQ    []dedupeEntry                     // FIFO of dedupe keys, oldest first
 	dedupeHead int                               // entries of dedupeQ before it are consumed
+	revoked    *revocations                      // nil: none (revoke.go)
 	window     int
 }
 
@@ -190,6 +191,7 @@ type Dump struct {
 	Rooms     map[string]RoomDump   `json:"rooms"`
 	Relays    map[string]relayLease `json:"relays"`
 	Dedupe    int                   `json:"dedupe_entries"`
+	Revoked   *RevocationDump       `json:"revoked,omitempty"`
 }
 
 // RoomDump is one room in a Dump.
@@ -212,6 +214,7 @@ func (p *Partition) Dump() Dump {
 	for name, l := range p.relays {
 		d.Relays[name] = *l
 	}
+	d.Revoked = p.revoked.dump()
 	return d
 }
 

@@ -8,10 +8,13 @@
 //
 // Layout of a roomlog record (docs/protocol.md has the full table):
 //
-//	key      room name (UTF-8); for lease and expire records, "~relay/<name>"
+//	key      room name (UTF-8); for lease and expire records, "~relay/<name>";
+//	         for revoke and disconnect records, "~control"
 //	value    publish: the data exactly as the client sent it (JSON);
-//	         set, cas: the new value (JSON); incr: the delta (JSON integer)
-//	headers  rl-type     publish, join, leave, set, del, incr, cas, lease, expire
+//	         set, cas: the new value (JSON); incr: the delta (JSON integer);
+//	         revoke: {"jti":...,"issued_before":ms,"until":ms} (control.go)
+//	headers  rl-type     publish, join, leave, set, del, incr, cas, lease,
+//	                     expire, revoke, disconnect, remove
 //	         rl-event    event name (publish)
 //	         rl-from     sender connection id
 //	         rl-mid      client message id, for deduplication (publish)
@@ -80,6 +83,11 @@ const (
 	TypeCAS     Type = "cas"
 	TypeLease   Type = "lease"
 	TypeExpire  Type = "expire"
+	// Server-side control (control.go): refuse tokens, close a user's
+	// connections on every relay, remove a user from a room.
+	TypeRevoke     Type = "revoke"
+	TypeDisconnect Type = "disconnect"
+	TypeRemove     Type = "remove"
 )
 
 // IsState reports whether t changes a room's key-value state.
@@ -134,6 +142,8 @@ type Event struct {
 	// (host:port), on lease records; "" when the relay publishes none or
 	// the header is not a host:port (it is ignored, the lease is not).
 	Addr string
+	// Revoke is what a revoke record refuses (decoded from its value).
+	Revoke Revocation
 }
 
 // ValidName reports why s cannot be a room or event name, or nil: it must be
@@ -174,6 +184,8 @@ func Encode(e *Event) *kgo.Record {
 		r.Value = e.Data
 	case TypeIncr:
 		r.Value = strconv.AppendInt(nil, e.Delta, 10)
+	case TypeRevoke:
+		r.Value = e.Revoke.encode()
 	}
 	add(HeaderFrom, e.From)
 	add(HeaderMID, e.MID)
@@ -272,6 +284,10 @@ func Decode(r *kgo.Record) (Event, error) {
 	case TypeLease, TypeExpire:
 		if e.Relay == "" || e.Session == "" {
 			return e, fmt.Errorf("%w: %s without relay or session", ErrBadHeader, e.Type)
+		}
+	case TypeRevoke, TypeDisconnect, TypeRemove:
+		if err := decodeControl(r, &e); err != nil {
+			return e, err
 		}
 	default:
 		return e, fmt.Errorf("%w %q", ErrUnknownType, truncate(typ))

@@ -74,7 +74,7 @@ func (s *Server) apiDelivered(d *consumer.Delivery) {
 // apiAuthorized compares the bearer key with every configured key in
 // constant time (over SHA-256 digests, so lengths do not leak either).
 func (s *Server) apiAuthorized(r *http.Request) bool {
-	return bearerIn(r, s.cfg.Auth.APIKeys)
+	return bearerIn(r, *s.sec.apiKeys.Load())
 }
 
 // registerAPI adds the API's routes to mux (when API keys are configured).
@@ -82,7 +82,7 @@ func (s *Server) registerAPI(mux *http.ServeMux) {
 	if len(s.cfg.Auth.APIKeys) == 0 {
 		return
 	}
-	for _, endpoint := range []string{apiPublish, apiState} {
+	for _, endpoint := range []string{apiPublish, apiState, apiRevoke, apiDisconnect, apiRemove} {
 		mux.HandleFunc("/api/"+endpoint, func(w http.ResponseWriter, r *http.Request) { s.serveAPI(w, r, endpoint) })
 	}
 }
@@ -122,6 +122,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, endpoint strin
 		httpError(w, http.StatusBadRequest, string(CodeBadRequest), "reading the body: "+err.Error())
 		return
 	}
+	if isControlEndpoint(endpoint) {
+		s.serveControl(w, r.Context(), endpoint, body)
+		return
+	}
 	f, ferr := decodeAPIRequest(endpoint, body)
 	if ferr != nil {
 		s.countLimit("api_bad_request")
@@ -140,13 +144,45 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 // apiAppend appends the request's record and answers with what the fold
 // made of it.
 func (s *Server) apiAppend(w http.ResponseWriter, ctx context.Context, f *clientFrame) {
-	session := s.currentSession()
-	req := strconv.Quote("api-" + session + "-" + strconv.FormatUint(s.sec.api.next.Add(1), 36))
 	ev := ops[f.Op].event(f)
-	ev.From, ev.Req = session+apiFromSuffix, req
 	if f.Op == opPublish {
 		s.stats.publishes.Add(1)
 	}
+	res, folded, ok := s.apiCommit(w, ctx, ev)
+	if !ok {
+		return
+	}
+	if !folded {
+		if f.Op == opPublish {
+			writeJSON(w, http.StatusOK, appendAPIAnswer(nil, res.pos, ack{}, nil))
+			return
+		}
+		writeJSON(w, http.StatusGatewayTimeout, appendAPIAnswer(nil, res.pos, ack{}, errorf(CodeTimeout, "the record is in the log, but this relay has not folded it yet")))
+		return
+	}
+	if f.Op == opPublish {
+		if res.duplicate {
+			writeJSON(w, http.StatusOK, appendAPIAnswer(nil, res.original, ack{duplicate: true}, nil))
+			return
+		}
+		writeJSON(w, http.StatusOK, appendAPIAnswer(nil, res.pos, ack{}, nil))
+		return
+	}
+	if res.code != "" {
+		writeJSON(w, http.StatusConflict, appendAPIAnswer(nil, res.pos, ack{entry: &res.entry}, stateErrorText(res.code)))
+		return
+	}
+	writeJSON(w, http.StatusOK, appendAPIAnswer(nil, res.pos, ack{entry: &res.entry}, nil))
+}
+
+// apiCommit appends ev as the API's and waits for this relay to fold it.
+// ok is false when it has answered the request itself (the log refused the
+// record) or the client left; folded is false when the record is in the
+// log (res.pos) but was not folded within --read-timeout.
+func (s *Server) apiCommit(w http.ResponseWriter, ctx context.Context, ev *record.Event) (res apiResult, folded, ok bool) {
+	session := s.currentSession()
+	req := strconv.Quote("api-" + session + "-" + strconv.FormatUint(s.sec.api.next.Add(1), 36))
+	ev.From, ev.Req = session+apiFromSuffix, req
 	ch := make(chan apiResult, 1)
 	wt := &s.sec.api
 	wt.mu.Lock()
@@ -166,40 +202,22 @@ func (s *Server) apiAppend(w http.ResponseWriter, ctx context.Context, f *client
 			forget()
 			s.stats.produceErrors.Add(1)
 			httpError(w, http.StatusServiceUnavailable, string(CodeLogUnavailable), "the log did not take the record: "+err.Error())
-			return
+			return res, false, false
 		}
 	case <-ctx.Done():
 		// The client left; the record may still be appended.
 		forget()
-		return
+		return res, false, false
 	}
 	rctx, cancel := s.readDeadline()
 	defer cancel()
-	var res apiResult
 	select {
 	case res = <-ch:
+		return res, true, true
 	case <-rctx.Done():
 		forget()
-		if f.Op == opPublish {
-			writeJSON(w, http.StatusOK, appendAPIAnswer(nil, pos, ack{}, nil))
-			return
-		}
-		writeJSON(w, http.StatusGatewayTimeout, appendAPIAnswer(nil, pos, ack{}, errorf(CodeTimeout, "the record is in the log, but this relay has not folded it yet")))
-		return
+		return apiResult{pos: pos}, false, true
 	}
-	if f.Op == opPublish {
-		if res.duplicate {
-			writeJSON(w, http.StatusOK, appendAPIAnswer(nil, res.original, ack{duplicate: true}, nil))
-			return
-		}
-		writeJSON(w, http.StatusOK, appendAPIAnswer(nil, res.pos, ack{}, nil))
-		return
-	}
-	if res.code != "" {
-		writeJSON(w, http.StatusConflict, appendAPIAnswer(nil, res.pos, ack{entry: &res.entry}, stateErrorText(res.code)))
-		return
-	}
-	writeJSON(w, http.StatusOK, appendAPIAnswer(nil, res.pos, ack{entry: &res.entry}, nil))
 }
 
 // writeJSON writes a JSON body built in protocol.go.

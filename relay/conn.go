@@ -69,6 +69,8 @@ type codec interface {
 	message(room, event string, data json.RawMessage, from, user string, pos record.Pos) []byte
 	stateChange(ev *record.Event, e consumer.Entry, pos record.Pos) []byte
 	presenceChange(op, room string, m *consumer.Member, reason string, pos record.Pos) []byte
+	// removed tells the connection it is no longer in room (control.go).
+	removed(room, reason string, pos *record.Pos) []byte
 }
 
 func newConn(s *Server, id, session string, enc codec) *conn {
@@ -166,6 +168,12 @@ func (c *conn) leave(f *clientFrame) {
 }
 
 func (c *conn) publish(f *clientFrame) {
+	if !c.allowUserPublish() {
+		c.s.countLimit("user_rate_limited")
+		c.s.metrics.publishes.WithLabelValues(outcomeRejected).Inc()
+		c.sendError(f.ID, errorf(CodeRateLimited, "over %g publishes per second for this user: publish dropped; slow down", c.s.cfg.Limits.UserPublishRate))
+		return
+	}
 	c.s.stats.publishes.Add(1)
 	c.appendOp(f)
 }

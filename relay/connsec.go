@@ -20,13 +20,17 @@ type security struct {
 	verifier *verifier
 	counts   limitCounters
 	conns    connLimits
+	users    userLimits
 	api      apiWaiters
+	apiKeys  atomic.Pointer[[][]byte] // in service (secrets.go)
 }
 
 // initSecurity runs in New, after the Upgrader is made.
 func (s *Server) initSecurity() {
 	s.sec = &security{verifier: newVerifier(&s.cfg.Auth, s.cfg.Logger)}
 	s.sec.conns.perIP = map[string]int{}
+	s.sec.users.m = map[string]*userEntry{}
+	s.setAPIKeys(s.cfg.Auth.APIKeys)
 	s.sec.api.m = map[string]chan apiResult{}
 	s.up.CheckOrigin = s.checkOrigin
 }
@@ -40,11 +44,13 @@ type connSec struct {
 	limiter  *frameLimiter
 	lastRead atomic.Int64 // unix nanos of the last data frame
 
-	mu         sync.Mutex
-	authTimer  *time.Timer
-	expTimer   *time.Timer
-	idleTimer  *time.Timer
-	terminated bool
+	mu          sync.Mutex
+	user        *userEntry // the user's limits, once authenticated as a user (limits_user.go)
+	userRelease func()
+	authTimer   *time.Timer
+	expTimer    *time.Timer
+	idleTimer   *time.Timer
+	terminated  bool
 }
 
 // admit decides, before the WebSocket upgrade, whether a client may
@@ -57,7 +63,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*connSec, bool) 
 		tok = bt
 	}
 	if tok != "" {
-		p, ferr := s.sec.verifier.verify(tok)
+		p, ferr := s.verifyToken(tok)
 		if ferr != nil {
 			s.countLimit("unauthorized")
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
@@ -73,6 +79,17 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*connSec, bool) 
 		return nil, false
 	}
 	cs.release = release
+	if p := cs.p.Load(); p != nil {
+		if !s.bindUser(cs, p) {
+			release()
+			refuseUser(w)
+			return nil, false
+		}
+		if ur := cs.userRelease; ur != nil {
+			// A handshake that fails after admission frees both slots.
+			cs.release = func() { ur(); release() }
+		}
+	}
 	return cs, true
 }
 
@@ -156,7 +173,12 @@ func (c *conn) closeConnSec() {
 			t.Stop()
 		}
 	}
+	userRelease := cs.userRelease
+	cs.userRelease = nil
 	cs.mu.Unlock()
+	if userRelease != nil {
+		userRelease()
+	}
 	if cs.release != nil {
 		cs.release()
 	}
@@ -239,7 +261,7 @@ func (c *conn) auth(f *authFrame, ferr *frameError) {
 	cur := cs.p.Load()
 	var p *auth.Principal
 	if ferr == nil {
-		p, ferr = c.s.sec.verifier.verify(f.Token)
+		p, ferr = c.s.verifyToken(f.Token)
 	}
 	if ferr == nil && cur != nil && !cur.Anonymous && p.User != cur.User {
 		ferr = errorf(CodeUnauthorized, "token is for user %q, not %q: reconnect to change user", trunc.String(p.User, 64), trunc.String(cur.User, 64))
@@ -252,7 +274,16 @@ func (c *conn) auth(f *authFrame, ferr *frameError) {
 		}
 		return
 	}
+	if !c.s.bindUser(cs, p) {
+		c.sendError(f.ID, errorf(CodeRateLimited, "user %q holds the most connections allowed on this relay", trunc.String(p.User, 64)))
+		c.shutdown(DisconnectUserLimit)
+		return
+	}
 	c.authenticated(p)
+	c.closeIfRevoked()
+	if cur != nil {
+		c.leaveForbidden(p) // a refreshed token may allow fewer rooms
+	}
 	c.reply(f.ID, ack{auth: &authAck{user: p.User, exp: p.Exp.Unix()}})
 }
 

@@ -31,6 +31,8 @@ func (s *Server) Deliver(d *consumer.Delivery) {
 		s.deliverState(d, &a)
 	case record.TypeLease:
 		s.deliverLease(d)
+	case record.TypeRevoke, record.TypeDisconnect, record.TypeRemove:
+		s.deliverControl(d)
 	}
 	a.done()
 	s.deliverLeft(d)

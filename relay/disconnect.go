@@ -23,6 +23,9 @@ const (
 	CloseUnauthorized    = 4004                           // no valid token within --auth-timeout, or a refused first auth frame
 	CloseRateLimited     = 4008                           // sustained sending far over the rate limit
 	CloseIdle            = 4009                           // no frame from the client for --idle-timeout
+	CloseRevoked         = 4010                           // the connection's token was revoked (/api/revoke)
+	CloseByServer        = 4011                           // the backend disconnected the user (/api/disconnect)
+	CloseUserLimit       = 4012                           // the user holds --max-conns-per-user connections on this relay
 )
 
 // Disconnect is why the relay closes a connection. Code and Reason go into
@@ -50,6 +53,9 @@ var (
 	DisconnectAuthRefused  = Disconnect{CloseUnauthorized, "authentication refused", "unauthorized"}
 	DisconnectRateLimited  = Disconnect{CloseRateLimited, "sustained sending over the rate limit", "rate_limited"}
 	DisconnectIdle         = Disconnect{CloseIdle, "idle: no frame within the idle timeout", "idle"}
+	DisconnectRevoked      = Disconnect{CloseRevoked, "token revoked; reconnect with a new token", "revoked"}
+	DisconnectByServer     = Disconnect{CloseByServer, "disconnected by the server", "disconnected"}
+	DisconnectUserLimit    = Disconnect{CloseUserLimit, "too many connections for this user", "max_conns_per_user"}
 )
 
 // disconnectReasonMaxBytes keeps a reason inside a close frame's 123 bytes.

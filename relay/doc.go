@@ -55,6 +55,13 @@
 //     and hand their backlog over with enqueueWait, which waits for room.
 //   - The lease and snapshot loops (lease.go, snapshot.go) on Server.bg;
 //     a relay whose session the log ended closes every socket (4002).
+//   - The secret file watchers (secrets.go, internal/secretfile), one
+//     polling goroutine each, from Start to Shutdown; a reload swaps the
+//     verifier's HS256 secrets and the API keys atomically.
+//   - Control records (control.go) are applied on the consumer's
+//     goroutine in Deliver: closing connections (shutdown) and removing
+//     them from rooms (forget, hub.remove, a queued removed frame) never
+//     block.
 //   - A Socket.IO connection (handler_socketio.go) has the Engine.IO
 //     session's goroutines instead of the WebSocket reader and writer: its
 //     OnSession handler is the connection's reader (sioReader: it reads

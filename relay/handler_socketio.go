@@ -177,12 +177,15 @@ func (r *sioReader) connect(p *socketio.Packet) bool {
 	if ferr == nil {
 		switch {
 		case tok != "":
-			pr, ferr = c.s.sec.verifier.verify(tok)
+			pr, ferr = c.s.verifyToken(tok)
 		case c.s.cfg.Auth.Anonymous:
 			pr = auth.Anonymous()
 		default:
 			ferr = errorf(CodeUnauthorized, "no token: connect with io(url, {auth: {token}})")
 		}
+	}
+	if ferr == nil && !c.s.bindUser(c.sec, pr) {
+		ferr = errorf(CodeRateLimited, "this user holds the most connections allowed on this relay")
 	}
 	if ferr != nil {
 		c.s.countLimit("unauthorized")
@@ -192,6 +195,7 @@ func (r *sioReader) connect(p *socketio.Packet) bool {
 		return false
 	}
 	c.authenticated(pr)
+	c.closeIfRevoked()
 	r.connected = true
 	c.send(appendSIOConnect(nil, c.id))
 	return true
@@ -258,6 +262,12 @@ func (t *sioTransport) enqueueWait(fs []outFrame) {
 // close closes the session's transport only (never a Socket.IO DISCONNECT),
 // so the client reconnects by itself; the WebSocket close frame carries d.
 func (t *sioTransport) close(d Disconnect) {
+	if d.Code == CloseRevoked || d.Code == CloseByServer || d.Code == CloseUserLimit {
+		// The server ended the socket on purpose: a DISCONNECT packet
+		// (flushed by Close) makes the client report "io server
+		// disconnect" and not reconnect by itself.
+		_ = t.sess.Send(engineio.Message{Data: socketio.Append(nil, &socketio.Packet{Type: socketio.Disconnect, Namespace: socketio.MainNamespace})})
+	}
 	t.sess.Close(engineio.CloseReason{Code: d.Code, Text: d.Reason})
 }
 

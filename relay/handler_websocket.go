@@ -38,6 +38,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.metrics.connsTotal.Inc()
 	c.send(appendWelcome(nil, c.id, s.cfg.RelayName))
 	c.startConnSec()
+	c.closeIfRevoked()
 	go c.readLoop(wr)
 }
 

@@ -42,7 +42,7 @@ type hubRoom struct {
 // from the log; finishRecovery sends the backlog, then buf, then goes live.
 type sub struct {
 	c          *conn
-	presence   bool
+	presence   bool // written under the shard's write lock (add, mutePresence)
 	recovering atomic.Bool
 	mu         sync.Mutex
 	buf        []outFrame
@@ -107,6 +107,27 @@ func (h *hub) remove(room string, c *conn) bool {
 	delete(r.index, c)
 	if len(r.members) == 0 {
 		delete(sh.rooms, room)
+	}
+	return true
+}
+
+// mutePresence stops joined/left events to c in room (its token no longer
+// allows presence there); it reports false if c was not there.
+func (h *hub) mutePresence(room string, c *conn) bool {
+	sh := h.shard(room)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r := sh.rooms[room]
+	if r == nil {
+		return false
+	}
+	i, ok := r.index[c]
+	if !ok {
+		return false
+	}
+	if s := r.members[i]; s.presence {
+		s.presence = false
+		r.presence--
 	}
 	return true
 }

@@ -3,6 +3,7 @@ package relay
 import (
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,8 +58,19 @@ type LimitsConfig struct {
 	// default DefaultMaxConns, negative: unlimited.
 	MaxConns int
 	// MaxConnsPerIP is the most sockets from one client address (429
-	// beyond); 0: unlimited.
+	// beyond); 0: unlimited. IPv6 clients count per /64, which one host
+	// or one subscriber usually holds whole.
 	MaxConnsPerIP int
+	// MaxConnsPerUser is the most sockets one user (the token's sub) holds
+	// on this relay (429 at the handshake, or close 4012 after an auth
+	// frame); default DefaultMaxConnsPerUser, negative: unlimited.
+	MaxConnsPerUser int
+	// UserPublishRate is the publishes per second of all of one user's
+	// connections on this relay together (token bucket, with
+	// UserPublishBurst); beyond it a publish is refused with rate_limited.
+	// Default DefaultUserPublishRate, negative: unlimited.
+	UserPublishRate  float64
+	UserPublishBurst int // default DefaultUserPublishBurst, at least 1
 	// ClientIPHeader names a header set by a trusted proxy that carries
 	// the client address (X-Forwarded-For: its last entry). Empty: the
 	// TCP peer address. Set it only behind a proxy that overwrites it.
@@ -92,6 +104,15 @@ func (l *LimitsConfig) setDefaults() {
 	if l.MaxConns == 0 {
 		l.MaxConns = DefaultMaxConns
 	}
+	if l.MaxConnsPerUser == 0 {
+		l.MaxConnsPerUser = DefaultMaxConnsPerUser
+	}
+	if l.UserPublishRate == 0 {
+		l.UserPublishRate = DefaultUserPublishRate
+	}
+	if l.UserPublishBurst <= 0 {
+		l.UserPublishBurst = max(DefaultUserPublishBurst, int(l.UserPublishRate))
+	}
 	if l.HTTPIdleTimeout <= 0 {
 		l.HTTPIdleTimeout = DefaultHTTPIdle
 	}
@@ -107,10 +128,11 @@ type limitCounters struct {
 }
 
 // countLimit records one violation of a limit or an authentication refusal.
-// Reasons: origin, max_conns, max_conns_per_ip, unauthorized, forbidden,
-// rate_limited, close_rate_limited, close_idle, close_token_expired,
-// close_auth_timeout, too_many_rooms, frame_too_big, api_unauthorized,
-// api_bad_request, api_too_large.
+// Reasons: origin, max_conns, max_conns_per_ip, max_conns_per_user,
+// max_http_conns, unauthorized, revoked, forbidden, rate_limited,
+// user_rate_limited, close_rate_limited, close_idle, close_token_expired,
+// close_revoked, close_disconnected, close_auth_timeout, too_many_rooms,
+// frame_too_big, api_unauthorized, api_bad_request, api_too_large.
 func (s *Server) countLimit(reason string) {
 	v, ok := s.sec.counts.m.Load(reason)
 	if !ok {
@@ -166,6 +188,7 @@ func (s *Server) acquireConn(w http.ResponseWriter, ip string) (release func(), 
 		httpError(w, http.StatusServiceUnavailable, "max_conns", "the relay holds its maximum number of connections; try another relay")
 		return nil, false
 	}
+	ip = ipKey(ip)
 	if l.MaxConnsPerIP > 0 {
 		cl.mu.Lock()
 		if cl.perIP[ip] >= l.MaxConnsPerIP {
@@ -194,6 +217,25 @@ func (s *Server) acquireConn(w http.ResponseWriter, ip string) (release func(), 
 	}, true
 }
 
+// ipKey is the client address per-IP caps count under: an IPv6 address's
+// /64 (one host can hold all of it), an IPv4 address (or an IPv4-mapped
+// IPv6 one) as itself. A value that is not an address counts as itself.
+func ipKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, err := a.WithZone("").Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
+}
+
 // clientIP is the client's address: the TCP peer, or the last entry of the
 // trusted proxy header.
 func (s *Server) clientIP(r *http.Request) string {
@@ -216,13 +258,13 @@ func (s *Server) clientIP(r *http.Request) string {
 }
 
 // checkOrigin is the Upgrader's origin policy: no Origin (not a browser),
-// the relay's own host, or an allowed pattern.
+// the relay's own origin (its scheme and host), or an allowed pattern.
 func (s *Server) checkOrigin(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
 	}
-	if i := strings.Index(origin, "://"); i >= 0 && strings.EqualFold(origin[i+3:], r.Host) {
+	if i := strings.Index(origin, "://"); i >= 0 && strings.EqualFold(origin[:i], s.requestScheme(r)) && strings.EqualFold(origin[i+3:], r.Host) {
 		return true
 	}
 	for _, p := range s.cfg.Limits.AllowedOrigins {
@@ -232,6 +274,21 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	}
 	s.countLimit("origin")
 	return false
+}
+
+// requestScheme is the scheme the client used: https when the relay
+// terminates TLS, or, behind a trusted proxy (ClientIPHeader set), the
+// proxy's X-Forwarded-Proto; http otherwise.
+func (s *Server) requestScheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	if s.cfg.Limits.ClientIPHeader != "" {
+		if p := strings.TrimSpace(r.Header.Get("X-Forwarded-Proto")); strings.EqualFold(p, "https") || strings.EqualFold(p, "http") {
+			return strings.ToLower(p)
+		}
+	}
+	return "http"
 }
 
 // frameLimiter is one connection's token bucket and abuse tracker. Used by

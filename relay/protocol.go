@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/roomlog/roomlog/consumer"
+	"github.com/roomlog/roomlog/internal/trunc"
 	"github.com/roomlog/roomlog/record"
 )
 
@@ -340,6 +342,94 @@ func decodeAPIRequest(endpoint string, body []byte) (clientFrame, *frameError) {
 	return f, nil
 }
 
+// controlRequest is the body of /api/revoke, /api/disconnect and
+// /api/remove (control.go). Unknown fields are refused. Times are Unix
+// seconds, as in tokens.
+type controlRequest struct {
+	User         string `json:"user"`
+	Room         string `json:"room"`
+	JTI          string `json:"jti"`
+	IssuedBefore *int64 `json:"issued_before"`
+	Until        *int64 `json:"until"`
+}
+
+// validRoom checks a room a control request names: a valid name, and not
+// one of the log's reserved keys ("~..."), which a remove record cannot
+// name.
+func validRoom(room string) *frameError {
+	if err := record.ValidName(room, record.MaxRoomBytes); err != nil {
+		return errorf(CodeInvalidRoom, "room %v", err)
+	}
+	if strings.HasPrefix(room, "~") {
+		return errorf(CodeInvalidRoom, "rooms starting with ~ cannot be removed from")
+	}
+	return nil
+}
+
+// maxControlSeconds bounds the times of a control request (year 5138), so
+// their milliseconds cannot overflow.
+const maxControlSeconds = 100_000_000_000
+
+// decodeControlRequest parses and validates a control endpoint's body.
+func decodeControlRequest(endpoint string, body []byte) (controlRequest, *frameError) {
+	var r controlRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return r, errorf(CodeBadRequest, "body is not a JSON object of the documented shape: %v", err)
+	}
+	if dec.More() {
+		return r, errorf(CodeBadRequest, "body holds more than one JSON value")
+	}
+	if r.User != "" {
+		if err := record.ValidName(r.User, record.MaxUserBytes); err != nil {
+			return r, errorf(CodeBadRequest, "user %v", err)
+		}
+	}
+	for _, t := range []struct {
+		name string
+		v    *int64
+	}{{"issued_before", r.IssuedBefore}, {"until", r.Until}} {
+		if t.v != nil && (*t.v <= 0 || *t.v >= maxControlSeconds) {
+			return r, errorf(CodeBadRequest, "%s must be a time in Unix seconds", t.name)
+		}
+	}
+	if endpoint != apiRevoke && (r.JTI != "" || r.IssuedBefore != nil || r.Until != nil) {
+		return r, errorf(CodeBadRequest, "jti, issued_before and until belong to /api/revoke")
+	}
+	switch endpoint {
+	case apiRevoke:
+		if r.Room != "" {
+			return r, errorf(CodeBadRequest, "room belongs to /api/remove")
+		}
+		if r.JTI != "" {
+			if err := record.ValidName(r.JTI, record.MaxJTIBytes); err != nil {
+				return r, errorf(CodeBadRequest, "jti %v", err)
+			}
+		}
+		if r.JTI == "" && r.User == "" && r.IssuedBefore == nil {
+			return r, errorf(CodeBadRequest, "give jti, user or issued_before")
+		}
+	case apiDisconnect:
+		if r.Room != "" {
+			return r, errorf(CodeBadRequest, "room belongs to /api/remove")
+		}
+		if r.User == "" {
+			return r, errorf(CodeBadRequest, "user is required")
+		}
+	case apiRemove:
+		if err := validRoom(r.Room); err != nil {
+			return r, err
+		}
+		if r.User == "" {
+			return r, errorf(CodeBadRequest, "user is required")
+		}
+	default:
+		return r, errorf(CodeUnknownOp, "unknown control endpoint %q", trunc.String(endpoint, 32))
+	}
+	return r, nil
+}
+
 func parsePos(field, s string) (record.Pos, bool, *frameError) {
 	if s == "" {
 		return record.Pos{}, false, nil
@@ -391,6 +481,25 @@ func (jsonCodec) stateChange(ev *record.Event, e consumer.Entry, pos record.Pos)
 }
 func (jsonCodec) presenceChange(op, room string, m *consumer.Member, reason string, pos record.Pos) []byte {
 	return appendPresenceEvent(nil, op, room, m, reason, pos)
+}
+func (jsonCodec) removed(room, reason string, pos *record.Pos) []byte {
+	return append(appendRemovedFields([]byte(`{"op":"removed",`), room, reason, pos), '}')
+}
+
+// appendRemovedFields appends a removed frame's fields to an open object:
+// the room the connection no longer is in, why, and the position of the
+// record that removed it (none when the relay left the room itself).
+func appendRemovedFields(b []byte, room, reason string, pos *record.Pos) []byte {
+	b = append(b, `"room":`...)
+	b = appendString(b, room)
+	b = append(b, `,"reason":`...)
+	b = appendString(b, reason)
+	if pos != nil {
+		b = append(b, `,"pos":"`...)
+		b = pos.Append(b)
+		b = append(b, '"')
+	}
+	return b
 }
 
 // Server frames. Each encoder appends to b and returns it.

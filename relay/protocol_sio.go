@@ -18,13 +18,14 @@ import (
 
 // Reserved event names. Any other event is a publish.
 const (
-	sioJoin   = "join"
-	sioLeave  = "leave"
-	sioPrefix = "rl:" // reserved for roomlog's own events
-	sioError  = "rl:error"
-	sioState  = "rl:state"
-	sioJoined = "rl:joined"
-	sioLeft   = "rl:left"
+	sioJoin    = "join"
+	sioLeave   = "leave"
+	sioPrefix  = "rl:" // reserved for roomlog's own events
+	sioError   = "rl:error"
+	sioState   = "rl:state"
+	sioJoined  = "rl:joined"
+	sioLeft    = "rl:left"
+	sioRemoved = "rl:removed"
 )
 
 // sioOps maps the reserved events that run an op to it.
@@ -265,4 +266,10 @@ func (sioCodec) presenceChange(op, room string, m *consumer.Member, reason strin
 	}
 	b := appendSIOEvent(nil, name)
 	return append(appendPresenceFields(b, room, m, reason, pos), '}', ']')
+}
+
+// removed is the EVENT rl:removed with the native frame's fields.
+func (sioCodec) removed(room, reason string, pos *record.Pos) []byte {
+	b := appendSIOEvent(nil, sioRemoved)
+	return append(appendRemovedFields(b, room, reason, pos), '}', ']')
 }

@@ -88,6 +88,18 @@ type Config struct {
 	SnapshotMinRecords int
 	// TLS, when set, serves HTTPS and wss:// on Listen (see internal/tlsconf).
 	TLS *tls.Config
+	// HS256SecretFiles each hold one HS256 secret, and APIKeyFiles backend
+	// API keys one per line ('#' comments); both are reloaded when they
+	// change (checked every SecretReloadInterval, default 5s) and on
+	// ReloadSecrets (secrets.go). Their secrets are added to
+	// Auth.HS256Secrets and Auth.APIKeys.
+	HS256SecretFiles     []string
+	APIKeyFiles          []string
+	SecretReloadInterval time.Duration
+	// RevocationTTL is how long a revocation (/api/revoke) lasts when the
+	// request gives no until: the longest lifetime of your tokens
+	// (default DefaultRevocationTTL).
+	RevocationTTL time.Duration
 	// Auth says who may connect and what tokens allow (package auth);
 	// Limits bounds what a client may cost (limits.go).
 	Auth   auth.Config
@@ -148,6 +160,10 @@ func (c *Config) setDefaults() error {
 	defDur(&c.ProduceTimeout, DefaultProduceTimeout)
 	defDur(&c.LeaseTimeout, DefaultLeaseTimeout)
 	defDur(&c.ReadTimeout, DefaultReadTimeout)
+	defDur(&c.RevocationTTL, DefaultRevocationTTL)
+	if c.RevocationTTL > maxRevocationTTL {
+		return fmt.Errorf("relay: revocation TTL %v is over the most, %v", c.RevocationTTL, maxRevocationTTL)
+	}
 	if c.SnapshotTopic == "" {
 		c.SnapshotTopic = DefaultSnapshotTopic
 	}
@@ -212,6 +228,7 @@ type Server struct {
 	hub        *hub
 	stats      counters
 	sec        *security
+	secrets    *secretFiles
 	metrics    *metrics
 	leases     *leases
 	peers      peers                   // relay sessions' addresses, for Socket.IO forwarding
@@ -243,14 +260,29 @@ type Server struct {
 
 // New validates cfg. Nothing is started until Start.
 func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	var s *Server // the reloads below apply to it once it exists (they run after Start)
+	secrets, err := loadSecretFiles(&cfg,
+		func(keys [][]byte) {
+			if err := s.sec.verifier.v.SetHS256Secrets(keys); err != nil {
+				s.cfg.Logger.Error("reloaded HS256 secrets refused", "err", err)
+			}
+		},
+		func(keys [][]byte) { s.setAPIKeys(keys) })
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	s := &Server{
-		cfg:    cfg,
-		hub:    newHub(),
-		leases: newLeases(),
-		conns:  make(map[string]*conn),
+	s = &Server{
+		cfg:     cfg,
+		hub:     newHub(),
+		leases:  newLeases(),
+		conns:   make(map[string]*conn),
+		secrets: secrets,
 	}
 	s.newSession()
 	s.metrics = newMetrics(s)
@@ -414,6 +446,7 @@ func (s *Server) startConsumer(ctx context.Context) (int, error) {
 func (s *Server) startBackground(ctx context.Context) {
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.bgCancel = cancel
+	s.secrets.start(bgCtx)
 	s.bg.Add(1)
 	go s.leaseLoop(bgCtx)
 	if s.snaps != nil {
@@ -454,6 +487,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	herr := <-herrc
+	s.secrets.stop()
 	ferr := s.prod.Flush(ctx)
 	s.cons.Stop()
 	s.prod.Close()

@@ -3,6 +3,9 @@ package relay
 import (
 	"encoding/json"
 	"testing"
+	"time"
+
+	"github.com/roomlog/roomlog/record"
 
 	"github.com/roomlog/roomlog/relay/auth"
 )
@@ -80,6 +83,49 @@ func FuzzDecodeAPIRequest(f *testing.F) {
 			if endpoint == "publish" || endpoint == "state" {
 				t.Fatalf("accepted op %q on %s: %q", fr.Op, endpoint, b)
 			}
+		}
+	})
+}
+
+// FuzzDecodeControlRequest: a control request the API accepts becomes a
+// record every relay decodes back to the same effect; nothing else is
+// accepted.
+func FuzzDecodeControlRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"jti":"t-1"}`,
+		`{"user":"alice"}`,
+		`{"user":"alice","issued_before":1700000000,"until":1900000000}`,
+		`{"issued_before":1700000000}`,
+		`{"room":"lobby","user":"bob"}`,
+		`{"room":"~control","user":"bob"}`,
+		`{"user":"a","until":99999999999}`,
+		`{"jti":"\u0000"}`,
+		`[]`,
+	} {
+		for _, e := range []string{apiRevoke, apiDisconnect, apiRemove} {
+			f.Add(e, []byte(s))
+		}
+	}
+	s := &Server{cfg: Config{RevocationTTL: DefaultRevocationTTL}}
+	now := time.Unix(1_800_000_000, 0)
+	f.Fuzz(func(t *testing.T, endpoint string, b []byte) {
+		r, ferr := decodeControlRequest(endpoint, b)
+		if ferr != nil {
+			return
+		}
+		ev, ferr := s.controlEvent(endpoint, &r, now)
+		if ferr != nil {
+			return
+		}
+		got, err := record.Decode(record.Encode(ev))
+		if err != nil {
+			t.Fatalf("accepted %q as a record the log refuses: %v", b, err)
+		}
+		if got.Type != ev.Type || got.User != ev.User || got.Room != ev.Room || got.Revoke != ev.Revoke {
+			t.Fatalf("%q: decoded %+v, want %+v", b, got, ev)
+		}
+		if ev.Type == record.TypeRevoke && (ev.Revoke.Until <= now.UnixMilli() || ev.Revoke.Until > now.Add(maxRevocationTTL).UnixMilli()) {
+			t.Fatalf("%q: until %d out of bounds", b, ev.Revoke.Until)
 		}
 	})
 }

@@ -94,7 +94,7 @@ func startRelay(t *testing.T, b backend, topic string, mod func(*relay.Config)) 
 		Partitions: 4,
 		Logger:     testLogger(t),
 		Auth:       auth.Config{Anonymous: true},
-		Limits:     relay.LimitsConfig{Rate: -1}, // bulk tests send thousands of frames at once
+		Limits:     relay.LimitsConfig{Rate: -1, UserPublishRate: -1}, // bulk tests send thousands of frames at once
 	}
 	if b.name == "kafka" {
 		cfg.ReplicationFactor = 1

@@ -251,6 +251,24 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	metrics.Store(srv)
+	// SIGHUP reloads the secret files now (they are also polled).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := srv.ReloadSecrets(); err != nil {
+					log.Error("SIGHUP: secrets not reloaded; the previous ones stay in service", "err", err)
+				} else {
+					log.Info("SIGHUP: secrets reloaded")
+				}
+			}
+		}
+	}()
 	startCtx, cancel := context.WithTimeout(ctx, startT)
 	err = srv.Start(startCtx)
 	cancel()

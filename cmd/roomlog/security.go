@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/roomlog/roomlog/internal/cliflag"
+	"github.com/roomlog/roomlog/internal/secretfile"
 	"github.com/roomlog/roomlog/internal/tlsconf"
 	"github.com/roomlog/roomlog/relay"
 	"github.com/roomlog/roomlog/relay/auth"
@@ -41,6 +41,11 @@ type securityFlags struct {
 	maxConns, maxConnsIP   int
 	clientIPHeader         string
 	idleTimeout            time.Duration
+	maxConnsUser           int
+	userRate               float64
+	userBurst              int
+	secretReload           time.Duration
+	revocationTTL          time.Duration
 }
 
 func registerSecurityFlags(fs *flag.FlagSet) *securityFlags {
@@ -55,14 +60,16 @@ func registerSecurityFlags(fs *flag.FlagSet) *securityFlags {
 	fs.StringVar(&f.tlsKey, "tls-key", "", "static TLS key file (PEM), reloaded when it changes")
 	fs.BoolVar(&f.insecurePlaintext, "insecure-plaintext", false, "serve plain ws:// on a non-loopback address (behind a TLS-terminating load balancer only)")
 	fs.BoolVar(&f.anonymous, "anonymous", false, "accept clients without a token, with every permission (local development)")
-	fs.Var(&f.hsSecretFiles, "jwt-hs256-secret-file", "file holding an HS256 secret of 32 bytes or more (repeatable: rotation)")
+	fs.Var(&f.hsSecretFiles, "jwt-hs256-secret-file", "file holding an HS256 secret of 32 bytes or more, reloaded when it changes and on SIGHUP (repeatable: rotation)")
 	fs.Var(&f.pubKeys, "jwt-public-key-file", "PEM public key file or folder of *.pem for RS256, ES256, EdDSA tokens (repeatable)")
 	fs.StringVar(&f.jwksURL, "jwks-url", "", "JWKS URL of the token issuer's public keys (fetched, cached, refetched on an unknown kid)")
 	fs.StringVar(&f.issuer, "jwt-issuer", "", "required token issuer (iss), when set")
 	fs.StringVar(&f.audience, "jwt-audience", "", "required token audience (aud), when set")
 	fs.DurationVar(&f.leeway, "jwt-leeway", auth.DefaultLeeway, "clock skew allowed on exp and nbf")
 	fs.DurationVar(&f.authTimeout, "auth-timeout", auth.DefaultTimeout, "how long a connection without a token may take to send its auth frame (else close 4004)")
-	fs.Var(&f.apiKeyFiles, "api-key-file", "file of backend API keys, one per line (enables POST /api/publish and /api/state; repeatable)")
+	fs.Var(&f.apiKeyFiles, "api-key-file", "file of backend API keys, one per line, reloaded when it changes and on SIGHUP (enables the backend API /api/...; repeatable)")
+	fs.DurationVar(&f.secretReload, "secret-reload-interval", secretfile.DefaultInterval, "how often the secret and API key files are checked for changes")
+	fs.DurationVar(&f.revocationTTL, "revocation-ttl", relay.DefaultRevocationTTL, "how long a revocation (/api/revoke) lasts when it gives no until: your tokens' longest lifetime")
 	fs.Var(&f.adminTokenFiles, "admin-token-file", "file of operator console tokens, one per line (enables the read-only console at /admin/ and /admin/api/; repeatable)")
 	fs.Var(&f.origins, "allowed-origins", "browser origins allowed besides the relay's own host, glob patterns (https://*.example.com; '*': any)")
 	fs.Float64Var(&f.rate, "rate", relay.DefaultRate, "frames per second one connection may send (negative: unlimited)")
@@ -71,6 +78,9 @@ func registerSecurityFlags(fs *flag.FlagSet) *securityFlags {
 	fs.IntVar(&f.maxConnsIP, "max-conns-per-ip", 0, "connections from one client address (429 beyond; 0: unlimited)")
 	fs.StringVar(&f.clientIPHeader, "client-ip-header", "", "header a trusted proxy sets to the client address (e.g. X-Forwarded-For), for --max-conns-per-ip")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "close (4009) connections that send nothing for this long (0: never)")
+	fs.IntVar(&f.maxConnsUser, "max-conns-per-user", relay.DefaultMaxConnsPerUser, "connections one user (token sub) holds on this relay (429, or close 4012; negative: unlimited)")
+	fs.Float64Var(&f.userRate, "user-publish-rate", relay.DefaultUserPublishRate, "publishes per second of one user's connections on this relay together (negative: unlimited)")
+	fs.IntVar(&f.userBurst, "user-publish-burst", relay.DefaultUserPublishBurst, "publishes one user may send in a burst")
 	return f
 }
 
@@ -87,13 +97,9 @@ type relayTLS struct {
 func (f *securityFlags) configure(fs *flag.FlagSet, cfg *relay.Config, log *slog.Logger) (*relayTLS, error) {
 	a := &cfg.Auth
 	a.Anonymous = f.anonymous
-	for _, p := range f.hsSecretFiles {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("--jwt-hs256-secret-file: %w", err)
-		}
-		a.HS256Secrets = append(a.HS256Secrets, bytes.TrimSpace(b))
-	}
+	// The relay reads (and reloads) the secret and API key files.
+	cfg.HS256SecretFiles, cfg.APIKeyFiles = f.hsSecretFiles, f.apiKeyFiles
+	cfg.SecretReloadInterval, cfg.RevocationTTL = f.secretReload, f.revocationTTL
 	if len(f.pubKeys) > 0 {
 		keys, err := auth.LoadPublicKeys(f.pubKeys...)
 		if err != nil {
@@ -106,14 +112,11 @@ func (f *securityFlags) configure(fs *flag.FlagSet, cfg *relay.Config, log *slog
 		a.Leeway = -1 // explicit: none
 	}
 	var err error
-	if a.APIKeys, err = readKeyFiles("api-key-file", f.apiKeyFiles); err != nil {
-		return nil, err
-	}
 	if cfg.AdminTokens, err = readKeyFiles("admin-token-file", f.adminTokenFiles); err != nil {
 		return nil, err
 	}
 	cfg.AdminOpen = len(f.adminTokenFiles) == 0 && a.Anonymous && loopback(cfg.Listen)
-	if !a.Anonymous && len(a.HS256Secrets) == 0 && len(a.PublicKeys) == 0 && a.JWKSURL == "" {
+	if !a.Anonymous && len(f.hsSecretFiles) == 0 && len(a.PublicKeys) == 0 && a.JWKSURL == "" {
 		return nil, errors.New("no authentication configured: give --jwt-hs256-secret-file, --jwt-public-key-file or --jwks-url, or --anonymous for local development")
 	}
 	cfg.Limits = relay.LimitsConfig{
@@ -124,6 +127,13 @@ func (f *securityFlags) configure(fs *flag.FlagSet, cfg *relay.Config, log *slog
 		MaxConnsPerIP:  f.maxConnsIP,
 		ClientIPHeader: f.clientIPHeader,
 		IdleTimeout:    f.idleTimeout,
+
+		MaxConnsPerUser:  f.maxConnsUser,
+		UserPublishRate:  f.userRate,
+		UserPublishBurst: f.userBurst,
+	}
+	if f.userRate == 0 {
+		return nil, errors.New("--user-publish-rate 0 would refuse every publish: give a positive rate, or a negative one for unlimited")
 	}
 	if f.rate == 0 {
 		return nil, errors.New("--rate 0 would refuse every frame: give a positive rate, or a negative one for unlimited")

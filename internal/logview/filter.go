@@ -44,4 +44,4 @@ func (f *Filter) byContent() bool {
 }
 
 // Types are the record types a Filter may name.
-var Types = []string{"publish", "join", "leave", "set", "del", "incr", "cas", "lease", "expire"}
+var Types = []string{"publish", "join", "leave", "set", "del", "incr", "cas", "lease", "expire", "revoke", "disconnect", "remove"}

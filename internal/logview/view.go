@@ -42,6 +42,8 @@ func ViewOf(ev *record.Event, r *kgo.Record, epoch uint64) RecordView {
 		v.Delta = &ev.Delta
 	case record.TypeCAS, record.TypeExpire:
 		v.Version = &ev.Version
+	case record.TypeRevoke:
+		v.Data, _ = json.Marshal(&ev.Revoke) // strings and integers: cannot fail
 	}
 	return v
 }

@@ -84,20 +84,16 @@ func (a *Config) Validate() error {
 	if !a.Anonymous && len(a.HS256Secrets) == 0 && len(a.PublicKeys) == 0 && a.JWKSURL == "" {
 		return errors.New("no authentication configured: give token keys (HS256 secrets, public keys or a JWKS URL), or allow anonymous clients explicitly")
 	}
-	for i, s := range a.HS256Secrets {
-		if len(s) < 32 {
-			return fmt.Errorf("HS256 secret %d is %d bytes; want at least 32", i+1, len(s))
-		}
+	if err := CheckHS256Secrets(a.HS256Secrets); err != nil {
+		return err
 	}
 	for i, k := range a.PublicKeys {
 		if err := checkPublicKey(k); err != nil {
 			return fmt.Errorf("public key %d: %w", i+1, err)
 		}
 	}
-	for i, k := range a.APIKeys {
-		if len(k) < 16 {
-			return fmt.Errorf("API key %d is %d bytes; want at least 16", i+1, len(k))
-		}
+	if err := CheckAPIKeys(a.APIKeys); err != nil {
+		return err
 	}
 	if a.Leeway == 0 {
 		a.Leeway = DefaultLeeway
@@ -115,6 +111,26 @@ func (a *Config) Validate() error {
 	}
 	if a.JWKSClient == nil {
 		a.JWKSClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	return nil
+}
+
+// CheckHS256Secrets reports an HS256 secret too short to be one.
+func CheckHS256Secrets(secrets [][]byte) error {
+	for i, s := range secrets {
+		if len(s) < 32 {
+			return fmt.Errorf("HS256 secret %d is %d bytes; want at least 32", i+1, len(s))
+		}
+	}
+	return nil
+}
+
+// CheckAPIKeys reports an API key too short to be one.
+func CheckAPIKeys(keys [][]byte) error {
+	for i, k := range keys {
+		if len(k) < 16 {
+			return fmt.Errorf("API key %d is %d bytes; want at least 16", i+1, len(k))
+		}
 	}
 	return nil
 }

@@ -13,12 +13,14 @@ import (
 )
 
 // Principal is an authenticated client: its user id, permissions and the
-// expiry of its token.
+// expiry of its token, and what revocations match (its id and issue time).
 type Principal struct {
 	User      string
 	Exp       time.Time // zero: never (anonymous)
 	Perms     Perms
 	Anonymous bool
+	JTI       string    // the token's jti, if any
+	IssuedAt  time.Time // the token's iat; zero without one
 }
 
 // Anonymous is the principal of a client without a token on a relay that

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -71,7 +72,20 @@ type tokenClaims struct {
 type Verifier struct {
 	cfg    *Config
 	parser *jwt.Parser
-	jwks   *jwks // nil without a JWKS URL
+	jwks   *jwks                    // nil without a JWKS URL
+	hs     atomic.Pointer[[][]byte] // HS256 secrets in service (SetHS256Secrets)
+}
+
+// SetHS256Secrets replaces the HS256 secrets (a rotated secret file): tokens
+// signed with the new ones verify at once, with the old ones no longer. An
+// invalid set is refused and the previous one stays.
+func (v *Verifier) SetHS256Secrets(secrets [][]byte) error {
+	if err := CheckHS256Secrets(secrets); err != nil {
+		return err
+	}
+	s := append([][]byte(nil), secrets...)
+	v.hs.Store(&s)
+	return nil
 }
 
 // NewVerifier returns a verifier of tokens for cfg, which Validate has
@@ -94,6 +108,8 @@ func NewVerifier(cfg *Config, log *slog.Logger) *Verifier {
 		opts = append(opts, jwt.WithAudience(cfg.Audience))
 	}
 	v := &Verifier{cfg: cfg, parser: jwt.NewParser(opts...)}
+	hs := cfg.HS256Secrets
+	v.hs.Store(&hs)
 	if cfg.JWKSURL != "" {
 		v.jwks = newJWKS(cfg, log)
 	}
@@ -117,11 +133,20 @@ func (v *Verifier) Verify(tok string) (*Principal, error) {
 	if err := record.ValidName(c.Subject, record.MaxUserBytes); err != nil {
 		return nil, refuse(KindClaims, nil, "invalid token: sub %v", err)
 	}
+	if c.ID != "" {
+		if err := record.ValidName(c.ID, record.MaxJTIBytes); err != nil {
+			return nil, refuse(KindClaims, nil, "invalid token: jti %v", err)
+		}
+	}
 	p, err := ParseRooms(c.Rooms)
 	if err != nil {
 		return nil, refuse(KindClaims, nil, "invalid token: rooms claim: %v", err)
 	}
-	return &Principal{User: c.Subject, Exp: c.ExpiresAt.Time, Perms: p}, nil
+	pr := &Principal{User: c.Subject, Exp: c.ExpiresAt.Time, Perms: p, JTI: c.ID}
+	if c.IssuedAt != nil {
+		pr.IssuedAt = c.IssuedAt.Time
+	}
+	return pr, nil
 }
 
 // missingClaim names the required claim c lacks. The claims are decoded
@@ -150,7 +175,7 @@ func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
 	kid, _ := t.Header["kid"].(string)
 	var keys []jwt.VerificationKey
 	if alg == "HS256" {
-		for _, s := range v.cfg.HS256Secrets {
+		for _, s := range *v.hs.Load() {
 			keys = append(keys, s)
 		}
 	} else {

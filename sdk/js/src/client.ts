@@ -319,6 +319,7 @@ export class Client extends Emitter<ClientEvents> {
     }
     for (const room of this.rooms.values()) room.lost();
     this.emit("disconnected", { url: this.url!, code: err.closeCode || 1006, reason: err.message, error: err });
+    if (err.closeCode === 4011) return this.close(); // the backend ended this user's session: reconnecting would undo it
     if (this.state === "closed") return;
     this.setState("disconnected");
     this.reconnectTimer = setTimeout(() => this.open(), backoff(this.attempt++, this.o.reconnect?.min || 500, this.o.reconnect?.max || 15000));

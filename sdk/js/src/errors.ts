@@ -32,6 +32,9 @@ export type ErrorCode =
   | "session_ended" // 4002
   | "token_expired" // 4003
   | "idle" // 4009
+  | "revoked" // 4010: the token was revoked; the next connection asks getToken() for a new one
+  | "server_disconnect" // 4011: the backend disconnected this user; the client closes for good
+  | "too_many_connections" // 4012: the user holds the most connections allowed on the relay
   // The client's own.
   | "heartbeat_timeout" // nothing heard from the relay within the heartbeat window
   | "connect_timeout" // no welcome (and auth ack) within connectTimeout
@@ -70,6 +73,9 @@ const closeCodes: Record<number, ErrorCode> = {
   4004: "unauthorized",
   4008: "rate_limited",
   4009: "idle",
+  4010: "revoked",
+  4011: "server_disconnect",
+  4012: "too_many_connections",
 };
 
 /** The typed error for a WebSocket close code. */

@@ -126,8 +126,15 @@ export class Room extends Emitter<RoomEvents> {
     if (closed) for (const [, reject] of this.waiters.splice(0)) reject(closed);
   }
 
-  /** @internal A room frame: message, state, joined, left. */
+  /** @internal A room frame: message, state, joined, left, removed. */
   onFrame(f: Frame): void {
+    if (f.op === "removed") {
+      // The server took this connection out of the room (the backend, or a refreshed token that no longer
+      // allows it): the room stays left, and is not rejoined on reconnect.
+      this.wanted = false;
+      this.joined = false;
+      return this.emit("removed", { reason: f.reason, pos: f.pos });
+    }
     if (!this.joined && f.op !== "message") return;
     if (f.op === "message") {
       if (!isAfter(f.pos, this.position)) return; // already seen

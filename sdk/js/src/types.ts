@@ -107,4 +107,7 @@ export interface RoomEvents {
   gap: { reason: "not_recovered" | "stale_position" | "bad_position"; since: Position };
   /** The join was refused (forbidden, invalid_room, ...); the room stays left. */
   error: RoomlogError;
+  /** The relay took this connection out of the room: `removed` (the backend's /api/remove) or `forbidden` (a
+   * refreshed token no longer allows the room). The room stays left until join() is called again. */
+  removed: { reason: string; pos?: Position };
 }
