@@ -174,8 +174,12 @@ func TestTokenRefreshAndExpiry(t *testing.T) {
 	short := func(sub string, d time.Duration) string {
 		return sign(t, jwt.SigningMethodHS256, k.hs, "", claims(sub, []string{"*"}, map[string]any{"exp": time.Now().Add(d).Unix()}))
 	}
-	// exp has a one-second resolution: 2s tokens expire within 1 to 2s.
-	refresher, _, err := dialWith(t, nil, wsURL(r)+"?token="+short("alice", 2*time.Second), nil, true)
+	// exp has a one-second resolution: 2s tokens expire within 1 to 2s. The
+	// refresher's first token lives longer so that dialing, joining and
+	// refreshing fit before it lapses even on a loaded machine; the test then
+	// waits past that expiry.
+	firstExp := time.Now().Add(6 * time.Second)
+	refresher, _, err := dialWith(t, nil, wsURL(r)+"?token="+short("alice", 6*time.Second), nil, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +198,7 @@ func TestTokenRefreshAndExpiry(t *testing.T) {
 	if code := lapser.closeCode(); code != relay.CloseTokenExpired {
 		t.Fatalf("lapsed token: close code %d, want %d", code, relay.CloseTokenExpired)
 	}
-	time.Sleep(time.Second) // past the first token's expiry
+	time.Sleep(time.Until(firstExp) + time.Second) // past the first token's expiry
 	refresher.do(map[string]any{"op": "publish", "room": "lobby", "data": "still here", "id": "p"})
 	if m := refresher.message(); m.From != refresher.id {
 		t.Fatalf("got %+v", m)
