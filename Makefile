@@ -35,6 +35,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzParsePos$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzParseOrigin$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeAuthFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeAPIRequest$$' -fuzztime $(FUZZTIME)
