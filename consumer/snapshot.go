@@ -35,6 +35,9 @@ type snapshotBody struct {
 	// Dedupe is the dedupe window in a compact binary form (see
 	// encodeDedupe): it can hold hundreds of thousands of ids.
 	Dedupe []byte `json:"dedupe"`
+	// Rehomed is the memory of re-homed copies (misplaced.go); absent
+	// when the partition has none, so older snapshots read the same.
+	Rehomed *snapshotRehomed `json:"rehomed,omitempty"`
 }
 
 type snapshotRoom struct {
@@ -164,6 +167,7 @@ func (p *Partition) EncodeSnapshot() ([]byte, int64, error) {
 		b.Relays[name] = *l
 	}
 	b.Dedupe = encodeDedupe(p.dedupeQ[p.dedupeHead:], p.dedupe)
+	b.Rehomed = p.encodeRehomed()
 	next := p.next
 	p.mu.RUnlock()
 
@@ -243,6 +247,7 @@ func DecodeSnapshot(data []byte, window int) (*Partition, error) {
 	if err := decodeDedupe(b.Dedupe, p); err != nil {
 		return nil, err
 	}
+	p.decodeRehomed(b.Rehomed)
 	return p, nil
 }
 
