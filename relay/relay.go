@@ -193,6 +193,8 @@ type Stats struct {
 	ProduceErrors uint64 // records the log did not take
 	LogRecords    uint64 // records read back by the consumer
 	LogSkipped    uint64 // records the consumer could not decode
+	Misplaced     uint64 // records folded that were written to another partition than their room's
+	Rehomed       uint64 // copies of misplaced records this relay appended to their room's partition
 	Duplicates    uint64 // publishes not delivered: retries of a message id already seen
 	Recoveries    uint64 // joins with since
 	LogRecoveries uint64 // of those, read from the log (older than the window)
@@ -216,6 +218,7 @@ type Server struct {
 	leases     *leases
 	peers      peers                   // relay sessions' addresses, for Socket.IO forwarding
 	snaps      *consumer.SnapshotStore // nil when snapshots are off
+	rehome     *rehomer                // misplaced records to re-home (rehome.go)
 	admin      adminFleetMemory
 
 	prod *kgo.Client
@@ -250,6 +253,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:    cfg,
 		hub:    newHub(),
 		leases: newLeases(),
+		rehome: newRehomer(),
 		conns:  make(map[string]*conn),
 	}
 	s.newSession()
@@ -409,13 +413,14 @@ func (s *Server) startConsumer(ctx context.Context) (int, error) {
 	}
 }
 
-// startBackground starts the lease loop and the snapshot loop, which run
+// startBackground starts the lease loop, the re-home loop and the snapshot loop, which run
 // until Shutdown.
 func (s *Server) startBackground(ctx context.Context) {
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.bgCancel = cancel
-	s.bg.Add(1)
+	s.bg.Add(2)
 	go s.leaseLoop(bgCtx)
+	go s.rehomeLoop(bgCtx)
 	if s.snaps != nil {
 		s.bg.Add(1)
 		go s.snapshotLoop(bgCtx)
@@ -487,6 +492,8 @@ func (s *Server) Stats() Stats {
 		ProduceErrors: s.stats.produceErrors.Load(),
 		LogRecords:    cs.Records,
 		LogSkipped:    cs.Skipped,
+		Misplaced:     cs.Misplaced,
+		Rehomed:       s.rehome.appended.Load(),
 		Duplicates:    s.stats.duplicates.Load(),
 		Recoveries:    s.stats.recoveries.Load(),
 		LogRecoveries: s.stats.logRecoveries.Load(),

@@ -1,0 +1,152 @@
+package relay_test
+
+import (
+	"bytes"
+	"context"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/roomlog/roomlog/record"
+	"github.com/roomlog/roomlog/relay"
+)
+
+// rawProducer is a plain Kafka producer that writes to the partition each
+// record names (a producer with another partitioner than Kafka's).
+func rawProducer(t *testing.T, b backend, topic string) func(recs ...*kgo.Record) []*kgo.Record {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(2<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return func(recs ...*kgo.Record) []*kgo.Record {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+		return recs
+	}
+}
+
+// TestMisplacedRecords: a record written to another partition than its
+// room's reaches the room's sockets once, as its re-homed copy at a
+// position of the room's partition and in its order; it is in the room's
+// history and recovered by a rejoin with since; a repeated copy (a re-home
+// retried) changes nothing; and every relay's fold agrees.
+func TestMisplacedRecords(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		topic := newTopic(t)
+		ra := startRelay(t, b, topic, nil)
+		rb := startRelay(t, b, topic, nil)
+		const room = "lobby"
+		home := record.PartitionOf(room, 4)
+		wrong := (home + 1) % 4
+		ca, cb := dial(t, ra), dial(t, rb)
+		ca.join(room)
+		cb.join(room)
+		one := ca.do(map[string]any{"op": "publish", "room": room, "data": "one", "id": 1})
+
+		produce := rawProducer(t, b, topic)
+		orig := produce(&kgo.Record{Key: []byte(room), Value: []byte("misplaced"), Partition: wrong,
+			Headers: []kgo.RecordHeader{{Key: "trace-id", Value: []byte("t-1")}}})[0]
+		for _, c := range []*client{ca, cb} {
+			if m := c.message(); string(m.Data) != `"one"` {
+				t.Fatalf("first message %+v", m)
+			}
+			m := c.message()
+			pos, err := record.ParsePos(m.Pos)
+			if string(m.Data) != `"misplaced"` || m.Event != "message" || err != nil || pos.Partition != home {
+				t.Fatalf("got %+v (%v): want the misplaced record from partition %d", m, err, home)
+			}
+		}
+
+		// A repeated copy, as an owner that crashed after appending one
+		// would append: applied once.
+		produce(&kgo.Record{Key: []byte(room), Value: []byte("misplaced"), Partition: home,
+			Headers: []kgo.RecordHeader{{Key: record.HeaderOrigin, Value: record.Origin{Partition: wrong, Offset: orig.Offset}.Append(nil)}}})
+		cb.do(map[string]any{"op": "publish", "room": room, "data": "two", "id": 2})
+		for _, c := range []*client{ca, cb} {
+			if m := c.message(); string(m.Data) != `"two"` {
+				t.Fatalf("after the repeated copy: got %+v, want two (the misplaced record once)", m)
+			}
+		}
+
+		// History and recovery cover it.
+		for _, r := range []*relay.Server{ra, rb} {
+			c := dial(t, r)
+			c.do(map[string]any{"op": "join", "room": room, "since": one.Pos, "id": "rejoin"})
+			var got []string
+			for i := 0; i < 2; i++ {
+				got = append(got, string(c.message().Data))
+			}
+			if want := []string{`"misplaced"`, `"two"`}; !reflect.DeepEqual(got, want) {
+				t.Fatalf("recovered %v, want %v", got, want)
+			}
+			h := c.do(map[string]any{"op": "history", "room": room, "id": "h"})
+			var hist []string
+			for _, m := range h.Messages {
+				hist = append(hist, string(m.Data))
+			}
+			if want := []string{`"one"`, `"misplaced"`, `"two"`}; !reflect.DeepEqual(hist, want) {
+				t.Fatalf("history %v, want %v", hist, want)
+			}
+		}
+
+		sa, sb := ra.Stats(), rb.Stats()
+		if sa.Misplaced != 1 || sb.Misplaced != 1 {
+			t.Fatalf("misplaced counts %d, %d; want 1 on each relay", sa.Misplaced, sb.Misplaced)
+		}
+		if n := sa.Rehomed + sb.Rehomed; n < 1 {
+			t.Fatalf("no relay re-homed the record (%d, %d)", sa.Rehomed, sb.Rehomed)
+		}
+		pa, pb := ra.Consumer().State().Partition(home), rb.Consumer().State().Partition(home)
+		if da, db := pa.Dump(), pb.Dump(); !reflect.DeepEqual(da, db) || len(da.Rehomed) != 2 {
+			t.Fatalf("relays disagree on the home partition, or no re-home memory:\n%+v\n%+v", da, db)
+		}
+	})
+}
+
+// TestForeignBadRecords: records from other producers with no key, an
+// invalid room name or a value over the limit are counted by reason and
+// skipped; delivery goes on.
+func TestForeignBadRecords(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		topic := newTopic(t)
+		r := startRelay(t, b, topic, nil)
+		c := dial(t, r)
+		c.join("ok")
+		p := record.PartitionOf("ok", 4)
+		produce := rawProducer(t, b, topic)
+		produce(
+			&kgo.Record{Value: []byte("no key"), Partition: p},
+			&kgo.Record{Key: []byte("bad\x01room"), Value: []byte("x"), Partition: p},
+			&kgo.Record{Key: []byte("ok"), Value: bytes.Repeat([]byte("a"), record.MaxDataBytes+1), Partition: p},
+			&kgo.Record{Key: []byte("ok"), Value: []byte("x"), Partition: p, Headers: []kgo.RecordHeader{{Key: record.HeaderType, Value: []byte("teleport")}}},
+			&kgo.Record{Key: []byte("ok"), Value: []byte("after"), Partition: p},
+		)
+		if m := c.message(); string(m.Data) != `"after"` {
+			t.Fatalf("got %+v, want the good record after the bad ones", m)
+		}
+		st := r.Consumer().Stats()
+		for _, reason := range []string{"no_key", "bad_room", "too_large", "unknown_type"} {
+			if st.SkippedBy[reason] != 1 {
+				t.Fatalf("skipped %v: want one %s", st.SkippedBy, reason)
+			}
+		}
+		if st.Skipped != 4 {
+			t.Fatalf("skipped %d, want 4", st.Skipped)
+		}
+		body := scrape(t, r.Addr().String())
+		for _, want := range []string{`roomlog_log_skipped_total{reason="too_large"} 1`, "roomlog_misplaced_records_total 0"} {
+			if !strings.Contains(body, want) {
+				t.Fatalf("metrics lack %q", want)
+			}
+		}
+	})
+}
