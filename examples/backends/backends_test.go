@@ -42,9 +42,12 @@ const waitLimit = 90 * time.Second
 type snippet struct {
 	name       string
 	publish    []string // command, run in examples/backends
-	consume    []string
-	librdkafka bool // default partitioner is CRC32 (PARTITIONER picks it)
+	consume    []string // nil: none
+	librdkafka bool     // default partitioner is CRC32 (PARTITIONER picks it)
 }
+
+// apiKey is the relay's backend API key (the HTTP snippet's).
+const apiKey = "backend-snippets-api-key-0123456789"
 
 func snippets(cache string) []snippet {
 	py := filepath.Join(cache, "venv", "bin", "python")
@@ -56,6 +59,7 @@ func snippets(cache string) []snippet {
 		{"python-kafka-python", []string{py, "python/publish_kafka_python.py"}, []string{py, "python/consume_kafka_python.py"}, false},
 		{"java-kafka-clients", []string{"java", "-cp", libs, "java/Publish.java"}, []string{"java", "-cp", libs, "java/Consume.java"}, false},
 		{"kcat", []string{"sh", "kcat/publish.sh"}, []string{"sh", "kcat/consume.sh"}, true},
+		{"http-api", []string{"sh", "http/publish.sh"}, nil, false},
 	}
 }
 
@@ -78,7 +82,7 @@ func TestBackendSnippets(t *testing.T) {
 	topic := "roomlog-test-backends-" + randHex(4)
 	s := startRelay(t, strings.Split(brokers, ","), topic)
 	url := "ws://" + s.Addr().String() + "/ws"
-	env := []string{"BROKERS=" + brokers, "TOPIC=" + topic}
+	env := []string{"BROKERS=" + brokers, "TOPIC=" + topic, "RELAY=http://" + s.Addr().String(), "API_KEY=" + apiKey}
 
 	for _, sn := range snippets(cache) {
 		modes := []string{"guide"}
@@ -132,6 +136,9 @@ func TestBackendSnippets(t *testing.T) {
 				}
 			})
 		}
+		if sn.consume == nil {
+			continue
+		}
 		t.Run(sn.name+"/consume", func(t *testing.T) {
 			room := roomFor(sn.name+"-consume", false)
 			c := dial(t, url)
@@ -143,6 +150,56 @@ func TestBackendSnippets(t *testing.T) {
 				t.Fatalf("consumer printed %q, want %q", out, want)
 			}
 		})
+	}
+}
+
+// TestGuideShowsTheFiles: every code block of docs/backends.md marked with
+// the file it shows is that file, byte for byte, and every snippet the test
+// above runs is shown.
+func TestGuideShowsTheFiles(t *testing.T) {
+	guide, err := os.ReadFile("../../docs/backends.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const marker = "<!-- file: "
+	shown := map[string]bool{}
+	text := string(guide)
+	for {
+		i := strings.Index(text, marker)
+		if i < 0 {
+			break
+		}
+		text = text[i+len(marker):]
+		name := text[:strings.Index(text, " -->")]
+		open := strings.Index(text, "```")
+		body := text[strings.Index(text[open:], "\n")+open+1:]
+		end := strings.Index(body, "\n```\n")
+		if end < 0 {
+			t.Fatalf("%s: unterminated code block", name)
+		}
+		want, err := os.ReadFile(filepath.FromSlash(strings.TrimPrefix(name, "examples/backends/")))
+		if err != nil {
+			t.Fatalf("the guide shows %s: %v", name, err)
+		}
+		if got := body[:end+1]; got != string(want) {
+			t.Errorf("the guide's %s differs from the file:\n%s", name, got)
+		}
+		shown[strings.TrimPrefix(name, "examples/backends/")] = true
+		text = body[end:]
+	}
+	for _, sn := range snippets("") {
+		for _, cmd := range [][]string{sn.publish, sn.consume} {
+			if cmd == nil {
+				continue
+			}
+			file := cmd[len(cmd)-1]
+			if strings.HasPrefix(file, "./") {
+				file = strings.TrimPrefix(file, "./") + "/main.go"
+			}
+			if !shown[file] {
+				t.Errorf("docs/backends.md does not show %s", file)
+			}
+		}
 	}
 }
 
@@ -197,7 +254,7 @@ func startRelay(t *testing.T, brokers []string, topic string) *relay.Server {
 	}
 	s, err := relay.New(relay.Config{
 		Listen: "127.0.0.1:0", Brokers: brokers, Topic: topic, Partitions: partitions, ReplicationFactor: 1,
-		Logger: logger, Auth: auth.Config{Anonymous: true},
+		Logger: logger, Auth: auth.Config{Anonymous: true, APIKeys: [][]byte{[]byte(apiKey)}},
 	})
 	if err != nil {
 		t.Fatal(err)
