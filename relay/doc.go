@@ -55,6 +55,10 @@
 //     and hand their backlog over with enqueueWait, which waits for room.
 //   - The lease and snapshot loops (lease.go, snapshot.go) on Server.bg;
 //     a relay whose session the log ended closes every socket (4002).
+//   - The re-home loop (rehome.go) on Server.bg: it appends copies of the
+//     misplaced records of the partitions this relay owns, which the
+//     consumer's folder notes (and clears when their copy is folded);
+//     franz-go's produce callbacks mark a failed copy for a retry.
 //   - A Socket.IO connection (handler_socketio.go) has the Engine.IO
 //     session's goroutines instead of the WebSocket reader and writer: its
 //     OnSession handler is the connection's reader (sioReader: it reads
