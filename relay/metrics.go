@@ -104,11 +104,8 @@ func newMetrics(s *Server) *metrics {
 		func() float64 { return float64(s.rehome.appended.Load()) }))
 	f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "roomlog_rehome_dropped_total", Help: "Misplaced records this relay did not keep to re-home because too many were waiting (left to their partition's owner)."},
 		func() float64 { return float64(s.rehome.dropped.Load()) }))
-	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomlog_rehome_pending", Help: "Misplaced records whose re-homed copy this relay has not folded yet."}, func() float64 {
-		s.rehome.mu.Lock()
-		defer s.rehome.mu.Unlock()
-		return float64(len(s.rehome.pending))
-	}))
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomlog_rehome_pending", Help: "Misplaced records whose re-homed copy this relay has not folded yet."},
+		func() float64 { return float64(s.rehome.len()) }))
 	f(lagCollector{s})
 	return m
 }

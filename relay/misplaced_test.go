@@ -3,7 +3,9 @@ package relay_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -149,4 +151,92 @@ func TestForeignBadRecords(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestMisplacedBeforeStart: records misplaced while no relay ran are
+// re-homed by the first relay once it has replayed the log; a relay that
+// starts again later finds them re-homed and appends nothing.
+func TestMisplacedBeforeStart(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		topic := newTopic(t)
+		named := func(c *relay.Config) { c.RelayName = "solo" }
+		first := startRelay(t, b, topic, named) // creates the topic
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := first.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		const room = "late"
+		home := record.PartitionOf(room, 4)
+		produce := rawProducer(t, b, topic)
+		var origs []*kgo.Record
+		for i, v := range []string{"a", "b", "c"} {
+			origs = append(origs, produce(&kgo.Record{Key: []byte(room), Value: []byte(v), Partition: (home + 1 + int32(i)%3) % 4})...)
+		}
+
+		r := startRelay(t, b, topic, named)
+		c := dial(t, r)
+		c.do(map[string]any{"op": "join", "room": room, "since": fmt.Sprintf("%d-0-%016x", home, r.Epoch()), "id": "j"})
+		var got []string
+		for range origs {
+			got = append(got, string(c.message().Data))
+		}
+		slices.Sort(got) // copies of records from three partitions: their order is the re-home's
+		if want := []string{`"a"`, `"b"`, `"c"`}; !reflect.DeepEqual(got, want) {
+			t.Fatalf("recovered %v, want %v", got, want)
+		}
+		if st := r.Stats(); st.Rehomed != 3 || st.Misplaced != 3 {
+			t.Fatalf("stats %+v: want 3 misplaced, 3 re-homed", st)
+		}
+		ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := r.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+
+		again := startRelay(t, b, topic, named)
+		if st := again.Stats(); st.RehomePending != 0 || st.Rehomed != 0 || st.Misplaced != 3 {
+			t.Fatalf("restarted relay: %+v; want the 3 records found re-homed, nothing pending", st)
+		}
+		ends := partitionEnds(t, b, topic)
+		copies := 0
+		if err := readPartition(b, topic, home, ends[home], func(r *kgo.Record) {
+			for _, h := range r.Headers {
+				if h.Key == record.HeaderOrigin {
+					copies++
+				}
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if copies != 3 {
+			t.Fatalf("%d copies in the home partition, want 3", copies)
+		}
+	})
+}
+
+// readPartition reads partition p of topic from its start up to end.
+func readPartition(b backend, topic string, p int32, end int64, fn func(*kgo.Record)) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().AtStart()}}))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for next := int64(0); next < end; {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fs.Err(); err != nil {
+			return err
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			fn(r)
+			next = r.Offset + 1
+		})
+	}
+	return nil
 }

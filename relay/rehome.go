@@ -60,6 +60,12 @@ func newRehomer() *rehomer {
 	return &rehomer{pending: make(map[record.Origin]*rehomeTask), kick: make(chan struct{}, 1)}
 }
 
+func (rh *rehomer) len() int {
+	rh.mu.Lock()
+	defer rh.mu.Unlock()
+	return len(rh.pending)
+}
+
 func (t *rehomeTask) size() int {
 	n := len(t.copy.Key) + len(t.copy.Value)
 	for _, h := range t.copy.Headers {

@@ -195,6 +195,7 @@ type Stats struct {
 	LogSkipped    uint64 // records the consumer could not decode
 	Misplaced     uint64 // records folded that were written to another partition than their room's
 	Rehomed       uint64 // copies of misplaced records this relay appended to their room's partition
+	RehomePending int    // misplaced records whose copy this relay has not folded yet
 	Duplicates    uint64 // publishes not delivered: retries of a message id already seen
 	Recoveries    uint64 // joins with since
 	LogRecoveries uint64 // of those, read from the log (older than the window)
@@ -494,6 +495,7 @@ func (s *Server) Stats() Stats {
 		LogSkipped:    cs.Skipped,
 		Misplaced:     cs.Misplaced,
 		Rehomed:       s.rehome.appended.Load(),
+		RehomePending: s.rehome.len(),
 		Duplicates:    s.stats.duplicates.Load(),
 		Recoveries:    s.stats.recoveries.Load(),
 		LogRecoveries: s.stats.logRecoveries.Load(),
