@@ -45,8 +45,18 @@ type rehomer struct {
 	bytes   int
 	kick    chan struct{}
 
-	appended, dropped atomic.Uint64
-	warnDrop          time.Time // under mu
+	appended, dropped  atomic.Uint64
+	warnDrop, warnFail time.Time // the last warnings, under mu
+}
+
+// warnDue reports whether a warning last given at *last may be given again
+// (at most one per consumer.WarnInterval), and notes it. Call with mu held.
+func warnDue(last *time.Time) bool {
+	if time.Since(*last) < consumer.WarnInterval {
+		return false
+	}
+	*last = time.Now()
+	return true
 }
 
 // rehomeTask is one misplaced record to re-home.
@@ -94,10 +104,7 @@ func (s *Server) noteMisplaced(d *consumer.Delivery) {
 	}
 	if len(rh.pending) >= rehomeMaxPending || rh.bytes+t.size() > rehomeMaxBytes {
 		rh.dropped.Add(1)
-		warn := time.Since(rh.warnDrop) >= consumer.WarnInterval
-		if warn {
-			rh.warnDrop = time.Now()
-		}
+		warn := warnDue(&rh.warnDrop)
 		rh.mu.Unlock()
 		if warn {
 			s.cfg.Logger.Warn("too many misplaced records waiting to be re-homed; leaving this one to its partition's owner",
@@ -191,9 +198,10 @@ func (s *Server) rehomeOwned(ctx context.Context, parts map[int32]*consumer.Part
 			if err != nil {
 				rh.mu.Lock()
 				t.sentAt = time.Time{}
+				warn := warnDue(&rh.warnFail)
 				rh.mu.Unlock()
-				if ctx.Err() == nil {
-					s.cfg.Logger.Warn("re-homing a misplaced record failed; will retry", "partition", o.Partition, "offset", o.Offset, "home", t.home, "err", err)
+				if warn && ctx.Err() == nil {
+					s.cfg.Logger.Warn("re-homing a misplaced record failed; will retry (one warning per interval)", "partition", o.Partition, "offset", o.Offset, "home", t.home, "err", err)
 				}
 				return
 			}
