@@ -44,8 +44,8 @@ func rawProducer(t *testing.T, b backend, topic string) func(recs ...*kgo.Record
 func TestMisplacedRecords(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
 		topic := newTopic(t)
-		ra := startRelay(t, b, topic, nil)
-		rb := startRelay(t, b, topic, nil)
+		ra := startRelay(t, b, topic, quietLeases) // no lease renewal between the folds compared below
+		rb := startRelay(t, b, topic, quietLeases)
 		const room = "lobby"
 		home := record.PartitionOf(room, 4)
 		wrong := (home + 1) % 4
@@ -105,8 +105,17 @@ func TestMisplacedRecords(t *testing.T) {
 			t.Fatalf("misplaced counts %d, %d; want 1 on each relay", sa.Misplaced, sb.Misplaced)
 		}
 		waitRehomed(t, 1, ra, rb) // the owner of the partition it landed in
+		// Both folds at the partition's end agree.
+		end := partitionEnds(t, b, topic)[home]
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		for _, r := range []*relay.Server{ra, rb} {
+			if err := r.Consumer().WaitFor(ctx, home, end); err != nil {
+				t.Fatal(err)
+			}
+		}
 		pa, pb := ra.Consumer().State().Partition(home), rb.Consumer().State().Partition(home)
-		if da, db := pa.Dump(), pb.Dump(); !reflect.DeepEqual(da, db) || len(da.Rehomed) != 2 {
+		if da, db := pa.Dump(), pb.Dump(); da.Next != db.Next || !reflect.DeepEqual(da, db) || len(da.Rehomed) != 2 {
 			t.Fatalf("relays disagree on the home partition, or no re-home memory:\n%+v\n%+v", da, db)
 		}
 	})
@@ -293,5 +302,50 @@ func TestMisplacedOwnerGone(t *testing.T) {
 			t.Fatalf("got %+v, want the misplaced record from partition %d", m, home)
 		}
 		waitRehomed(t, 1, rb)
+	})
+}
+
+// TestMisplacedPendingBound: a relay that does not own the partition a
+// record landed in keeps it until its copy folds (and never re-homes it
+// itself), up to its bound; beyond, it counts the record dropped.
+func TestMisplacedPendingBound(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		topic := newTopic(t)
+		named := func(name string) func(*relay.Config) {
+			return func(c *relay.Config) { c.RelayName, c.LeaseTimeout = name, 10*time.Minute }
+		}
+		ra := startRelay(t, b, topic, named("a"))
+		rb := startRelay(t, b, topic, named("b"))
+		rb.SetRehomeLimits(2, 1<<20)
+		// Partition 0's owner is "a" while its lease lives (10 minutes):
+		// stopped, it re-homes nothing, and b is not the owner.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := ra.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		room := "bound"
+		for i := 0; record.PartitionOf(room, 4) == 0; i++ {
+			room = fmt.Sprintf("bound-%d", i)
+		}
+		c := dial(t, rb)
+		c.join(room)
+		var recs []*kgo.Record
+		for _, v := range []string{"1", "2", "3"} {
+			recs = append(recs, &kgo.Record{Key: []byte(room), Value: []byte(v), Partition: 0})
+		}
+		recs = append(recs, &kgo.Record{Key: []byte(room), Value: []byte(`"placed"`), Partition: record.PartitionOf(room, 4)})
+		rawProducer(t, b, topic)(recs...)
+		if m := c.message(); string(m.Data) != `"placed"` {
+			t.Fatalf("got %+v, want only the record in the room's partition", m)
+		}
+		if err := rb.Consumer().WaitFor(ctx, 0, recs[2].Offset+1); err != nil {
+			t.Fatal(err)
+		}
+		st := rb.Stats()
+		body := scrape(t, rb.Addr().String())
+		if st.Misplaced != 3 || st.RehomePending != 2 || st.Rehomed != 0 || !strings.Contains(body, "roomlog_rehome_dropped_total 1") {
+			t.Fatalf("stats %+v, want 3 misplaced, 2 pending, none re-homed, 1 dropped (metrics: dropped line %v)", st, strings.Contains(body, "roomlog_rehome_dropped_total 1"))
+		}
 	})
 }

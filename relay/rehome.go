@@ -44,6 +44,9 @@ type rehomer struct {
 	pending map[record.Origin]*rehomeTask
 	bytes   int
 	kick    chan struct{}
+	// maxPending and maxBytes are rehomeMaxPending and rehomeMaxBytes
+	// (tests lower them); under mu.
+	maxPending, maxBytes int
 
 	appended, dropped  atomic.Uint64
 	warnDrop, warnFail time.Time // the last warnings, under mu
@@ -67,7 +70,8 @@ type rehomeTask struct {
 }
 
 func newRehomer() *rehomer {
-	return &rehomer{pending: make(map[record.Origin]*rehomeTask), kick: make(chan struct{}, 1)}
+	return &rehomer{pending: make(map[record.Origin]*rehomeTask), kick: make(chan struct{}, 1),
+		maxPending: rehomeMaxPending, maxBytes: rehomeMaxBytes}
 }
 
 func (rh *rehomer) len() int {
@@ -102,13 +106,13 @@ func (s *Server) noteMisplaced(d *consumer.Delivery) {
 		rh.mu.Unlock()
 		return
 	}
-	if len(rh.pending) >= rehomeMaxPending || rh.bytes+t.size() > rehomeMaxBytes {
+	if len(rh.pending) >= rh.maxPending || rh.bytes+t.size() > rh.maxBytes {
 		rh.dropped.Add(1)
 		warn := warnDue(&rh.warnDrop)
 		rh.mu.Unlock()
 		if warn {
 			s.cfg.Logger.Warn("too many misplaced records waiting to be re-homed; leaving this one to its partition's owner",
-				"partition", o.Partition, "offset", o.Offset, "home", t.home, "pending", rehomeMaxPending)
+				"partition", o.Partition, "offset", o.Offset, "home", t.home, "pending", rh.maxPending)
 		}
 		return
 	}
