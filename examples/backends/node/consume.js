@@ -1,7 +1,11 @@
 // Reads clients' events from the roomlog topic in a consumer group with kafkajs and prints the first publish
 // to ROOM: the Node.js snippet of docs/backends.md.
 //   BROKERS=127.0.0.1:9092 TOPIC=roomlog.events GROUP=my-backend ROOM=lobby node consume.js
-const { Kafka, logLevel } = require("kafkajs");
+const { Kafka, CompressionTypes, CompressionCodecs, logLevel } = require("kafkajs");
+const SnappyCodec = require("kafkajs-snappy");
+
+// Relays write snappy-compressed batches; kafkajs reads them with this codec.
+CompressionCodecs[CompressionTypes.Snappy] = SnappyCodec;
 
 async function main() {
   const kafka = new Kafka({ clientId: "my-backend", brokers: process.env.BROKERS.split(","), logLevel: logLevel.ERROR });
