@@ -117,6 +117,17 @@ func (p *Partition) Rehomed(o record.Origin) bool {
 	return ok && o.Offset <= h
 }
 
+// RehomedExactly reports whether a copy of o has been folded here and is
+// still remembered exactly: what the relay that sent a copy checks before
+// sending it again (a copy of a later origin may have landed first, so the
+// high offset does not tell).
+func (p *Partition) RehomedExactly(o record.Origin) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	_, ok := p.rehomed[o]
+	return ok
+}
+
 // rehomedDuplicate reports whether the copy of o at offset off was folded
 // as a repeat of an earlier copy (as far as the exact memory reaches). Call
 // with the read lock held.

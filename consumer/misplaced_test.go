@@ -92,3 +92,20 @@ func TestFoldRehomedWindow(t *testing.T) {
 		t.Fatal("Rehomed forgot an origin below the high offset")
 	}
 }
+
+// TestRehomedExactly: a late copy (its produce retried after a later one
+// landed) is below the high offset but not remembered until it is folded.
+func TestRehomedExactly(t *testing.T) {
+	f := newFolder(t, 0)
+	later, late := record.Origin{Partition: 2, Offset: 9}, record.Origin{Partition: 2, Offset: 8}
+	f.apply(record.Event{Type: record.TypePublish, Room: "r", Data: json.RawMessage(`1`), Origin: &later})
+	if !f.p.Rehomed(late) || f.p.RehomedExactly(late) {
+		t.Fatal("before its copy: want Rehomed (high offset) but not RehomedExactly")
+	}
+	if res := f.apply(record.Event{Type: record.TypePublish, Room: "r", Data: json.RawMessage(`2`), Origin: &late}); res.Duplicate {
+		t.Fatal("the late copy was taken for a repeat")
+	}
+	if !f.p.RehomedExactly(late) {
+		t.Fatal("after its copy: RehomedExactly false")
+	}
+}

@@ -67,6 +67,7 @@ type rehomeTask struct {
 	home   int32
 	copy   *kgo.Record // record.Rehome's copy: key, value, headers
 	sentAt time.Time   // zero: not in flight
+	tried  bool        // this relay has sent a copy (under mu)
 }
 
 func newRehomer() *rehomer {
@@ -187,12 +188,19 @@ func (s *Server) rehomeOwned(ctx context.Context, parts map[int32]*consumer.Part
 		return a.Partition < b.Partition || a.Partition == b.Partition && a.Offset < b.Offset
 	})
 	for _, j := range jobs {
-		if home := parts[j.t.home]; home == nil || home.Rehomed(j.o) {
+		rh.mu.Lock()
+		tried := j.t.tried
+		rh.mu.Unlock()
+		// A record this relay sent before is done only when its own
+		// origin is remembered: a later copy of this relay's may have
+		// landed while this one failed, raising the high offset past it.
+		home := parts[j.t.home]
+		if home == nil || tried && home.RehomedExactly(j.o) || !tried && home.Rehomed(j.o) {
 			s.rehomedFolded(j.o)
 			continue
 		}
 		rh.mu.Lock()
-		j.t.sentAt = now
+		j.t.sentAt, j.t.tried = now, true
 		rh.mu.Unlock()
 		// A fresh record per send: franz-go owns a record until its
 		// promise runs. The partitioner puts it in the room's partition.
