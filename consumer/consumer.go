@@ -9,8 +9,12 @@
 // replays every partition from the beginning of the log, so that the state of
 // every room is a pure function of the log prefix: every relay that has folded
 // the same offsets holds the same state, and a replay reproduces it. Records
-// are routed to sockets by key (the room), not by partition, so a third-party
-// producer with another partitioner still reaches the room.
+// written to another partition than their key's (a third-party producer with
+// another partitioner) are misplaced: the fold skips them and takes the
+// copy the partition's owner re-homes to the room's partition
+// (misplaced.go), so they reach the room once, in its order. Misplaced and
+// undecodable records are counted (Stats) and logged, at most one warning
+// of each kind per WarnInterval.
 //
 // # Concurrency
 //
@@ -60,6 +64,9 @@ type Delivery struct {
 	Result    *Result
 	Part      *Partition
 	Live      bool // false while replaying the log up to where it was at Start
+	// Record is the record as read; a sink that keeps any of it (a
+	// misplaced record to re-home) copies it.
+	Record *kgo.Record
 }
 
 // Sink receives the records of the log. Deliver is called from the consumer's
@@ -110,10 +117,17 @@ func HistoryWindowFor(n int) int {
 	return n
 }
 
+// WarnInterval is the least time between two warnings about misplaced
+// records, and between two about skipped ones.
+const WarnInterval = 10 * time.Second
+
 // Stats are counters since Start.
 type Stats struct {
-	Records uint64 // records folded
-	Skipped uint64 // records that did not decode (logged)
+	Records   uint64 // records folded
+	Skipped   uint64 // records that did not decode (logged)
+	Misplaced uint64 // records written to another partition than their room's
+	// SkippedBy counts Skipped by record.SkipReason.
+	SkippedBy map[string]uint64
 }
 
 // Consumer tails the events topic. Create with New, then Start.
@@ -129,7 +143,9 @@ type Consumer struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	records, skipped atomic.Uint64
+	records, skipped, misplaced atomic.Uint64
+	skippedBy                   [6]atomic.Uint64 // by index in record.SkipReasons
+	warnMisplaced, warnSkipped  warnLimiter      // the folder goroutine's
 }
 
 // New validates cfg and fills its defaults.
@@ -147,7 +163,8 @@ func New(cfg Config) (*Consumer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Consumer{cfg: cfg, state: NewState(cfg.HistoryWindow), ready: make(chan struct{})}, nil
+	return &Consumer{cfg: cfg, state: NewState(cfg.HistoryWindow), ready: make(chan struct{}),
+		warnMisplaced: warnLimiter{every: WarnInterval}, warnSkipped: warnLimiter{every: WarnInterval}}, nil
 }
 
 // Start lists the end of every partition, then folds the whole log from its
@@ -216,6 +233,7 @@ func (c *Consumer) Start(ctx context.Context) error {
 		c.state.parts[pn] = rp
 		start[pn] = kgo.NewOffset().At(rp.next)
 	}
+	c.state.SetTopicPartitions(int32(len(c.ends)))
 	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{c.cfg.Topic: start})
 	c.cl = cl
 	c.checkReady()
@@ -246,7 +264,11 @@ func (c *Consumer) Stop() {
 
 // Stats returns the counters.
 func (c *Consumer) Stats() Stats {
-	return Stats{Records: c.records.Load(), Skipped: c.skipped.Load()}
+	st := Stats{Records: c.records.Load(), Skipped: c.skipped.Load(), Misplaced: c.misplaced.Load(), SkippedBy: make(map[string]uint64, len(record.SkipReasons))}
+	for i, r := range record.SkipReasons {
+		st.SkippedBy[r] = c.skippedBy[i].Load()
+	}
+	return st
 }
 
 // WaitFor blocks until partition p has folded every offset below next, or
@@ -360,9 +382,11 @@ func (c *Consumer) handle(part *Partition, r *kgo.Record, d *Delivery, res *Resu
 	c.records.Add(1)
 	ev, err := part.Apply(r, res)
 	if err != nil {
-		c.skipped.Add(1)
-		c.cfg.Logger.Warn("skipping undecodable record", "partition", r.Partition, "offset", r.Offset, "err", err)
+		c.skip(r, err)
 		return
+	}
+	if res.Misplaced {
+		c.noteMisplaced(r, &ev, res.Home)
 	}
 	*d = Delivery{
 		Event:     ev,
@@ -371,6 +395,32 @@ func (c *Consumer) handle(part *Partition, r *kgo.Record, d *Delivery, res *Resu
 		Result:    res,
 		Part:      part,
 		Live:      live,
+		Record:    r,
 	}
 	c.cfg.Sink.Deliver(d)
+}
+
+// skip counts a record that did not decode and warns (rate-limited).
+func (c *Consumer) skip(r *kgo.Record, err error) {
+	c.skipped.Add(1)
+	reason := record.SkipReason(err)
+	for i, s := range record.SkipReasons {
+		if s == reason {
+			c.skippedBy[i].Add(1)
+		}
+	}
+	if ok, held := c.warnSkipped.allow(time.Now()); ok {
+		c.cfg.Logger.Warn("skipping a record that does not decode", "partition", r.Partition, "offset", r.Offset,
+			"reason", reason, "err", err, "more_since_last_warning", held)
+	}
+}
+
+// noteMisplaced counts a misplaced record and warns (rate-limited), naming
+// where it was written and where its room lives.
+func (c *Consumer) noteMisplaced(r *kgo.Record, ev *record.Event, home int32) {
+	c.misplaced.Add(1)
+	if ok, held := c.warnMisplaced.allow(time.Now()); ok {
+		c.cfg.Logger.Warn("misplaced record: its key maps to another partition than the one it was written to (a producer without Kafka's murmur2 partitioner; see docs/backends.md); it reaches its room through a re-homed copy",
+			"room", ev.Room, "written_to", r.Partition, "offset", r.Offset, "home", home, "more_since_last_warning", held)
+	}
 }

@@ -51,13 +51,21 @@ type Result struct {
 	// Ended is set when a lease or expire record ended a relay session
 	// (its members are in Left).
 	Ended string
+
+	// Misplaced is set for a record written to another partition than its
+	// key's (Home): the fold skipped it, and its re-homed copy takes its
+	// place (misplaced.go). A re-homed copy (Event.Origin set) folded
+	// before has Duplicate set, and Original is the first copy's offset.
+	Misplaced bool
+	Home      int32
 }
 
 // State is the folded state of every partition of the events topic. The
 // relays' consumer and the replay tools run exactly this code.
 type State struct {
-	window int
-	parts  map[int32]*Partition
+	window     int
+	topicParts int32
+	parts      map[int32]*Partition
 }
 
 // NewState returns an empty state. window is the number of recent publishes
@@ -71,6 +79,7 @@ func (s *State) Partition(id int32) *Partition {
 	p := s.parts[id]
 	if p == nil {
 		p = newPartition(id, s.window)
+		p.topicParts = s.topicParts
 		s.parts[id] = p
 	}
 	return p
@@ -93,7 +102,10 @@ func (p *Partition) Apply(r *kgo.Record, res *Result) (record.Event, error) {
 	p.mu.Lock()
 	*res = Result{}
 	if err == nil {
-		p.apply(&ev, r.Offset, r.Timestamp.UnixMilli(), res)
+		ts := r.Timestamp.UnixMilli()
+		if !p.place(&ev, r.Offset, ts, res) {
+			p.apply(&ev, r.Offset, ts, res)
+		}
 	}
 	p.next = r.Offset + 1
 	p.mu.Unlock()

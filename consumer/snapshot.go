@@ -39,6 +39,9 @@ type snapshotBody struct {
 	Dedupe []byte `json:"dedupe"`
 	// Revoked is the revocation list (version 2; revoke.go).
 	Revoked *revocations `json:"revoked,omitempty"`
+	// Rehomed is the memory of re-homed copies (misplaced.go); absent
+	// when the partition has none, so older snapshots read the same.
+	Rehomed *snapshotRehomed `json:"rehomed,omitempty"`
 }
 
 type snapshotRoom struct {
@@ -173,6 +176,7 @@ func (p *Partition) EncodeSnapshot() ([]byte, int64, error) {
 		rv.JTI, rv.Users = maps.Clone(rv.JTI), maps.Clone(rv.Users)
 		b.Revoked = &rv
 	}
+	b.Rehomed = p.encodeRehomed()
 	next := p.next
 	p.mu.RUnlock()
 
@@ -260,6 +264,7 @@ func DecodeSnapshot(data []byte, window int) (*Partition, error) {
 			p.revoked = b.Revoked
 		}
 	}
+	p.decodeRehomed(b.Rehomed)
 	return p, nil
 }
 

@@ -50,6 +50,9 @@ func randomLog(rng *rand.Rand, n int) []*kgo.Record {
 			ev = record.Event{Type: record.TypeLeave, Room: room, From: conn}
 		case k < 12:
 			ev = record.Event{Type: record.TypePublish, Room: room, Event: "e", Data: json.RawMessage(strconv.Itoa(i)), From: conn, MID: "m" + strconv.Itoa(rng.Intn(40))}
+			if rng.Intn(3) == 0 { // a re-homed copy, now and then a repeat
+				ev.Origin = &record.Origin{Partition: 1 + int32(rng.Intn(3)), Offset: int64(rng.Intn(30))}
+			}
 		case k < 14:
 			ev = record.Event{Type: record.TypeSet, Room: room, Key: "k" + strconv.Itoa(rng.Intn(4)), Data: json.RawMessage(strconv.Itoa(i))}
 		case k < 16:

@@ -132,6 +132,13 @@ type Partition struct {
 	dedupeHead int                               // entries of dedupeQ before it are consumed
 	revoked    *revocations                      // nil: none (revoke.go)
 	window     int
+
+	// Misplaced records and re-homed copies (misplaced.go).
+	topicParts  int32                   // the topic's partition count; 0: unknown
+	rehomed     map[record.Origin]int64 // origin → offset of its first copy here
+	rehomedQ    []rehomedEntry          // FIFO of rehomed's keys, oldest first
+	rehomedHead int
+	rehomedHigh map[int32]int64 // source partition → highest origin offset applied
 }
 
 func newPartition(id int32, window int) *Partition {
@@ -192,6 +199,11 @@ type Dump struct {
 	Relays    map[string]relayLease `json:"relays"`
 	Dedupe    int                   `json:"dedupe_entries"`
 	Revoked   *RevocationDump       `json:"revoked,omitempty"`
+	// Rehomed is, per source partition in order, the partition and the
+	// highest origin offset of a re-homed copy applied here.
+	Rehomed []int64 `json:"rehomed,omitempty"`
+	// RehomedExact is how many origins are remembered exactly.
+	RehomedExact int `json:"rehomed_exact,omitempty"`
 }
 
 // RoomDump is one room in a Dump.
@@ -204,7 +216,7 @@ type RoomDump struct {
 func (p *Partition) Dump() Dump {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	d := Dump{Partition: p.id, Next: p.next, Rooms: map[string]RoomDump{}, Relays: map[string]relayLease{}, Dedupe: len(p.dedupe)}
+	d := Dump{Partition: p.id, Next: p.next, Rooms: map[string]RoomDump{}, Relays: map[string]relayLease{}, Dedupe: len(p.dedupe), Rehomed: p.rehomedDump(), RehomedExact: len(p.rehomed)}
 	for name, r := range p.rooms {
 		if len(r.Members) == 0 && len(r.KV) == 0 {
 			continue
@@ -245,11 +257,17 @@ func SortedMembers(r *Room) []Member {
 // IsDuplicate reports whether the publish ev at offset off was folded as a
 // retry of an earlier one (as far as the dedupe window still remembers).
 func (p *Partition) IsDuplicate(ev *record.Event, off int64) bool {
-	if ev.MID == "" {
+	if ev.MID == "" && ev.Origin == nil {
 		return false
 	}
 	p.mu.RLock()
 	defer p.mu.RUnlock()
+	if ev.Origin != nil && p.rehomedDuplicate(*ev.Origin, off) {
+		return true
+	}
+	if ev.MID == "" {
+		return false
+	}
 	first, ok := p.dedupe[dedupeKey{room: ev.Room, user: ev.User, mid: ev.MID}]
 	return ok && first != off
 }

@@ -25,6 +25,7 @@
 //	         rl-key      state key (set, del, incr, cas)
 //	         rl-version  expected version (cas); last lease offset (expire)
 //	         rl-addr     the relay's internal host:port (lease; optional)
+//	         rl-origin   where a re-homed copy's misplaced original lies (origin.go)
 //
 // A record with no rl-type header was written by a plain Kafka producer
 // (kcat -P -K:, a backend service): it is a publish of event "message" to the
@@ -32,7 +33,9 @@
 // JSON string).
 //
 // A room's partition is part of the format too: PartitionOf (murmur2 of the
-// key, as Kafka's default partitioner), and NewPartitioner for producers.
+// key, as Kafka's default partitioner), and NewPartitioner for producers. A
+// record written elsewhere is misplaced: Home tells, and Rehome makes the
+// copy that takes its place in the room's order (origin.go).
 //
 // # Concurrency
 //
@@ -112,6 +115,10 @@ const (
 	MaxKeyBytes   = 200
 	MaxUserBytes  = 200
 	MaxAddrBytes  = 255
+	// MaxDataBytes bounds a publish's value, whoever wrote it: relays
+	// never write larger ones, and the fold skips a larger one from
+	// another producer (ErrTooLarge) rather than hold and fan it out.
+	MaxDataBytes = 1000 << 10
 )
 
 // Errors a caller may branch on.
@@ -120,7 +127,30 @@ var (
 	ErrUnknownType  = errors.New("unknown record type")
 	ErrInvalidValue = errors.New("record value is not valid JSON")
 	ErrBadHeader    = errors.New("malformed roomlog header")
+	ErrBadRoom      = errors.New("invalid room name (key)")
+	ErrTooLarge     = errors.New("publish value over the size limit")
 )
+
+// SkipReason names why Decode refused a record, for counters and logs: one
+// of no_key, bad_room, too_large, bad_value, unknown_type, bad_header.
+func SkipReason(err error) string {
+	switch {
+	case errors.Is(err, ErrNoKey):
+		return "no_key"
+	case errors.Is(err, ErrBadRoom):
+		return "bad_room"
+	case errors.Is(err, ErrTooLarge):
+		return "too_large"
+	case errors.Is(err, ErrInvalidValue):
+		return "bad_value"
+	case errors.Is(err, ErrUnknownType):
+		return "unknown_type"
+	}
+	return "bad_header"
+}
+
+// SkipReasons lists every SkipReason.
+var SkipReasons = []string{"no_key", "bad_room", "too_large", "bad_value", "unknown_type", "bad_header"}
 
 // Event is one decoded roomlog event: what a record means, independent of
 // where in the log it sits.
@@ -144,6 +174,9 @@ type Event struct {
 	Addr string
 	// Revoke is what a revoke record refuses (decoded from its value).
 	Revoke Revocation
+	// Origin is set on a re-homed copy (rl-origin): where its misplaced
+	// original was written.
+	Origin *Origin
 }
 
 // ValidName reports why s cannot be a room or event name, or nil: it must be
@@ -195,6 +228,9 @@ func Encode(e *Event) *kgo.Record {
 	add(HeaderSession, e.Session)
 	add(HeaderKey, e.Key)
 	add(HeaderAddr, e.Addr)
+	if e.Origin != nil {
+		add(HeaderOrigin, e.Origin.String())
+	}
 	if e.Type == TypeCAS || e.Type == TypeExpire {
 		add(HeaderVersion, strconv.FormatInt(e.Version, 10))
 	}
@@ -210,7 +246,7 @@ func Decode(r *kgo.Record) (Event, error) {
 	}
 	e.Room = string(r.Key)
 	if err := ValidName(e.Room, MaxRoomBytes); err != nil {
-		return e, fmt.Errorf("room %w", err)
+		return e, fmt.Errorf("%w: room %v", ErrBadRoom, err)
 	}
 	var typ, ev, version []byte
 	var hasType bool
@@ -238,7 +274,16 @@ func Decode(r *kgo.Record) (Event, error) {
 			version = h.Value
 		case HeaderAddr:
 			e.Addr = validAddr(h.Value)
+		case HeaderOrigin:
+			o, err := ParseOrigin(h.Value)
+			if err != nil {
+				return e, fmt.Errorf("%w: %v", ErrBadHeader, err)
+			}
+			e.Origin = &o
 		}
+	}
+	if len(r.Value) > MaxDataBytes && (!hasType || Type(typ) == TypePublish) {
+		return e, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(r.Value), MaxDataBytes)
 	}
 	if !hasType {
 		return decodeForeign(r, e)

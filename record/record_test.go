@@ -132,10 +132,10 @@ func TestPos(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	f.Add([]byte("lobby"), []byte(`{"a":1}`), "publish", "chat", "r1-1")
-	f.Add([]byte("r"), []byte("plain"), "", "", "")
-	f.Add([]byte(""), []byte("{"), "join", "\x00", "x")
-	f.Fuzz(func(t *testing.T, key, value []byte, typ, event, from string) {
+	f.Add([]byte("lobby"), []byte(`{"a":1}`), "publish", "chat", "r1-1", "")
+	f.Add([]byte("r"), []byte("plain"), "", "", "", "7-42")
+	f.Add([]byte(""), []byte("{"), "join", "\x00", "x", "-")
+	f.Fuzz(func(t *testing.T, key, value []byte, typ, event, from, origin string) {
 		rec := &kgo.Record{Key: key, Value: value}
 		if typ != "" {
 			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderType, Value: []byte(typ)})
@@ -143,6 +143,9 @@ func FuzzDecode(f *testing.F) {
 		rec.Headers = append(rec.Headers,
 			kgo.RecordHeader{Key: HeaderEvent, Value: []byte(event)},
 			kgo.RecordHeader{Key: HeaderFrom, Value: []byte(from)})
+		if origin != "" {
+			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderOrigin, Value: []byte(origin)})
+		}
 		e, err := Decode(rec)
 		if err != nil {
 			return
@@ -157,7 +160,8 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-decode of %+v: %v", e, err)
 		}
-		if again.Room != e.Room || again.Type != e.Type || (e.Type == TypePublish && !bytes.Equal(again.Data, e.Data)) {
+		if again.Room != e.Room || again.Type != e.Type || (e.Type == TypePublish && !bytes.Equal(again.Data, e.Data)) ||
+			(e.Origin == nil) != (again.Origin == nil) || e.Origin != nil && *e.Origin != *again.Origin {
 			t.Fatalf("round trip changed %+v into %+v", e, again)
 		}
 	})

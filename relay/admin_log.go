@@ -160,7 +160,9 @@ func (s *Server) adminRecords(w http.ResponseWriter, r *http.Request) {
 			next = kr.Offset
 			return false
 		}
-		recs = append(recs, logview.ViewOf(&ev, kr, s.epoch))
+		v := logview.ViewOf(&ev, kr, s.epoch)
+		v.Place(&ev, s.partitions)
+		recs = append(recs, v)
 		return true
 	}) {
 		return
@@ -219,7 +221,7 @@ func (s *Server) adminState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	logStart, _ := starts.Lookup(s.cfg.Topic, p.ID())
-	part, start, err := logview.StartingPoint(ctx, s.snaps, p.ID(), logStart.Offset, at, consumer.HistoryWindowFor(s.cfg.HistoryWindow), s.cfg.Logger)
+	part, start, err := logview.StartingPoint(ctx, s.snaps, p.ID(), s.partitions, logStart.Offset, at, consumer.HistoryWindowFor(s.cfg.HistoryWindow), s.cfg.Logger)
 	if errors.Is(err, logview.ErrRetention) {
 		badRequest(w, "retention", err.Error())
 		return

@@ -20,6 +20,10 @@ func (s *Server) Deliver(d *consumer.Delivery) {
 	// its own queue); a record no answer carries frees it here. Records a
 	// connection appends without a slot (its leaves on close) find none.
 	a := answerer{c: s.ownConn(d.Event.From), req: json.RawMessage(d.Event.Req)}
+	if s.placed(d) {
+		a.done()
+		return
+	}
 	switch d.Event.Type {
 	case record.TypePublish:
 		s.deliverPublish(d, &a)
@@ -42,6 +46,26 @@ func (s *Server) Deliver(d *consumer.Delivery) {
 			s.sessionEnded(d.Pos)
 		}
 	}
+}
+
+// placed handles misplaced records and re-homed copies before delivery
+// (rehome.go): a misplaced record is noted for re-homing and not delivered
+// (its copy will be); a copy clears its original's note, and a repeated
+// copy is not delivered again. It reports whether d is done with.
+func (s *Server) placed(d *consumer.Delivery) bool {
+	if d.Result.Misplaced {
+		s.noteMisplaced(d)
+		return true
+	}
+	if d.Event.Origin == nil {
+		return false
+	}
+	s.rehomedFolded(*d.Event.Origin)
+	if d.Result.Duplicate {
+		s.stats.duplicates.Add(1)
+		return true
+	}
+	return false
 }
 
 // deliverLease notes when a relay's lease was folded (lease.go) and where

@@ -62,6 +62,10 @@
 //     goroutine in Deliver: closing connections (shutdown) and removing
 //     them from rooms (forget, hub.remove, a queued removed frame) never
 //     block.
+//   - The re-home loop (rehome.go) on Server.bg: it appends copies of the
+//     misplaced records of the partitions this relay owns, which the
+//     consumer's folder notes (and clears when their copy is folded);
+//     franz-go's produce callbacks mark a failed copy for a retry.
 //   - A Socket.IO connection (handler_socketio.go) has the Engine.IO
 //     session's goroutines instead of the WebSocket reader and writer: its
 //     OnSession handler is the connection's reader (sioReader: it reads

@@ -130,8 +130,9 @@ func TestKcatInterop(t *testing.T) {
 		ca.join("kroom")
 		cb.join("kroom")
 
-		// kcat's default partitioner is not Kafka's: the record may land on
-		// any partition and must still reach the room.
+		// kcat's default partitioner is not Kafka's (librdkafka's CRC32):
+		// the records may land on another partition, and still reach the
+		// room, from its own partition (re-homed), in order.
 		produce := func(args ...string) {
 			t.Helper()
 			cmd := exec.Command(kc, append([]string{"-P", "-b", strings.Join(b.brokers, ","), "-t", topic, "-K", "\t"}, args...)...)
@@ -140,14 +141,17 @@ func TestKcatInterop(t *testing.T) {
 				t.Fatalf("kcat produce: %v\n%s", err, out)
 			}
 		}
-		produce()
-		produce("-X", "partitioner=murmur2_random")
-		for _, c := range []*client{ca, cb} {
-			for i := 0; i < 4; i++ {
-				m := c.message()
-				want := []string{`"hello from kcat"`, `{"n":7}`}[i%2]
-				if m.Room != "kroom" || m.Event != "message" || string(m.Data) != want || m.From != "" {
-					t.Fatalf("message %d: got %+v, want data %s", i, m, want)
+		home := record.PartitionOf("kroom", 4)
+		for _, args := range [][]string{nil, {"-X", "partitioner=murmur2_random"}} {
+			produce(args...)
+			for _, c := range []*client{ca, cb} {
+				for i := 0; i < 2; i++ {
+					m := c.message()
+					want := []string{`"hello from kcat"`, `{"n":7}`}[i]
+					pos, err := record.ParsePos(m.Pos)
+					if m.Room != "kroom" || m.Event != "message" || string(m.Data) != want || m.From != "" || err != nil || pos.Partition != home {
+						t.Fatalf("kcat %v, message %d: got %+v, want data %s from partition %d", args, i, m, want, home)
+					}
 				}
 			}
 		}

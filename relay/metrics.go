@@ -6,6 +6,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/roomlog/roomlog/consumer"
+	"github.com/roomlog/roomlog/record"
 )
 
 // metrics are the relay's Prometheus metrics (docs/operations.md lists them).
@@ -82,13 +85,27 @@ func newMetrics(s *Server) *metrics {
 		}
 		return float64(cons.Stats().Records)
 	}))
-	f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "roomlog_log_skipped_total", Help: "Records the consumer could not decode and skipped."}, func() float64 {
-		cons := s.started.Load()
-		if cons == nil {
-			return 0
+	consumerStat := func(get func(consumer.Stats) uint64) func() float64 {
+		return func() float64 {
+			cons := s.started.Load()
+			if cons == nil {
+				return 0
+			}
+			return float64(get(cons.Stats()))
 		}
-		return float64(cons.Stats().Skipped)
-	}))
+	}
+	for _, reason := range record.SkipReasons {
+		f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "roomlog_log_skipped_total", Help: "Records the consumer could not decode and skipped, by reason (no_key, bad_room, too_large, bad_value, unknown_type, bad_header).",
+			ConstLabels: prometheus.Labels{"reason": reason}}, consumerStat(func(st consumer.Stats) uint64 { return st.SkippedBy[reason] })))
+	}
+	f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "roomlog_misplaced_records_total", Help: "Records folded that were written to another partition than their room's (a producer without Kafka's murmur2 partitioner); each reaches its room through a re-homed copy."},
+		consumerStat(func(st consumer.Stats) uint64 { return st.Misplaced })))
+	f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "roomlog_rehomed_records_total", Help: "Copies of misplaced records this relay appended to their room's partition (as the owner of the partition they landed in)."},
+		func() float64 { return float64(s.rehome.appended.Load()) }))
+	f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "roomlog_rehome_dropped_total", Help: "Misplaced records this relay did not keep to re-home because too many were waiting (left to their partition's owner)."},
+		func() float64 { return float64(s.rehome.dropped.Load()) }))
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomlog_rehome_pending", Help: "Misplaced records whose re-homed copy this relay has not folded yet."},
+		func() float64 { return float64(s.rehome.len()) }))
 	f(lagCollector{s})
 	return m
 }

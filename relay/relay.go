@@ -209,6 +209,9 @@ type Stats struct {
 	ProduceErrors uint64 // records the log did not take
 	LogRecords    uint64 // records read back by the consumer
 	LogSkipped    uint64 // records the consumer could not decode
+	Misplaced     uint64 // records folded that were written to another partition than their room's
+	Rehomed       uint64 // copies of misplaced records this relay appended to their room's partition
+	RehomePending int    // misplaced records whose copy this relay has not folded yet
 	Duplicates    uint64 // publishes not delivered: retries of a message id already seen
 	Recoveries    uint64 // joins with since
 	LogRecoveries uint64 // of those, read from the log (older than the window)
@@ -233,6 +236,7 @@ type Server struct {
 	leases     *leases
 	peers      peers                   // relay sessions' addresses, for Socket.IO forwarding
 	snaps      *consumer.SnapshotStore // nil when snapshots are off
+	rehome     *rehomer                // misplaced records to re-home (rehome.go)
 	admin      adminFleetMemory
 
 	prod *kgo.Client
@@ -281,6 +285,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:     cfg,
 		hub:     newHub(),
 		leases:  newLeases(),
+		rehome:  newRehomer(),
 		conns:   make(map[string]*conn),
 		secrets: secrets,
 	}
@@ -441,14 +446,15 @@ func (s *Server) startConsumer(ctx context.Context) (int, error) {
 	}
 }
 
-// startBackground starts the lease loop and the snapshot loop, which run
+// startBackground starts the lease loop, the re-home loop and the snapshot loop, which run
 // until Shutdown.
 func (s *Server) startBackground(ctx context.Context) {
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.bgCancel = cancel
 	s.secrets.start(bgCtx)
-	s.bg.Add(1)
+	s.bg.Add(2)
 	go s.leaseLoop(bgCtx)
+	go s.rehomeLoop(bgCtx)
 	if s.snaps != nil {
 		s.bg.Add(1)
 		go s.snapshotLoop(bgCtx)
@@ -521,6 +527,9 @@ func (s *Server) Stats() Stats {
 		ProduceErrors: s.stats.produceErrors.Load(),
 		LogRecords:    cs.Records,
 		LogSkipped:    cs.Skipped,
+		Misplaced:     cs.Misplaced,
+		Rehomed:       s.rehome.appended.Load(),
+		RehomePending: s.rehome.len(),
 		Duplicates:    s.stats.duplicates.Load(),
 		Recoveries:    s.stats.recoveries.Load(),
 		LogRecoveries: s.stats.logRecoveries.Load(),

@@ -5,10 +5,12 @@
 # the interop tests drive, Pebble, the ACME server the TLS tests run, Node.js
 # 20+ with the official socket.io-client (testenv/socketio) for the Socket.IO
 # interop tests, Chromium for the JavaScript SDK's browser tests (sdk/js),
-# and redis-server and the npm packages of examples/socketio-chat (its test
-# runs the Socket.IO original beside the roomlog version); npm ci installs
-# each from its lockfile. Idempotent; needs root (or sudo) only when
-# something is missing.
+# redis-server and the npm packages of examples/socketio-chat (its test runs
+# the Socket.IO original beside the roomlog version), and Python 3 with venv
+# for the backend examples, whose clients (examples/backends/setup.sh:
+# confluent-kafka, kafka-python, kafkajs, kafka-clients) go into a cache; npm
+# ci installs each from its lockfile. Idempotent; needs root (or sudo) only
+# when something is missing.
 set -euo pipefail
 
 need=()
@@ -24,6 +26,11 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 # redis-server runs the Socket.IO original of examples/socketio-chat (its test
 # starts its own on a free port, never a system one on 6379).
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# python3 -m venv needs Debian's python3-venv (ensurepip); probe it in a
+# throwaway folder.
+venv_probe="$(mktemp -d)"
+python3 -m venv "$venv_probe/v" >/dev/null 2>&1 || need+=(python3 python3-venv)
+rm -rf "$venv_probe"
 
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
@@ -64,4 +71,6 @@ npm_ci "$(dirname "$0")/../examples/socketio-chat"
 # Fetch the Kafka jars now so a slow download is reported here, not as a
 # test timeout.
 "$(dirname "$0")/kafka/install.sh" >&2
+# The backend examples' clients (docs/backends.md), into a cache.
+"$(dirname "$0")/../examples/backends/setup.sh" >&2
 echo "setup: ready" >&2

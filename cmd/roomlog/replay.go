@@ -131,14 +131,22 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		follow      bool
 		skipCorrupt bool
 		quiet       bool
+		order       string
 	)
 	sf.register(fs)
 	fs.StringVar(&format, "format", "json", "output: json (JSON lines) or table")
 	fs.BoolVar(&follow, "follow", false, "keep printing new records as they arrive (until interrupted)")
 	fs.BoolVar(&skipCorrupt, "skip-corrupt", false, "report corrupt records and go on, instead of stopping at the first")
 	fs.BoolVar(&quiet, "quiet", false, "no progress line, even on a terminal")
+	fs.StringVar(&order, "order", "log", "log: each partition in its order, partitions interleaved as read; time: partitions merged by record timestamp (a fleet-wide view; within a partition, and so a room, the order stays the log's)")
 	if err := parse(fs, args); err != nil {
 		return usageErr(err, stderr)
+	}
+	if order != "log" && order != "time" {
+		return fmt.Errorf("--order %q: want log or time", order)
+	}
+	if order == "time" && follow {
+		return errors.New("--order time cannot be combined with --follow: a quiet partition would hold back every other")
 	}
 	if format != "json" && format != "table" {
 		return fmt.Errorf("--format %q: want json or table", format)
@@ -154,24 +162,27 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var tw *tabwriter.Writer
 	if format == "table" {
 		tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "TIME\tPOS\tROOM\tTYPE\tEVENT/KEY\tFROM\tDATA")
+		fmt.Fprintln(tw, "TIME\tPOS\tROOM\tTYPE\tEVENT/KEY\tFROM\tDATA\tPLACE")
 		defer tw.Flush()
 	}
 	skipped := 0
-	err = o.scan(ctx, from, to, follow, newProgress(stderr, quiet || follow), func(r *kgo.Record) error {
+	nparts := int32(len(o.parts))
+	print := func(r *kgo.Record) error {
 		ev, err := record.Decode(r)
 		if err != nil {
 			if !skipCorrupt {
 				return corruptError(r, o.epoch, err)
 			}
 			skipped++
-			log.Warn("skipping a corrupt record", "pos", record.Pos{Epoch: o.epoch, Partition: r.Partition, Offset: r.Offset}.String(), "err", err)
+			log.Warn("skipping a corrupt record", "pos", record.Pos{Epoch: o.epoch, Partition: r.Partition, Offset: r.Offset}.String(),
+				"reason", record.SkipReason(err), "err", err)
 			return nil
 		}
 		if !sf.flt.Match(&ev, r) {
 			return nil
 		}
 		v := logview.ViewOf(&ev, r, o.epoch)
+		v.Place(&ev, nparts)
 		if tw != nil {
 			what := v.Event
 			if v.Key != "" {
@@ -184,7 +195,14 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if len(data) > 80 {
 				data = data[:77] + "..."
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Timestamp.Format("2006-01-02T15:04:05.000Z"), v.Pos, v.Room, v.Type, what, v.From, strings.ReplaceAll(data, "\t", " "))
+			place := ""
+			switch {
+			case v.Misplaced:
+				place = "misplaced, home " + strconv.Itoa(int(*v.Home))
+			case v.Origin != "":
+				place = "re-homed from " + v.Origin
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Timestamp.Format("2006-01-02T15:04:05.000Z"), v.Pos, v.Room, v.Type, what, v.From, strings.ReplaceAll(data, "\t", " "), place)
 			if follow {
 				tw.Flush()
 				out.Flush()
@@ -198,7 +216,17 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return out.Flush()
 		}
 		return nil
-	})
+	}
+	each := print
+	var merge *timeOrder
+	if order == "time" {
+		merge = newTimeOrder(from, to, print)
+		each = merge.add
+	}
+	err = o.scan(ctx, from, to, follow, newProgress(stderr, quiet || follow), each)
+	if err == nil && merge != nil {
+		err = merge.flush()
+	}
 	if skipped > 0 {
 		fmt.Fprintf(stderr, "skipped %d corrupt records\n", skipped)
 	}

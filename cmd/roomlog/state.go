@@ -89,7 +89,7 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !noSnap {
 		snaps = &consumer.SnapshotStore{Topic: snapTopic, EventsTopic: o.topic, Epoch: o.epoch, ClientOpts: o.opts, Logger: log}
 	}
-	part, start, err := logview.StartingPoint(ctx, snaps, pn, o.starts[pn], first, window, log)
+	part, start, err := logview.StartingPoint(ctx, snaps, pn, int32(len(o.parts)), o.starts[pn], first, window, log)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -193,6 +194,76 @@ func TestLogTools(t *testing.T) {
 			out, errs, err := roomlog(t, append([]string{"replay", "--skip-corrupt"}, src...)...)
 			if err != nil || !strings.Contains(errs, "skipped 1 corrupt") || !strings.Contains(out, `"bye"`) {
 				t.Fatalf("--skip-corrupt: %v %s", err, errs)
+			}
+		})
+
+		t.Run("misplaced and time order", func(t *testing.T) {
+			cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			home := record.PartitionOf("mis", 4)
+			r := &kgo.Record{Key: []byte("mis"), Value: []byte("astray"), Partition: (home + 1) % 4}
+			if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			var views []logview.RecordView
+			for deadline := time.Now().Add(30 * time.Second); len(views) < 2; time.Sleep(200 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no re-homed copy in the log: %+v", views)
+				}
+				views = views[:0]
+				out := mustRoomlog(t, append([]string{"replay", "--room", "mis", "--skip-corrupt"}, src...)...)
+				for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+					var v logview.RecordView
+					if line != "" && json.Unmarshal([]byte(line), &v) == nil {
+						views = append(views, v)
+					}
+				}
+			}
+			var orig, cp *logview.RecordView
+			for i := range views {
+				if views[i].Misplaced {
+					orig = &views[i]
+				} else if views[i].Origin != "" {
+					cp = &views[i]
+				}
+			}
+			if orig == nil || cp == nil || *orig.Home != home || cp.Partition != home || cp.Origin != fmt.Sprintf("%d-%d", r.Partition, r.Offset) || string(cp.Data) != `"astray"` {
+				t.Fatalf("replay of a misplaced record and its copy: %+v", views)
+			}
+			table := mustRoomlog(t, append([]string{"replay", "--room", "mis", "--format", "table", "--skip-corrupt"}, src...)...)
+			if !strings.Contains(table, fmt.Sprintf("misplaced, home %d", home)) || !strings.Contains(table, "re-homed from "+cp.Origin) {
+				t.Fatalf("table without the places:\n%s", table)
+			}
+
+			out := mustRoomlog(t, append([]string{"replay", "--order", "time", "--skip-corrupt"}, src...)...)
+			all := mustRoomlog(t, append([]string{"replay", "--skip-corrupt"}, src...)...)
+			var prev time.Time
+			last := map[int32]int64{}
+			n := 0
+			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+				var v logview.RecordView
+				if err := json.Unmarshal([]byte(line), &v); err != nil {
+					t.Fatalf("not a JSON line: %q", line)
+				}
+				if v.Timestamp.Before(prev) {
+					t.Fatalf("--order time: %s after %s", v.Timestamp, prev)
+				}
+				if o, ok := last[v.Partition]; ok && v.Offset <= o {
+					t.Fatalf("--order time: partition %d offset %d after %d", v.Partition, v.Offset, o)
+				}
+				prev, last[v.Partition] = v.Timestamp, v.Offset
+				n++
+			}
+			if want := len(strings.Split(strings.TrimSpace(all), "\n")); n != want || len(last) < 2 {
+				t.Fatalf("--order time printed %d records of %d partitions, the log order %d", n, len(last), want)
+			}
+			for _, args := range [][]string{{"--order", "sideways"}, {"--order", "time", "--follow"}} {
+				if _, errs, err := roomlog(t, append(append([]string{"replay"}, args...), src...)...); err == nil || !strings.Contains(errs, "--order") {
+					t.Fatalf("replay %v: %v %s", args, err, errs)
+				}
 			}
 		})
 

@@ -61,3 +61,32 @@ func TestExporter(t *testing.T) {
 		t.Errorf("export: n=%d err=%v\n%s", n, err, buf.String())
 	}
 }
+
+func TestViewPlace(t *testing.T) {
+	home := record.PartitionOf("lobby", 16)
+	tests := []struct {
+		name      string
+		ev        record.Event
+		partition int32
+		misplaced bool
+		origin    string
+	}{
+		{"in its partition", record.Event{Type: record.TypePublish, Room: "lobby"}, home, false, ""},
+		{"misplaced", record.Event{Type: record.TypePublish, Room: "lobby"}, (home + 1) % 16, true, ""},
+		{"lease", record.Event{Type: record.TypeLease, Room: record.RelayKeyPrefix + "a", Relay: "a", Session: "s"}, (home + 1) % 16, false, ""},
+		{"copy", record.Event{Type: record.TypePublish, Room: "lobby", Origin: &record.Origin{Partition: 7, Offset: 3}}, home, false, "7-3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := ViewOf(&tt.ev, &kgo.Record{Partition: tt.partition}, 1)
+			v.Place(&tt.ev, 16)
+			if v.Misplaced != tt.misplaced || v.Origin != tt.origin || tt.misplaced && *v.Home != home || !tt.misplaced && v.Home != nil {
+				t.Fatalf("view %+v", v)
+			}
+			b, _ := json.Marshal(v)
+			if tt.misplaced != strings.Contains(string(b), `"misplaced":true`) {
+				t.Fatalf("JSON %s", b)
+			}
+		})
+	}
+}

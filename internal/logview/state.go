@@ -205,7 +205,9 @@ var ErrRetention = errors.New("earlier records were deleted by retention, and no
 // newest snapshot in st (nil: none) at or before pt, or an empty partition
 // at the log's start (logStart). It returns ErrRetention (wrapped) when
 // neither can give the state at pt.
-func StartingPoint(ctx context.Context, st *consumer.SnapshotStore, pn int32, logStart int64, pt Point, window int, log *slog.Logger) (*consumer.Partition, int64, error) {
+// partitions is the topic's partition count, for the fold to tell
+// misplaced records.
+func StartingPoint(ctx context.Context, st *consumer.SnapshotStore, pn, partitions int32, logStart int64, pt Point, window int, log *slog.Logger) (*consumer.Partition, int64, error) {
 	if st != nil {
 		snaps, err := st.Load(ctx, window)
 		if err != nil {
@@ -213,11 +215,14 @@ func StartingPoint(ctx context.Context, st *consumer.SnapshotStore, pn int32, lo
 		}
 		if p := snaps[pn]; p != nil && (pt.Pos == nil || p.Next() <= pt.Pos.Offset+1) && p.Next() >= logStart {
 			log.Info("starting from a snapshot", "partition", pn, "offset", p.Next())
+			p.SetTopicPartitions(partitions)
 			return p, p.Next(), nil
 		}
 	}
 	if logStart > 0 {
 		return nil, 0, fmt.Errorf("partition %d starts at offset %d: %w", pn, logStart, ErrRetention)
 	}
-	return consumer.NewState(window).Partition(pn), 0, nil
+	p := consumer.NewState(window).Partition(pn)
+	p.SetTopicPartitions(partitions)
+	return p, 0, nil
 }

@@ -28,6 +28,22 @@ type RecordView struct {
 	Version   *int64          `json:"version,omitempty"`
 	Relay     string          `json:"relay,omitempty"`
 	Session   string          `json:"session,omitempty"`
+	// Misplaced: written to another partition than its room's, Home
+	// (the fold skips it; its re-homed copy takes its place). Set by
+	// Place.
+	Misplaced bool   `json:"misplaced,omitempty"`
+	Home      *int32 `json:"home,omitempty"`
+	// Origin: a re-homed copy of the misplaced record at this place
+	// ("partition-offset").
+	Origin string `json:"origin,omitempty"`
+}
+
+// Place marks v misplaced when ev, read from partition v.Partition, belongs
+// in another of the topic's n partitions.
+func (v *RecordView) Place(ev *record.Event, n int32) {
+	if home, ok := record.Home(ev, n); ok && home != v.Partition {
+		v.Misplaced, v.Home = true, &home
+	}
 }
 
 // ViewOf is the view of the decoded record ev read as r.
@@ -36,6 +52,9 @@ func ViewOf(ev *record.Event, r *kgo.Record, epoch uint64) RecordView {
 		Pos: record.Pos{Epoch: epoch, Partition: r.Partition, Offset: r.Offset}.String(), Partition: r.Partition, Offset: r.Offset,
 		Timestamp: r.Timestamp.UTC(), Room: ev.Room, Type: ev.Type, Event: ev.Event, Data: ev.Data, From: ev.From, User: ev.User,
 		MID: ev.MID, Key: ev.Key, Relay: ev.Relay, Session: ev.Session,
+	}
+	if ev.Origin != nil {
+		v.Origin = ev.Origin.String()
 	}
 	switch ev.Type {
 	case record.TypeIncr:
