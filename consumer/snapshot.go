@@ -11,6 +11,8 @@ import (
 	"io"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/roomlog/roomlog/record"
 )
 
 // Snapshots: a partition's folded state at an offset, so a starting relay
@@ -35,6 +37,9 @@ type snapshotBody struct {
 	// Dedupe is the dedupe window in a compact binary form (see
 	// encodeDedupe): it can hold hundreds of thousands of ids.
 	Dedupe []byte `json:"dedupe"`
+	// SIO holds the Socket.IO sessions (siosession.go); absent in
+	// snapshots of relays before connection state recovery.
+	SIO map[string]SIOSession `json:"sio,omitempty"`
 }
 
 type snapshotRoom struct {
@@ -164,6 +169,7 @@ func (p *Partition) EncodeSnapshot() ([]byte, int64, error) {
 		b.Relays[name] = *l
 	}
 	b.Dedupe = encodeDedupe(p.dedupeQ[p.dedupeHead:], p.dedupe)
+	b.SIO = p.sioDump()
 	next := p.next
 	p.mu.RUnlock()
 
@@ -242,6 +248,16 @@ func DecodeSnapshot(data []byte, window int) (*Partition, error) {
 	}
 	if err := decodeDedupe(b.Dedupe, p); err != nil {
 		return nil, err
+	}
+	for h, ss := range b.SIO {
+		if !record.ValidSIOHash(h) || ss.SID == "" {
+			return nil, fmt.Errorf("snapshot: Socket.IO session %q is invalid", h)
+		}
+		ss := ss
+		if ss.Rooms == nil {
+			ss.Rooms = make(map[string]SIORoom)
+		}
+		p.sio[h] = &ss
 	}
 	return p, nil
 }

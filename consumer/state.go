@@ -131,6 +131,9 @@ type Partition struct {
 	dedupeQ    []dedupeEntry                     // FIFO of dedupe keys, oldest first
 	dedupeHead int                               // entries of dedupeQ before it are consumed
 	window     int
+
+	sio       map[string]*SIOSession // Socket.IO sessions by key (siosession.go)
+	sioPruned int64                  // record time of the last prune
 }
 
 func newPartition(id int32, window int) *Partition {
@@ -142,6 +145,7 @@ func newPartition(id int32, window int) *Partition {
 		sessions: make(map[string]map[memberKey]struct{}),
 		dedupe:   make(map[dedupeKey]int64),
 		window:   window,
+		sio:      make(map[string]*SIOSession),
 	}
 }
 
@@ -190,6 +194,7 @@ type Dump struct {
 	Rooms     map[string]RoomDump   `json:"rooms"`
 	Relays    map[string]relayLease `json:"relays"`
 	Dedupe    int                   `json:"dedupe_entries"`
+	SIO       map[string]SIOSession `json:"sio,omitempty"`
 }
 
 // RoomDump is one room in a Dump.
@@ -202,7 +207,7 @@ type RoomDump struct {
 func (p *Partition) Dump() Dump {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	d := Dump{Partition: p.id, Next: p.next, Rooms: map[string]RoomDump{}, Relays: map[string]relayLease{}, Dedupe: len(p.dedupe)}
+	d := Dump{Partition: p.id, Next: p.next, Rooms: map[string]RoomDump{}, Relays: map[string]relayLease{}, Dedupe: len(p.dedupe), SIO: p.sioDump()}
 	for name, r := range p.rooms {
 		if len(r.Members) == 0 && len(r.KV) == 0 {
 			continue

@@ -22,6 +22,7 @@
 //	         rl-key      state key (set, del, incr, cas)
 //	         rl-version  expected version (cas); last lease offset (expire)
 //	         rl-addr     the relay's internal host:port (lease; optional)
+//	         rl-sio      a Socket.IO session's key, socket id and flags (join, leave; optional)
 //
 // A record with no rl-type header was written by a plain Kafka producer
 // (kcat -P -K:, a backend service): it is a publish of event "message" to the
@@ -134,6 +135,9 @@ type Event struct {
 	// (host:port), on lease records; "" when the relay publishes none or
 	// the header is not a host:port (it is ignored, the lease is not).
 	Addr string
+	// SIO ties a join or leave to a Socket.IO session (connection state
+	// recovery); nil for other connections.
+	SIO *SIORef
 }
 
 // ValidName reports why s cannot be a room or event name, or nil: it must be
@@ -183,6 +187,9 @@ func Encode(e *Event) *kgo.Record {
 	add(HeaderSession, e.Session)
 	add(HeaderKey, e.Key)
 	add(HeaderAddr, e.Addr)
+	if e.SIO != nil && (e.Type == TypeJoin || e.Type == TypeLeave) {
+		add(HeaderSIO, e.SIO.String())
+	}
 	if e.Type == TypeCAS || e.Type == TypeExpire {
 		add(HeaderVersion, strconv.FormatInt(e.Version, 10))
 	}
@@ -200,7 +207,7 @@ func Decode(r *kgo.Record) (Event, error) {
 	if err := ValidName(e.Room, MaxRoomBytes); err != nil {
 		return e, fmt.Errorf("room %w", err)
 	}
-	var typ, ev, version []byte
+	var typ, ev, version, sio []byte
 	var hasType bool
 	for _, h := range r.Headers {
 		switch h.Key {
@@ -226,6 +233,8 @@ func Decode(r *kgo.Record) (Event, error) {
 			version = h.Value
 		case HeaderAddr:
 			e.Addr = validAddr(h.Value)
+		case HeaderSIO:
+			sio = h.Value
 		}
 	}
 	if !hasType {
@@ -251,6 +260,13 @@ func Decode(r *kgo.Record) (Event, error) {
 	case TypeJoin, TypeLeave:
 		if e.From == "" {
 			return e, fmt.Errorf("%w: %s without %s", ErrBadHeader, e.Type, HeaderFrom)
+		}
+		if sio != nil {
+			ref, err := ParseSIORef(string(sio))
+			if err != nil {
+				return e, err
+			}
+			e.SIO = ref
 		}
 	case TypeSet, TypeCAS, TypeDel, TypeIncr:
 		if err := ValidName(e.Key, MaxKeyBytes); err != nil {

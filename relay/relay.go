@@ -40,6 +40,9 @@ const (
 	DefaultMaxRoomsPerConn   = 1000
 	DefaultLeaseTimeout      = 10 * time.Second
 	DefaultReadTimeout       = 10 * time.Second
+	// DefaultSIOMaxDisconnection is how long a Socket.IO session stays
+	// recoverable after its connection went (Socket.IO's own default).
+	DefaultSIOMaxDisconnection = 2 * time.Minute
 )
 
 // MaxMessageBytesLimit keeps a frame inside Kafka's default
@@ -76,6 +79,12 @@ type Config struct {
 	// HistoryWindow is how many recent publishes per room stay in memory
 	// for recovery and history (default consumer.DefaultHistoryWindow).
 	HistoryWindow int
+	// SIOMaxDisconnection is how long after its connection went (in record
+	// time: the leave, or the end of its relay's session) a Socket.IO
+	// session can be recovered on any relay (default 2m, at most
+	// consumer.MaxSIODisconnectMillis; negative: no connection state
+	// recovery, CONNECT carries no pid and events no offset).
+	SIOMaxDisconnection time.Duration
 	// ReadTimeout bounds reads of the log for recovery and history, and
 	// waits for the fold to reach a position (default 10s).
 	ReadTimeout time.Duration
@@ -148,6 +157,12 @@ func (c *Config) setDefaults() error {
 	defDur(&c.ProduceTimeout, DefaultProduceTimeout)
 	defDur(&c.LeaseTimeout, DefaultLeaseTimeout)
 	defDur(&c.ReadTimeout, DefaultReadTimeout)
+	if c.SIOMaxDisconnection == 0 {
+		c.SIOMaxDisconnection = DefaultSIOMaxDisconnection
+	}
+	if c.SIOMaxDisconnection > consumer.MaxSIODisconnectMillis*time.Millisecond {
+		return fmt.Errorf("relay: Socket.IO max disconnection %v is over the %v the log keeps sessions", c.SIOMaxDisconnection, consumer.MaxSIODisconnectMillis*time.Millisecond)
+	}
 	if c.SnapshotTopic == "" {
 		c.SnapshotTopic = DefaultSnapshotTopic
 	}

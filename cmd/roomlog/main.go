@@ -135,6 +135,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 		adminAddr      string
 		privateMetrics bool
 		demoPage       bool
+		sioMaxDisc     time.Duration
 	)
 	fs.StringVar(&cfg.Listen, "listen", relay.DefaultListen, "HTTP/WebSocket listen address")
 	fs.Var(&brokers, "brokers", "Kafka seed brokers, host:port,... (empty: embedded broker)")
@@ -157,6 +158,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "host:port where other relays reach this one, published in its leases: they forward requests for its Socket.IO sessions there (default: the listen address when it names a host, else the host name and the port)")
 	fs.DurationVar(&cfg.LeaseTimeout, "lease-timeout", relay.DefaultLeaseTimeout, "how long a relay may go silent before the others remove its members")
 	fs.IntVar(&cfg.HistoryWindow, "history-window", consumer.DefaultHistoryWindow, "recent messages per room kept in memory for recovery and history (older ones are read from the log)")
+	fs.DurationVar(&sioMaxDisc, "sio-max-disconnection", relay.DefaultSIOMaxDisconnection, "how long after its connection went a Socket.IO session can be recovered on any relay (connection state recovery: socket.recovered); at most 15m, 0 turns recovery off")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", relay.DefaultReadTimeout, "bound on log reads for recovery and history, and on waits for a position")
 	fs.DurationVar(&shutdownT, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
 	fs.DurationVar(&startT, "start-timeout", 10*time.Minute, "how long the start (topic, replay of the log, lease) may take")
@@ -186,6 +188,14 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("--replication-factor %d: want -1 or a positive number", rf)
 	}
 	cfg.Partitions, cfg.ReplicationFactor, cfg.Logger = int32(partitions), int16(rf), log
+	switch {
+	case sioMaxDisc < 0:
+		return fmt.Errorf("--sio-max-disconnection %v: want 0 (off) or a duration", sioMaxDisc)
+	case sioMaxDisc == 0:
+		cfg.SIOMaxDisconnection = -1 // off
+	default:
+		cfg.SIOMaxDisconnection = sioMaxDisc
+	}
 	cfg.Brokers = brokers
 	if cfg.ClientOpts, err = kf.opts(); err != nil {
 		return err
