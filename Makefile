@@ -35,9 +35,12 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzParsePos$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzParseSIORef$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeAuthFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeAPIRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzParseSIOOffset$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeSIOAuth$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/auth/ -run '^$$' -fuzz '^FuzzParseRooms$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/auth/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./consumer/ -run '^$$' -fuzz '^FuzzDecodeSnapshot$$' -fuzztime $(FUZZTIME)

@@ -58,6 +58,9 @@ func ParseSIORef(s string) (*SIORef, error) {
 	if !ValidSIOHash(r.Hash) {
 		return nil, fmt.Errorf("%w: %s hash %q", ErrBadHeader, HeaderSIO, truncate([]byte(r.Hash)))
 	}
+	if parts[1] == "" {
+		return nil, fmt.Errorf("%w: %s without flags", ErrBadHeader, HeaderSIO)
+	}
 	if parts[1] != "-" {
 		for _, f := range parts[1] {
 			switch {

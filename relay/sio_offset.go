@@ -104,7 +104,7 @@ func parseSIOOffset(s string) (*sioOffset, error) {
 		return nil, fmt.Errorf("%w: %d bytes", errBadSIOOffset, len(s))
 	}
 	f := strings.Split(s, "-")
-	if len(f) != 4 || f[0] != sioOffsetVersion || len(f[1]) != 16 {
+	if len(f) != 4 || f[0] != sioOffsetVersion || len(f[1]) != 16 || !lowerHex(f[1]) {
 		return nil, fmt.Errorf("%w: not version %s", errBadSIOOffset, sioOffsetVersion)
 	}
 	o := &sioOffset{}
@@ -130,7 +130,7 @@ func parseSIOOffset(s string) (*sioOffset, error) {
 	if f[3] != "" {
 		for _, e := range strings.Split(f[3], "_") {
 			fs := strings.Split(e, ".")
-			if len(fs) != 3 || len(fs[1]) != 8 || len(o.rooms) == maxSIOOffsetEntries {
+			if len(fs) != 3 || len(fs[1]) != 8 || !lowerHex(fs[1]) || len(o.rooms) == maxSIOOffsetEntries {
 				return nil, fmt.Errorf("%w: room entry", errBadSIOOffset)
 			}
 			p, err1 := parsePart(fs[0])
@@ -167,6 +167,16 @@ func parseDecimal(s string, bits int) (int64, error) {
 		return 0, errBadSIOOffset
 	}
 	return n, nil
+}
+
+// lowerHex reports whether s is lowercase hex digits only, as written.
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // partOffset returns the offset's entry for part.
