@@ -131,6 +131,9 @@ func (p *Partition) apply(ev *record.Event, off, ts int64, res *Result) {
 	case record.TypeJoin:
 		p.join(ev, off, ts, res)
 	case record.TypeLeave:
+		if ev.SIO != nil {
+			p.sioLeave(ev, ts)
+		}
 		r := p.rooms[ev.Room]
 		if r == nil {
 			return
@@ -138,9 +141,6 @@ func (p *Partition) apply(ev *record.Event, off, ts int64, res *Result) {
 		if m := r.Members[ev.From]; m != nil {
 			p.removeMember(ev.Room, r, m, ReasonLeave, res)
 			p.gc(ev.Room, r)
-		}
-		if ev.SIO != nil {
-			p.sioLeave(ev, ts)
 		}
 	case record.TypeSet, record.TypeDel, record.TypeIncr, record.TypeCAS:
 		p.state(ev, off, res)

@@ -39,7 +39,8 @@ type snapshotBody struct {
 	Dedupe []byte `json:"dedupe"`
 	// SIO holds the Socket.IO sessions (siosession.go); absent in
 	// snapshots of relays before connection state recovery.
-	SIO map[string]SIOSession `json:"sio,omitempty"`
+	SIO       map[string]SIOSession `json:"sio,omitempty"`
+	SIOPruned int64                 `json:"sio_pruned,omitempty"`
 }
 
 type snapshotRoom struct {
@@ -169,7 +170,7 @@ func (p *Partition) EncodeSnapshot() ([]byte, int64, error) {
 		b.Relays[name] = *l
 	}
 	b.Dedupe = encodeDedupe(p.dedupeQ[p.dedupeHead:], p.dedupe)
-	b.SIO = p.sioDump()
+	b.SIO, b.SIOPruned = p.sioDump(), p.sioPruned
 	next := p.next
 	p.mu.RUnlock()
 
@@ -259,6 +260,7 @@ func DecodeSnapshot(data []byte, window int) (*Partition, error) {
 		}
 		p.sio[h] = &ss
 	}
+	p.sioPruned = b.SIOPruned
 	return p, nil
 }
 
