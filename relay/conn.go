@@ -277,7 +277,9 @@ func (c *conn) cleanup() {
 		c.s.hub.remove(room, c)
 		ev := &record.Event{Type: record.TypeLeave, Room: room, From: c.id, User: c.user()}
 		if c.sio != nil {
-			ev.SIO = c.sio.ref(-1, false, true) // gone: the session stays recoverable
+			// Gone: the session stays recoverable, unless the client
+			// disconnected it (then its rooms are left).
+			ev.SIO = c.sio.ref(-1, false, !c.sio.left)
 		}
 		c.s.produce(ev, nil)
 	}

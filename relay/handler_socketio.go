@@ -149,7 +149,12 @@ func (r *sioReader) next() bool {
 	case socketio.Connect:
 		return r.connect(p)
 	case socketio.Disconnect:
-		return false // one socket per session: the client left
+		// One socket per session: the client left, and as with the
+		// reference server its session is not to be recovered.
+		if c.sio != nil {
+			c.sio.left = true
+		}
+		return false
 	case socketio.Event, socketio.BinaryEvent:
 		if !r.connected {
 			c.s.stats.badFrames.Add(1)

@@ -40,6 +40,7 @@ type sioSession struct {
 	pid  string // the client's secret; never logged, never in the log
 	hash string // record.SIORef.Hash: the key of the session in the log
 	sid  string // the socket id the client knows (kept across recoveries)
+	left bool   // the client disconnected the socket itself: not recoverable
 }
 
 // newSIOPid returns a fresh private id: 16 random bytes, base64url.

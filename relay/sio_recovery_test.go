@@ -348,7 +348,7 @@ func TestSocketIOCrashRecovery(t *testing.T) {
 // connection has been gone for longer than --sio-max-disconnection is not
 // recovered: the client gets recovered === false and a new socket id, in no
 // room, and its rejoin with since works. A pid the relays never issued is
-// not recovered either.
+// not recovered either, nor is a socket the client disconnected itself.
 func TestSocketIORecoveryExpired(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
 		topic := newTopic(t)
@@ -394,14 +394,39 @@ func TestSocketIORecoveryExpired(t *testing.T) {
 			t.Fatalf("roomlog_socketio_recoveries_total{outcome=\"expired\"} = %d, want 1", expired)
 		}
 
+		// A socket the client disconnected itself is not recoverable, as
+		// with the reference server. (It reconnects once both relays have
+		// folded its leave.)
+		var watchers []*client
+		for _, r := range []*relay.Server{ra, rb} {
+			w := dial(t, r)
+			w.do(map[string]any{"op": "join", "room": "lobby", "presence": true, "id": "w"})
+			watchers = append(watchers, w)
+		}
+		sc.command(map[string]any{"op": "disconnect"})
+		sc.waitType("disconnect")
+		for _, w := range watchers {
+			for f := w.message(); f.Op != "left" || f.Member.Conn != sid2; f = w.message() {
+			}
+		}
+		sc.command(map[string]any{"op": "connect"})
+		c = sc.waitType("connect")
+		var sid3 string
+		_ = json.Unmarshal(c.ID, &sid3)
+		if c.Recovered || sid3 == sid2 {
+			t.Fatalf("reconnected as %s (recovered %v) after socket.disconnect(), want a new socket", sid3, c.Recovered)
+		}
+
 		// A pid no relay issued starts a new session.
 		forged := newSIO(t, httpURL(ra), map[string]any{"transports": []string{"websocket"},
 			"auth": map[string]any{"pid": "AAAAAAAAAAAAAAAAAAAAAA"}})
 		if id := forged.connected(); !strings.HasPrefix(id, ra.ID()+"-") {
 			t.Fatalf("a forged pid connected as %s, want a new connection of the relay", id)
 		}
-		if n := metricOf(t, httpURL(ra), `roomlog_socketio_recoveries_total{outcome="unknown"}`); n != 1 {
-			t.Fatalf("roomlog_socketio_recoveries_total{outcome=\"unknown\"} = %d, want 1", n)
+		unknown := metricOf(t, httpURL(ra), `roomlog_socketio_recoveries_total{outcome="unknown"}`) +
+			metricOf(t, httpURL(rb), `roomlog_socketio_recoveries_total{outcome="unknown"}`)
+		if unknown != 2 { // the disconnected socket's and the forged pid
+			t.Fatalf("roomlog_socketio_recoveries_total{outcome=\"unknown\"} = %d, want 2", unknown)
 		}
 	})
 }

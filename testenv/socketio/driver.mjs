@@ -18,7 +18,9 @@
 // so only when the connection state was not recovered (socket.recovered is
 // false), as an app using recovery does; the connect report carries
 // `recovered`. Commands also: {"op":"drop"} closes the Engine.IO
-// transport (the client reconnects by itself, as after a network cut).
+// transport (the client reconnects by itself, as after a network cut);
+// {"op":"disconnect"} and {"op":"connect"} are socket.disconnect() and
+// socket.connect().
 import { io } from "socket.io-client";
 import readline from "node:readline";
 
@@ -74,6 +76,12 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
       break;
     case "drop":
       socket.io.engine.close();
+      break;
+    case "disconnect":
+      socket.disconnect();
+      break;
+    case "connect":
+      socket.connect();
       break;
     case "close":
       socket.disconnect();
