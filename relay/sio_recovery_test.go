@@ -75,7 +75,7 @@ func newRelayProc(t *testing.T, bin string, b backend, topic, name string, extra
 	t.Helper()
 	p := &relayProc{t: t, bin: bin, addr: freeAddr(t)}
 	p.args = []string{"relay", "--listen", p.addr, "--brokers", strings.Join(b.brokers, ","), "--topic", topic,
-		"--partitions", "4", "--relay-name", name, "--anonymous", "--rate", "-1", "--demo=false", "--lease-timeout", "3s"}
+		"--partitions", "4", "--relay-name", name, "--anonymous", "--rate", "-1", "--demo=false"}
 	if b.name == "kafka" {
 		p.args = append(p.args, "--replication-factor", "1")
 	}
