@@ -50,7 +50,7 @@ type Session struct {
 	polling   bool            // a GET is pending
 	posting   bool            // a POST is being read
 	wake      chan struct{}   // cap 1: wakes the pending GET
-	space     chan struct{}   // cap 1: a writer took the queue (SendWait)
+	space     chan struct{}   // cap 1: a writer took the queue (SendWait, WaitSpace)
 	final     bool            // the close packet went out (polling); the session left the registry
 	timer     *time.Timer
 	timerGen  uint64
