@@ -269,7 +269,8 @@ func (r *chatReceiver) receive(n int) {
 // round-robin proxy to another relay process with socket.recovered, the
 // same socket id, and every message exactly once and in order. The second
 // relay is killed in turn while 1000 more are published (two recoveries in
-// a row, the second onto the first relay, restarted). A client that had
+// a row, the second onto the first relay, restarted; the first recovery
+// from the log, the second from the history window). A client that had
 // received nothing before the kill recovers too.
 func TestSocketIOCrashRecovery(t *testing.T) {
 	bin := buildRoomlog(t)
@@ -277,7 +278,10 @@ func TestSocketIOCrashRecovery(t *testing.T) {
 		topic := newTopic(t)
 		hub := startRelay(t, b, topic, nil) // publishes; never killed
 		pa := newRelayProc(t, bin, b, topic, "sio-a")
-		pc := newRelayProc(t, bin, b, topic, "sio-c")
+		// C keeps a short history window and send queue: the first
+		// recovery reads what was missed from the log, in more events than
+		// the queue holds (the backlog waits for room).
+		pc := newRelayProc(t, bin, b, topic, "sio-c", "--history-window", "16", "--send-queue", "256")
 		lb := newLB(t, pa.url(), pc.url())
 		lb.up[1].Store(false) // every socket starts on A
 
@@ -310,12 +314,15 @@ func TestSocketIOCrashRecovery(t *testing.T) {
 		publish(0, 300)
 		recv.receive(100) // some delivered before the kill, more in flight
 		pa.kill()
-		lb.up[0].Store(false)
-		lb.up[1].Store(true)
+		lb.up[0].Store(false) // C joins the rotation once the 1000 are out: the clients miss hundreds meanwhile
 		pub.do(map[string]any{"op": "publish", "room": "quiet", "event": "chat", "data": map[string]int{"seq": 0}, "id": "q0"})
 		publish(300, 1000)
+		lb.up[1].Store(true)
 		sc.recoveredAs(sid)
 		recv.receive(900)
+		if n := metricOf(t, pc.url(), `roomlog_recoveries_total{source="log"}`); n < 2 {
+			t.Fatalf("relay C recovered %d rooms from the log, want both of the socket's", n)
+		}
 		quiet.recoveredAs(qsid)
 		qr := &chatReceiver{c: quiet, next: map[string]int{"quiet": 0}, step: 1}
 		qr.receive(1)
