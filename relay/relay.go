@@ -71,8 +71,14 @@ type Config struct {
 	RelayName string
 	// AdvertiseAddr is where other relays reach this relay's listener
 	// (host:port), published in its leases: they forward requests for its
-	// Socket.IO sessions there (default DefaultAdvertiseAddr).
+	// Socket.IO sessions there (default DefaultAdvertiseAddr, of
+	// InternalListen when set).
 	AdvertiseAddr string
+	// InternalListen, when set, is a second listener (host:port, port 0
+	// for any) serving the same endpoints, for other relays' forwarded
+	// requests: the address of this process alone when several share
+	// Listen (--procs).
+	InternalListen string
 	// LeaseTimeout is how long a relay may go without renewing its lease
 	// before the others expire it and remove its members (default 10s).
 	LeaseTimeout time.Duration
@@ -375,10 +381,24 @@ func (s *Server) startHTTP(ctx context.Context) error {
 		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	s.ln = ln
+	var internal net.Listener
+	if s.cfg.InternalListen != "" {
+		if internal, err = listen(ctx, s.cfg.InternalListen, false); err != nil {
+			ln.Close()
+			return fmt.Errorf("internal listen on %s: %w", s.cfg.InternalListen, err)
+		}
+		if s.cfg.TLS != nil {
+			internal = tls.NewListener(internal, s.cfg.TLS)
+		}
+	}
 	if s.cfg.RelayName == "" {
 		s.cfg.RelayName = DefaultName(ln.Addr().String())
 	}
-	if s.cfg.AdvertiseAddr == "" {
+	switch {
+	case s.cfg.AdvertiseAddr != "":
+	case internal != nil:
+		s.cfg.AdvertiseAddr = DefaultAdvertiseAddr(s.cfg.InternalListen, internal.Addr())
+	default:
 		s.cfg.AdvertiseAddr = DefaultAdvertiseAddr(s.cfg.Listen, ln.Addr())
 	}
 	s.http = &http.Server{
@@ -389,6 +409,9 @@ func (s *Server) startHTTP(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	go func() { _ = s.http.Serve(ln) }()
+	if internal != nil {
+		go func() { _ = s.http.Serve(internal) }() // Shutdown and Close end both
+	}
 	return nil
 }
 

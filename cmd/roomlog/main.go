@@ -156,6 +156,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxRoomsPerConn, "max-rooms", relay.DefaultMaxRoomsPerConn, "rooms one connection may be in")
 	fs.StringVar(&cfg.RelayName, "relay-name", "", "this relay's name, unique in the fleet and stable across restarts (default: host name and listen port)")
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "host:port where other relays reach this one, published in its leases: they forward requests for its Socket.IO sessions there (default: the listen address when it names a host, else the host name and the port)")
+	fs.StringVar(&cfg.InternalListen, "internal-listen", "", "a second listen address (host:port, port 0 for any) for requests other relays forward to this one, advertised in its leases; under --procs each process gets its own (default 127.0.0.1:0: forwarding between the processes of this host; give a host other relays reach, with port 0, for a fleet)")
 	fs.DurationVar(&cfg.LeaseTimeout, "lease-timeout", relay.DefaultLeaseTimeout, "how long a relay may go silent before the others remove its members")
 	fs.IntVar(&cfg.HistoryWindow, "history-window", consumer.DefaultHistoryWindow, "recent messages per room kept in memory for recovery and history (older ones are read from the log)")
 	fs.DurationVar(&sioMaxDisc, "sio-max-disconnection", relay.DefaultSIOMaxDisconnection, "how long after its connection went a Socket.IO session can be recovered on any relay (connection state recovery: socket.recovered); at most 15m, 0 turns recovery off")
@@ -230,7 +231,21 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 		defer stop()
 	}
 	if procs > 1 {
+		// The children share --listen: each advertises an internal
+		// address of its own, where Socket.IO requests for its sessions
+		// are forwarded.
+		internal := cfg.InternalListen
+		if internal == "" {
+			internal = "127.0.0.1:0"
+		}
+		if _, port, err := net.SplitHostPort(internal); err != nil || port != "0" {
+			return fmt.Errorf("--internal-listen %q: under --procs, want host:0 (each process listens on a port of its own)", internal)
+		}
+		if cfg.AdvertiseAddr != "" {
+			return errors.New("--advertise-addr: under --procs each process advertises its own --internal-listen address")
+		}
 		childArgs := append([]string{"relay"}, args...)
+		childArgs = append(childArgs, "--internal-listen", internal)
 		if len(brokers) == 0 {
 			emb, err := embedded.Start(embedded.Config{Listen: embListen, DataDir: dataDir, SyncWrites: fsync, Logger: log})
 			if err != nil {
