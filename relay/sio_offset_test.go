@@ -158,8 +158,12 @@ func TestSIOStamp(t *testing.T) {
 	check(offsetOf(at("a", 0, 801)), 0, 801, "b", -1)
 
 	// A frame that could not be queued is taken back.
-	undo := st.note(at("d", 2, 9))
-	undo()
+	st.undo(st.note(at("d", 2, 9)))
+	n := st.note(at("a", 0, 900))
+	st.undo(n)
+	if off, _ := st.off.partOffset(0); off != 801 {
+		t.Fatalf("undo left partition 0 at %d, want 801", off)
+	}
 	if _, ok := st.off.partOffset(2); ok {
 		t.Fatal("undo left partition 2")
 	}

@@ -83,28 +83,42 @@ func newSIOStamp(epoch uint64) *sioStamp {
 	return &sioStamp{off: sioOffset{epoch: epoch}, backlog: make(map[string]*sioRoomOffset)}
 }
 
-// note records that the frame at f is delivered and returns what to undo
-// it with.
-func (st *sioStamp) note(at *frameAt) func() {
+// noted is what note changed, for undo.
+type noted struct {
+	i        int // index of the partition's entry
+	inserted bool
+	oldOff   int64
+	backlog  *sioRoomOffset
+	oldLast  int64
+}
+
+// note records that the record at is delivered; undo takes it back.
+func (st *sioStamp) note(at *frameAt) noted {
 	p := at.pos
 	i, found := slices.BinarySearchFunc(st.off.parts, p.Partition, func(e sioPartOffset, t int32) int { return cmp.Compare(e.part, t) })
-	var undo []func()
+	n := noted{i: i, inserted: !found}
 	if !found {
 		st.off.parts = slices.Insert(st.off.parts, i, sioPartOffset{part: p.Partition, off: p.Offset})
-		undo = append(undo, func() { st.off.parts = slices.Delete(st.off.parts, i, i+1) })
-	} else if old := st.off.parts[i].off; p.Offset > old {
-		st.off.parts[i].off = p.Offset
-		undo = append(undo, func() { st.off.parts[i].off = old })
+	} else {
+		n.oldOff = st.off.parts[i].off
+		st.off.parts[i].off = max(n.oldOff, p.Offset)
 	}
 	if b := st.backlog[at.room]; b != nil && b.part == p.Partition {
-		old := b.off
+		n.backlog, n.oldLast = b, b.off
 		b.off = p.Offset
-		undo = append(undo, func() { b.off = old })
 	}
-	return func() {
-		for _, u := range slices.Backward(undo) {
-			u()
-		}
+	return n
+}
+
+// undo takes back the last note.
+func (st *sioStamp) undo(n noted) {
+	if n.backlog != nil {
+		n.backlog.off = n.oldLast
+	}
+	if n.inserted {
+		st.off.parts = slices.Delete(st.off.parts, n.i, n.i+1)
+	} else {
+		st.off.parts[n.i].off = n.oldOff
 	}
 }
 
@@ -177,14 +191,15 @@ func (st *sioStamp) sendWait(sess *engineio.Session, done <-chan struct{}, fs []
 		}
 		for {
 			st.mu.Lock()
-			data, undo := f.data, func() {}
+			data := f.data
+			var n noted
 			if f.at != nil {
-				undo = st.note(f.at)
+				n = st.note(f.at)
 				data = st.stamp(data)
 			}
 			ok, err := sess.TrySend(engineio.Message{Data: data})
-			if !ok {
-				undo()
+			if !ok && f.at != nil {
+				st.undo(n)
 			}
 			st.mu.Unlock()
 			if err != nil {
