@@ -145,6 +145,9 @@ func (p *Partition) apply(ev *record.Event, off, ts int64, res *Result) {
 	case record.TypeJoin:
 		p.join(ev, off, ts, res)
 	case record.TypeLeave:
+		if ev.SIO != nil {
+			p.sioLeave(ev, ts)
+		}
 		r := p.rooms[ev.Room]
 		if r == nil {
 			return
@@ -171,6 +174,7 @@ func (p *Partition) apply(ev *record.Event, off, ts int64, res *Result) {
 		delete(p.relays, ev.Relay)
 		res.Ended = ev.Session
 		p.dropSession(ev.Session, ReasonExpired, res)
+		p.sioSessionEnded(ev.Session, ts)
 	}
 }
 
@@ -234,6 +238,9 @@ func (p *Partition) join(ev *record.Event, off, ts int64, res *Result) {
 		// crashed or restarted): the member would never leave.
 		res.Code = CodeStale
 		return
+	}
+	if ev.SIO != nil {
+		p.sioJoin(ev, off)
 	}
 	r := p.room(ev.Room)
 	if _, ok := r.Members[ev.From]; ok {
@@ -317,12 +324,14 @@ func (p *Partition) lease(ev *record.Event, off, ts int64, res *Result) {
 		// The relay restarted: its previous session's members are gone.
 		res.Ended = l.Session
 		p.dropSession(l.Session, ReasonRestarted, res)
+		p.sioSessionEnded(l.Session, ts)
 		*l = relayLease{Session: ev.Session, LeaseOffset: off, LeaseTime: ts}
 		return
 	}
 	if !l.Expired {
 		l.LeaseOffset, l.LeaseTime = off, ts
 	}
+	p.sioPrune(ts)
 }
 
 func (p *Partition) state(ev *record.Event, off int64, res *Result) {

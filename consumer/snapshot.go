@@ -12,6 +12,8 @@ import (
 	"maps"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/roomlog/roomlog/record"
 )
 
 // Snapshots: a partition's folded state at an offset, so a starting relay
@@ -42,6 +44,10 @@ type snapshotBody struct {
 	// Rehomed is the memory of re-homed copies (misplaced.go); absent
 	// when the partition has none, so older snapshots read the same.
 	Rehomed *snapshotRehomed `json:"rehomed,omitempty"`
+	// SIO holds the Socket.IO sessions (siosession.go); absent in
+	// snapshots of relays before connection state recovery.
+	SIO       map[string]SIOSession `json:"sio,omitempty"`
+	SIOPruned int64                 `json:"sio_pruned,omitempty"`
 }
 
 type snapshotRoom struct {
@@ -177,6 +183,7 @@ func (p *Partition) EncodeSnapshot() ([]byte, int64, error) {
 		b.Revoked = &rv
 	}
 	b.Rehomed = p.encodeRehomed()
+	b.SIO, b.SIOPruned = p.sioDump(), p.sioPruned
 	next := p.next
 	p.mu.RUnlock()
 
@@ -265,6 +272,17 @@ func DecodeSnapshot(data []byte, window int) (*Partition, error) {
 		}
 	}
 	p.decodeRehomed(b.Rehomed)
+	for h, ss := range b.SIO {
+		if !record.ValidSIOHash(h) || ss.SID == "" {
+			return nil, fmt.Errorf("snapshot: Socket.IO session %q is invalid", h)
+		}
+		ss := ss
+		if ss.Rooms == nil {
+			ss.Rooms = make(map[string]SIORoom)
+		}
+		p.sio[h] = &ss
+	}
+	p.sioPruned = b.SIOPruned
 	return p, nil
 }
 

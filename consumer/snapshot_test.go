@@ -46,8 +46,14 @@ func randomLog(rng *rand.Rand, n int) []*kgo.Record {
 			ev = record.Event{Type: record.TypeExpire, Room: record.RelayKeyPrefix + relay, Relay: relay, Session: session[relay], Version: v}
 		case k < 6:
 			ev = record.Event{Type: record.TypeJoin, Room: room, From: conn, Relay: relay, Session: session[relay], User: "u" + strconv.Itoa(rng.Intn(3))}
+			if rng.Intn(2) == 0 { // a Socket.IO connection's, resuming one of a few sessions
+				ev.SIO = &record.SIORef{Hash: fmt.Sprintf("%032x", rng.Intn(4)), SID: "sid" + strconv.Itoa(rng.Intn(4)), Since: int64(rng.Intn(len(recs)+1)) - 1, Presence: rng.Intn(2) == 0}
+			}
 		case k < 8:
 			ev = record.Event{Type: record.TypeLeave, Room: room, From: conn}
+			if rng.Intn(2) == 0 {
+				ev.SIO = &record.SIORef{Hash: fmt.Sprintf("%032x", rng.Intn(4)), SID: "sid", Since: -1, Gone: rng.Intn(2) == 0}
+			}
 		case k < 12:
 			ev = record.Event{Type: record.TypePublish, Room: room, Event: "e", Data: json.RawMessage(strconv.Itoa(i)), From: conn, MID: "m" + strconv.Itoa(rng.Intn(40))}
 			if rng.Intn(3) == 0 { // a re-homed copy, now and then a repeat
@@ -64,7 +70,7 @@ func randomLog(rng *rand.Rand, n int) []*kgo.Record {
 		}
 		r := record.Encode(&ev)
 		r.Offset = int64(len(recs))
-		ts = ts.Add(time.Duration(rng.Intn(90_000)) * time.Millisecond) // crosses the dedupe window now and then
+		ts = ts.Add(time.Duration(rng.Intn(90_000)) * time.Millisecond) // crosses the dedupe window and Socket.IO session expiry now and then
 		r.Timestamp = ts
 		recs = append(recs, r)
 	}
@@ -84,6 +90,12 @@ func fold(t testing.TB, p *Partition, recs []*kgo.Record) {
 // kind, at every snapshot point, the state rebuilt from the snapshot and the
 // tail equals the state of the full replay.
 func TestSnapshotPlusTailEqualsFullReplay(t *testing.T) {
+	sio := 0
+	defer func() {
+		if sio == 0 && !t.Failed() {
+			t.Fatal("no random log left a Socket.IO session; the test compares none")
+		}
+	}()
 	for seed := int64(1); seed <= 40; seed++ {
 		rng := rand.New(rand.NewSource(seed))
 		recs := randomLog(rng, 600)
@@ -119,6 +131,7 @@ func TestSnapshotPlusTailEqualsFullReplay(t *testing.T) {
 		if len(want.Rooms) == 0 {
 			t.Fatalf("seed %d: the random log left no state; the test compares nothing", seed)
 		}
+		sio += len(want.SIO)
 	}
 }
 

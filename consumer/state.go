@@ -138,7 +138,9 @@ type Partition struct {
 	rehomed     map[record.Origin]int64 // origin → offset of its first copy here
 	rehomedQ    []rehomedEntry          // FIFO of rehomed's keys, oldest first
 	rehomedHead int
-	rehomedHigh map[int32]int64 // source partition → highest origin offset applied
+	rehomedHigh map[int32]int64        // source partition → highest origin offset applied
+	sio         map[string]*SIOSession // Socket.IO sessions by key (siosession.go)
+	sioPruned   int64                  // record time of the last prune
 }
 
 func newPartition(id int32, window int) *Partition {
@@ -150,6 +152,7 @@ func newPartition(id int32, window int) *Partition {
 		sessions: make(map[string]map[memberKey]struct{}),
 		dedupe:   make(map[dedupeKey]int64),
 		window:   window,
+		sio:      make(map[string]*SIOSession),
 	}
 }
 
@@ -203,7 +206,8 @@ type Dump struct {
 	// highest origin offset of a re-homed copy applied here.
 	Rehomed []int64 `json:"rehomed,omitempty"`
 	// RehomedExact is how many origins are remembered exactly.
-	RehomedExact int `json:"rehomed_exact,omitempty"`
+	RehomedExact int                   `json:"rehomed_exact,omitempty"`
+	SIO          map[string]SIOSession `json:"sio,omitempty"`
 }
 
 // RoomDump is one room in a Dump.
@@ -216,7 +220,8 @@ type RoomDump struct {
 func (p *Partition) Dump() Dump {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	d := Dump{Partition: p.id, Next: p.next, Rooms: map[string]RoomDump{}, Relays: map[string]relayLease{}, Dedupe: len(p.dedupe), Rehomed: p.rehomedDump(), RehomedExact: len(p.rehomed)}
+	d := Dump{Partition: p.id, Next: p.next, Rooms: map[string]RoomDump{}, Relays: map[string]relayLease{}, Dedupe: len(p.dedupe),
+		Rehomed: p.rehomedDump(), RehomedExact: len(p.rehomed), SIO: p.sioDump()}
 	for name, r := range p.rooms {
 		if len(r.Members) == 0 && len(r.KV) == 0 {
 			continue

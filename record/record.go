@@ -26,6 +26,7 @@
 //	         rl-version  expected version (cas); last lease offset (expire)
 //	         rl-addr     the relay's internal host:port (lease; optional)
 //	         rl-origin   where a re-homed copy's misplaced original lies (origin.go)
+//	         rl-sio      a Socket.IO session's key, socket id and flags (join, leave; optional)
 //
 // A record with no rl-type header was written by a plain Kafka producer
 // (kcat -P -K:, a backend service): it is a publish of event "message" to the
@@ -177,6 +178,9 @@ type Event struct {
 	// Origin is set on a re-homed copy (rl-origin): where its misplaced
 	// original was written.
 	Origin *Origin
+	// SIO ties a join or leave to a Socket.IO session (connection state
+	// recovery); nil for other connections.
+	SIO *SIORef
 }
 
 // ValidName reports why s cannot be a room or event name, or nil: it must be
@@ -231,6 +235,9 @@ func Encode(e *Event) *kgo.Record {
 	if e.Origin != nil {
 		add(HeaderOrigin, e.Origin.String())
 	}
+	if e.SIO != nil && (e.Type == TypeJoin || e.Type == TypeLeave) {
+		add(HeaderSIO, e.SIO.String())
+	}
 	if e.Type == TypeCAS || e.Type == TypeExpire {
 		add(HeaderVersion, strconv.FormatInt(e.Version, 10))
 	}
@@ -248,7 +255,7 @@ func Decode(r *kgo.Record) (Event, error) {
 	if err := ValidName(e.Room, MaxRoomBytes); err != nil {
 		return e, fmt.Errorf("%w: room %v", ErrBadRoom, err)
 	}
-	var typ, ev, version []byte
+	var typ, ev, version, sio []byte
 	var hasType bool
 	for _, h := range r.Headers {
 		switch h.Key {
@@ -280,6 +287,8 @@ func Decode(r *kgo.Record) (Event, error) {
 				return e, fmt.Errorf("%w: %v", ErrBadHeader, err)
 			}
 			e.Origin = &o
+		case HeaderSIO:
+			sio = h.Value
 		}
 	}
 	if len(r.Value) > MaxDataBytes && (!hasType || Type(typ) == TypePublish) {
@@ -308,6 +317,13 @@ func Decode(r *kgo.Record) (Event, error) {
 	case TypeJoin, TypeLeave:
 		if e.From == "" {
 			return e, fmt.Errorf("%w: %s without %s", ErrBadHeader, e.Type, HeaderFrom)
+		}
+		if sio != nil {
+			ref, err := ParseSIORef(string(sio))
+			if err != nil {
+				return e, err
+			}
+			e.SIO = ref
 		}
 	case TypeSet, TypeCAS, TypeDel, TypeIncr:
 		if err := ValidName(e.Key, MaxKeyBytes); err != nil {

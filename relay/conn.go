@@ -15,6 +15,7 @@ type joined struct {
 	since    record.Pos // recovery position, if hasSince
 	hasSince bool
 	id       json.RawMessage
+	resume   bool // a Socket.IO session's room joined again on recovery
 }
 
 // conn is one client connection, whatever its protocol: its rooms, its
@@ -41,6 +42,10 @@ type conn struct {
 	inflight chan struct{} // records appended and not yet acknowledged to the client
 
 	sec *connSec // authentication, rate limit, timers (connsec.go)
+
+	// sio is a Socket.IO connection's recoverable session (set on CONNECT
+	// by its reader, read by the reader only), nil otherwise.
+	sio *sioSession
 }
 
 // transport writes a connection's frames to its socket. enqueue and
@@ -143,7 +148,7 @@ func (c *conn) join(f *clientFrame) {
 		if c.rooms == nil {
 			c.rooms = make(map[string]*joined)
 		}
-		c.rooms[f.Room] = &joined{presence: f.Presence, since: f.since, hasSince: f.hasSince, id: f.ID}
+		c.rooms[f.Room] = &joined{presence: f.Presence, since: f.since, hasSince: f.hasSince, id: f.ID, resume: f.resume}
 	}
 	c.mu.Unlock()
 	switch {
@@ -158,13 +163,24 @@ func (c *conn) join(f *clientFrame) {
 	room := f.Room
 	ev := ops[opJoin].event(f)
 	ev.Relay, ev.Session = c.s.cfg.RelayName, c.session
+	if c.sio != nil {
+		since := int64(-1)
+		if f.hasSince {
+			since = f.since.Offset
+		}
+		ev.SIO = c.sio.ref(since, f.Presence, false)
+	}
 	c.appendRecord(ev, f.ID, func() { c.forget(room) }) // the log never heard of this join
 }
 
 func (c *conn) leave(f *clientFrame) {
 	c.forget(f.Room)
 	c.s.hub.remove(f.Room, c)
-	c.appendOp(f)
+	ev := ops[f.Op].event(f)
+	if c.sio != nil {
+		ev.SIO = c.sio.ref(-1, false, false)
+	}
+	c.appendRecord(ev, f.ID, nil)
 }
 
 func (c *conn) publish(f *clientFrame) {
@@ -242,6 +258,15 @@ func (c *conn) room(name string) *joined {
 	return c.rooms[name]
 }
 
+// sioStamp is the connection's Socket.IO delivery position, nil unless it
+// is a Socket.IO connection with connection state recovery.
+func (c *conn) sioStamp() *sioStamp {
+	if t, ok := c.t.(*sioTransport); ok {
+		return t.rec
+	}
+	return nil
+}
+
 // forget drops room from the connection's rooms.
 func (c *conn) forget(room string) {
 	c.mu.Lock()
@@ -258,7 +283,13 @@ func (c *conn) cleanup() {
 	c.mu.Unlock()
 	for room := range rooms {
 		c.s.hub.remove(room, c)
-		c.s.produce(&record.Event{Type: record.TypeLeave, Room: room, From: c.id, User: c.user()}, nil)
+		ev := &record.Event{Type: record.TypeLeave, Room: room, From: c.id, User: c.user()}
+		if c.sio != nil {
+			// Gone: the session stays recoverable, unless the client
+			// disconnected it (then its rooms are left).
+			ev.SIO = c.sio.ref(-1, false, !c.sio.left)
+		}
+		c.s.produce(ev, nil)
 	}
 	c.s.removeConn(c)
 	c.closeConnSec()

@@ -127,7 +127,7 @@ func (s *Server) deliverPublish(d *consumer.Delivery, a *answerer) {
 		return
 	}
 	a.ack(ack{pos: &d.Pos})
-	n := s.hub.broadcast(ev.Room, false, "", func(enc codec) []byte {
+	n := s.hub.broadcast(ev.Room, false, "", d.Pos, func(enc codec) []byte {
 		return enc.message(ev.Room, ev.Event, ev.Data, ev.From, ev.User, d.Pos)
 	})
 	if n > 0 {
@@ -146,7 +146,7 @@ func (s *Server) deliverJoin(d *consumer.Delivery, own *conn) {
 		s.joinFolded(own, d)
 	}
 	if res.Joined != nil {
-		n := s.hub.broadcast(ev.Room, true, res.Joined.Conn, func(enc codec) []byte {
+		n := s.hub.broadcast(ev.Room, true, res.Joined.Conn, d.Pos, func(enc codec) []byte {
 			return enc.presenceChange("joined", ev.Room, res.Joined, "", d.Pos)
 		})
 		s.metrics.deliveries.WithLabelValues(kindPresence).Add(float64(n))
@@ -162,7 +162,7 @@ func (s *Server) deliverState(d *consumer.Delivery, a *answerer) {
 		return
 	}
 	a.ack(ack{pos: &d.Pos, entry: &res.Entry})
-	n := s.hub.broadcast(ev.Room, false, "", func(enc codec) []byte { return enc.stateChange(ev, res.Entry, d.Pos) })
+	n := s.hub.broadcast(ev.Room, false, "", d.Pos, func(enc codec) []byte { return enc.stateChange(ev, res.Entry, d.Pos) })
 	s.metrics.deliveries.WithLabelValues(kindState).Add(float64(n))
 }
 
@@ -171,7 +171,7 @@ func (s *Server) deliverState(d *consumer.Delivery, a *answerer) {
 func (s *Server) deliverLeft(d *consumer.Delivery) {
 	for i := range d.Result.Left {
 		l := &d.Result.Left[i]
-		n := s.hub.broadcast(l.Room, true, l.Member.Conn, func(enc codec) []byte {
+		n := s.hub.broadcast(l.Room, true, l.Member.Conn, d.Pos, func(enc codec) []byte {
 			return enc.presenceChange("left", l.Room, &l.Member, l.Reason, d.Pos)
 		})
 		s.metrics.deliveries.WithLabelValues(kindPresence).Add(float64(n))
@@ -250,8 +250,12 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 		c.reply(j.id, ack{pos: &d.Pos, recovered: &no})
 		s.stats.recoveries.Add(1)
 		s.metrics.recoveries.WithLabelValues("none").Inc()
+		if j.resume {
+			c.shutdown(DisconnectResumeLost)
+		}
 		return
 	}
+	st := c.sioStamp()
 	d.Part.RLock()
 	var backlog []outFrame
 	covered := false
@@ -261,7 +265,7 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 			covered = true
 			for _, m := range hist {
 				if m.Offset > since.Offset && m.Offset < d.Pos.Offset {
-					backlog = append(backlog, outFrame{data: c.enc.message(ev.Room, m.Event, m.Data, m.From, m.User, d.Part.Pos(s.epoch, m.Offset))})
+					backlog = append(backlog, backlogFrame(c.enc, st, ev.Room, m, d.Part.Pos(s.epoch, m.Offset)))
 				}
 			}
 		}
@@ -272,34 +276,61 @@ func (s *Server) joinFolded(c *conn, d *consumer.Delivery) {
 		s.metrics.recoveries.WithLabelValues("window").Inc()
 		yes := true
 		backlog = append(backlog, outFrame{data: c.enc.ack(j.id, ack{pos: &d.Pos, recovered: &yes})})
+		if st != nil {
+			st.beginBacklog(ev.Room, d.Pos.Partition, since.Offset)
+		}
 		c.sendFrames(backlog...)
+		if st != nil {
+			st.endBacklog(ev.Room)
+		}
 		s.hub.add(ev.Room, sb)
 		return
 	}
 	// Older than the window: read the gap from the log on another
 	// goroutine while live frames wait in the sub.
 	sb.recovering.Store(true)
+	if st != nil {
+		st.beginBacklog(ev.Room, d.Pos.Partition, since.Offset)
+	}
 	s.hub.add(ev.Room, sb)
 	s.stats.logRecoveries.Add(1)
 	s.metrics.recoveries.WithLabelValues("log").Inc()
-	room, part, join, id := ev.Room, d.Part, d.Pos, j.id
+	room, part, join, id, resume := ev.Room, d.Part, d.Pos, j.id, j.resume
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
-		backlog, complete := s.readRoom(c.enc, room, part, since.Offset+1, join.Offset)
+		backlog, complete := s.readRoom(c.enc, st, room, part, since.Offset+1, join.Offset)
 		sb.finishRecovery(backlog, outFrame{data: c.enc.ack(id, ack{pos: &join, recovered: &complete})})
+		if st != nil {
+			st.endBacklog(room)
+		}
+		if resume && !complete {
+			// The socket was told it recovered: it must not go on with a
+			// gap. Its reconnection finds the gap and starts afresh.
+			c.shutdown(DisconnectResumeLost)
+		}
 	}()
+}
+
+// backlogFrame is a recovered message as a frame of enc; for a Socket.IO
+// socket with recovery (st), tagged to carry the socket's offset.
+func backlogFrame(enc codec, st *sioStamp, room string, m consumer.Message, pos record.Pos) outFrame {
+	f := outFrame{data: enc.message(room, m.Event, m.Data, m.From, m.User, pos)}
+	if st != nil {
+		f.at = &frameAt{room: room, pos: pos}
+	}
+	return f
 }
 
 // readRoom reads the room's messages with offsets in [from, to) of part
 // from the log, as message frames of enc. complete is false when some of them are
 // gone (retention) or the read failed.
-func (s *Server) readRoom(enc codec, room string, part *consumer.Partition, from, to int64) ([]outFrame, bool) {
+func (s *Server) readRoom(enc codec, st *sioStamp, room string, part *consumer.Partition, from, to int64) ([]outFrame, bool) {
 	ctx, cancel := s.readDeadline()
 	defer cancel()
 	var frames []outFrame
 	logStart, err := consumer.ReadPublishes(ctx, s.clientOpts(), s.cfg.Topic, part, room, from, to, func(m consumer.Message) bool {
-		frames = append(frames, outFrame{data: enc.message(room, m.Event, m.Data, m.From, m.User, part.Pos(s.epoch, m.Offset))})
+		frames = append(frames, backlogFrame(enc, st, room, m, part.Pos(s.epoch, m.Offset)))
 		return true
 	})
 	if err != nil {

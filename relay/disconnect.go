@@ -47,6 +47,7 @@ var (
 	DisconnectSlow         = Disconnect{CloseSlowClient, "send queue full: client too slow", "slow_client"}
 	DisconnectWriteFailed  = Disconnect{CloseSlowClient, "write failed or timed out", "slow_client"}
 	DisconnectSlowRecovery = Disconnect{CloseSlowClient, "too many messages during recovery", "slow_client"}
+	DisconnectResumeLost   = Disconnect{CloseGoingAway, "the log no longer holds what the resumed session missed; reconnect", "resume_lost"}
 	DisconnectSessionEnded = Disconnect{CloseSessionEnded, "relay lost its lease; reconnect and rejoin", "session_ended"}
 	DisconnectTokenExpired = Disconnect{CloseTokenExpired, "token expired; reconnect with a fresh token", "token_expired"}
 	DisconnectAuthTimeout  = Disconnect{CloseUnauthorized, "no valid token within the auth timeout", "unauthorized"}

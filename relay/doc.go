@@ -77,6 +77,11 @@
 //     sioTransport.enqueue and push call Session.Send, which never blocks
 //     (a full queue closes the session as a slow client); enqueueWait calls
 //     Session.SendWait, which waits for room, from recovery goroutines only.
+//     With connection state recovery, each event is stamped with the
+//     socket's offset and queued under sioStamp.mu (sio_recovery.go), so
+//     the offsets follow queue order; the recovery goroutines queue their
+//     backlog one event at a time (TrySend, then WaitSpace outside the
+//     lock).
 //     The relay's timers (auth deadline, which also bounds the wait for
 //     CONNECT, token expiry, idle) are connsec.go's; there is no pinger
 //     (engineio pings). Requests for another relay's session run a

@@ -88,7 +88,11 @@ func (s *Server) serveSIOSession(sess *engineio.Session) {
 	}
 	session := s.currentSession()
 	c := newConn(s, session+"-"+strconv.FormatUint(s.nextConn.Add(1), 36), session, sioCodec{})
-	c.t = &sioTransport{c: c, sess: sess}
+	t := &sioTransport{c: c, sess: sess}
+	if s.cfg.SIOMaxDisconnection > 0 {
+		t.rec = newSIOStamp(s.epoch)
+	}
+	c.t = t
 	c.sec = &connSec{ip: adm.ip, release: adm.release, limiter: newFrameLimiter(&s.cfg.Limits)}
 	if !s.addConn(c) {
 		adm.release()
@@ -145,7 +149,12 @@ func (r *sioReader) next() bool {
 	case socketio.Connect:
 		return r.connect(p)
 	case socketio.Disconnect:
-		return false // one socket per session: the client left
+		// One socket per session: the client left, and as with the
+		// reference server its session is not to be recovered.
+		if c.sio != nil {
+			c.sio.left = true
+		}
+		return false
 	case socketio.Event, socketio.BinaryEvent:
 		if !r.connected {
 			c.s.stats.badFrames.Add(1)
@@ -165,19 +174,22 @@ func (r *sioReader) next() bool {
 
 // connect authenticates the CONNECT's auth payload {token} (or lets an
 // anonymous client in when the relay allows it) and answers CONNECT with
-// the connection id, or CONNECT_ERROR with the error code and closes.
+// the socket id (and, with connection state recovery, the pid), or
+// CONNECT_ERROR with the error code and closes. A payload with the pid of
+// a recoverable session resumes it (sio_recovery.go): the same socket id,
+// its rooms joined again from where the client's offset says it stopped.
 func (r *sioReader) connect(p *socketio.Packet) bool {
 	c := r.c
 	if r.connected {
-		c.send(appendSIOConnect(nil, c.id))
+		c.send(appendSIOConnect(nil, r.sid(), r.pid()))
 		return true
 	}
-	tok, ferr := decodeSIOAuth(p.Data)
+	a, ferr := decodeSIOAuth(p.Data)
 	var pr *auth.Principal
 	if ferr == nil {
 		switch {
-		case tok != "":
-			pr, ferr = c.s.verifyToken(tok)
+		case a.Token != "":
+			pr, ferr = c.s.verifyToken(a.Token)
 		case c.s.cfg.Auth.Anonymous:
 			pr = auth.Anonymous()
 		default:
@@ -197,8 +209,67 @@ func (r *sioReader) connect(p *socketio.Packet) bool {
 	c.authenticated(pr)
 	c.closeIfRevoked()
 	r.connected = true
-	c.send(appendSIOConnect(nil, c.id))
+	var plan *sioResume
+	if c.s.cfg.SIOMaxDisconnection > 0 {
+		plan = r.session(a)
+	}
+	c.send(appendSIOConnect(nil, r.sid(), r.pid()))
+	if plan != nil {
+		for _, rm := range plan.rooms {
+			c.run(&clientFrame{Op: opJoin, Room: rm.room, Presence: rm.presence, since: rm.since, hasSince: true, resume: true})
+		}
+	}
 	return true
+}
+
+// session gives the connection its recoverable session: the one the pid
+// names when it can be resumed (with the plan of its rooms), else a new
+// one.
+func (r *sioReader) session(a sioConnectAuth) *sioResume {
+	c := r.c
+	if a.PID != "" {
+		plan, why := c.s.resumeSIO(a.PID, a.Offset, c.user())
+		if plan != nil {
+			for _, rm := range plan.rooms {
+				f := clientFrame{Op: opJoin, Room: rm.room, Presence: rm.presence}
+				if c.authorize(ops[opJoin], &f) != nil {
+					plan, why = nil, "forbidden"
+					break
+				}
+			}
+		}
+		if plan != nil {
+			hash, _ := sioHash(a.PID)
+			c.sio = &sioSession{pid: a.PID, hash: hash, sid: plan.sid}
+			c.s.metrics.sioResumes.WithLabelValues("recovered").Inc()
+			return plan
+		}
+		c.s.metrics.sioResumes.WithLabelValues(why).Inc()
+	}
+	pid, err := newSIOPid()
+	if err != nil {
+		c.s.cfg.Logger.Error("no random source for a Socket.IO pid; the session is not recoverable", "err", err)
+		return nil
+	}
+	hash, _ := sioHash(pid)
+	c.sio = &sioSession{pid: pid, hash: hash, sid: c.id}
+	return nil
+}
+
+// sid is the socket id the client knows: its session's, which a recovery
+// keeps, or the connection id.
+func (r *sioReader) sid() string {
+	if r.c.sio != nil {
+		return r.c.sio.sid
+	}
+	return r.c.id
+}
+
+func (r *sioReader) pid() string {
+	if r.c.sio != nil {
+		return r.c.sio.pid
+	}
+	return ""
 }
 
 // event maps an EVENT to an op and runs it through the op table. Binary
@@ -233,19 +304,29 @@ func (r *sioReader) event(p *socketio.Packet) {
 type sioTransport struct {
 	c    *conn
 	sess *engineio.Session
+	rec  *sioStamp // with connection state recovery: stamps events with the socket's offset
 }
 
 var _ transport = (*sioTransport)(nil)
 
 func (t *sioTransport) enqueue(fs ...outFrame) bool {
-	err := t.sess.Send(t.messages(fs)...)
+	var err error
+	if t.rec != nil {
+		err = t.rec.send(t.sess, fs)
+	} else {
+		err = t.sess.Send(t.messages(fs)...)
+	}
 	t.freeSlots(fs)
 	return sent(err)
 }
 
 func (t *sioTransport) push(f outFrame) bool {
 	var err error
-	if len(f.data) > 0 {
+	switch {
+	case len(f.data) == 0:
+	case t.rec != nil && f.at != nil:
+		err = t.rec.send(t.sess, []outFrame{f})
+	default:
 		err = t.sess.Send(engineio.Message{Data: f.data})
 	}
 	if f.slot {
@@ -255,7 +336,11 @@ func (t *sioTransport) push(f outFrame) bool {
 }
 
 func (t *sioTransport) enqueueWait(fs []outFrame) {
-	_ = t.sess.SendWait(t.c.done, t.messages(fs)...)
+	if t.rec != nil {
+		t.rec.sendWait(t.sess, t.c.done, fs)
+	} else {
+		_ = t.sess.SendWait(t.c.done, t.messages(fs)...)
+	}
 	t.freeSlots(fs)
 }
 

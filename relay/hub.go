@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/roomlog/roomlog/record"
 )
 
 // hub maps rooms to the local connections subscribed to them, and fans a
@@ -148,8 +150,8 @@ func (h *hub) rooms() int {
 // those that asked for presence events, if presenceOnly), except the
 // connection with id except. encode runs at most once per protocol (codec)
 // among the subscribers, and only if someone may receive the frame. It
-// returns how many sockets it was enqueued for.
-func (h *hub) broadcast(room string, presenceOnly bool, except string, encode func(codec) []byte) int {
+// returns how many sockets it was enqueued for. pos is the record's.
+func (h *hub) broadcast(room string, presenceOnly bool, except string, pos record.Pos, encode func(codec) []byte) int {
 	sh := h.shard(room)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
@@ -157,7 +159,7 @@ func (h *hub) broadcast(room string, presenceOnly bool, except string, encode fu
 	if r == nil || (presenceOnly && r.presence == 0) {
 		return 0
 	}
-	var fc frameCache
+	fc := frameCache{room: room, pos: pos}
 	n := 0
 	for _, s := range r.members {
 		if (presenceOnly && !s.presence) || (except != "" && s.c.id == except) {
@@ -174,6 +176,8 @@ func (h *hub) broadcast(room string, presenceOnly bool, except string, encode fu
 // relay has (jsonCodec, sioCodec). Grow it with a new protocol, or its
 // subscribers get a frame encoded each.
 type frameCache struct {
+	room   string
+	pos    record.Pos
 	n      int
 	codecs [2]codec
 	frames [2]outFrame
@@ -186,6 +190,9 @@ func (fc *frameCache) frame(enc codec, encode func(codec) []byte, members int) o
 		}
 	}
 	f := outFrame{data: encode(enc)}
+	if _, sio := enc.(sioCodec); sio {
+		f.at = &frameAt{room: fc.room, pos: fc.pos}
+	}
 	// A prepared message frames the payload once for every WebSocket; it
 	// costs a few KiB to build, so a lone subscriber gets plain bytes.
 	if _, native := enc.(jsonCodec); native && members > 1 {

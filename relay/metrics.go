@@ -27,6 +27,7 @@ type metrics struct {
 	closes         *prometheus.CounterVec
 	errors         *prometheus.CounterVec
 	recoveries     *prometheus.CounterVec
+	sioResumes     *prometheus.CounterVec
 	acme           *prometheus.CounterVec
 	limits         *prometheus.CounterVec
 }
@@ -62,7 +63,8 @@ func newMetrics(s *Server) *metrics {
 	m.recoveries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_recoveries_total", Help: "Joins with since, by where the backlog came from (window, log, none)."}, []string{"source"})
 	m.acme = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_acme_events_total", Help: "Certificate management events (cert_obtaining, cert_obtained, cert_failed, ...)."}, []string{"event"})
 	m.limits = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_limit_violations_total", Help: "Requests and frames refused by a limit or a security check, by reason."}, []string{"reason"})
-	for _, c := range []prometheus.Collector{m.connsTotal, m.forwards, m.joins, m.publishes, m.deliveries, m.produceLatency, m.deliverLatency, m.closes, m.errors, m.recoveries, m.acme, m.limits} {
+	m.sioResumes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_socketio_recoveries_total", Help: "Socket.IO CONNECTs with a pid (connection state recovery), by outcome: recovered, or why not (unknown, expired, retention, other_epoch, other_user, bad_offset, forbidden, log_unavailable)."}, []string{"outcome"})
+	for _, c := range []prometheus.Collector{m.sioResumes, m.connsTotal, m.forwards, m.joins, m.publishes, m.deliveries, m.produceLatency, m.deliverLatency, m.closes, m.errors, m.recoveries, m.acme, m.limits} {
 		f(c)
 	}
 

@@ -91,6 +91,8 @@ type clientFrame struct {
 	hasSince, hasAfter   bool
 	hasBefore            bool
 	delta, version       int64
+	// resume: a join a Socket.IO session's recovery makes (never decoded).
+	resume bool
 }
 
 const maxIDBytes = record.MaxMIDBytes

@@ -147,28 +147,49 @@ func sioAckID(p *socketio.Packet) json.RawMessage {
 	return strconv.AppendUint(nil, p.ID, 10)
 }
 
-// sioConnectAuth is CONNECT's auth payload.
+// sioConnectAuth is CONNECT's auth payload: the app's auth object, to
+// which a client with connection state recovery adds the private id (pid)
+// and the last offset it received of its previous session.
 type sioConnectAuth struct {
-	Token string `json:"token"`
+	Token  string
+	PID    string
+	Offset string
 }
 
-// decodeSIOAuth reads the token of a CONNECT's auth payload ("" if none).
-func decodeSIOAuth(data json.RawMessage) (string, *frameError) {
-	if len(data) == 0 {
-		return "", nil
-	}
+// decodeSIOAuth reads a CONNECT's auth payload. token must be a string if
+// present; a pid or offset that is not a string is ignored (the client
+// starts a new session).
+func decodeSIOAuth(data json.RawMessage) (sioConnectAuth, *frameError) {
 	var a sioConnectAuth
-	if err := json.Unmarshal(data, &a); err != nil {
-		return "", errorf(CodeUnauthorized, "auth.token must be a string")
+	if len(data) == 0 {
+		return a, nil
 	}
-	return a.Token, nil
+	var raw struct {
+		Token  *string         `json:"token"`
+		PID    json.RawMessage `json:"pid"`
+		Offset json.RawMessage `json:"offset"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return a, errorf(CodeUnauthorized, "auth.token must be a string")
+	}
+	if raw.Token != nil {
+		a.Token = *raw.Token
+	}
+	_ = json.Unmarshal(raw.PID, &a.PID)
+	_ = json.Unmarshal(raw.Offset, &a.Offset)
+	return a, nil
 }
 
-// appendSIOConnect is the CONNECT answer: 0{"sid":"<conn id>"}.
-func appendSIOConnect(b []byte, connID string) []byte {
+// appendSIOConnect is the CONNECT answer: 0{"sid":"<socket id>"}, with
+// "pid" when the session is recoverable.
+func appendSIOConnect(b []byte, sid, pid string) []byte {
 	b = socketio.AppendHeader(b, socketio.Connect, socketio.MainNamespace, 0, false)
 	b = append(b, `{"sid":`...)
-	b = appendString(b, connID)
+	b = appendString(b, sid)
+	if pid != "" {
+		b = append(b, `,"pid":`...)
+		b = appendString(b, pid)
+	}
 	return append(b, '}')
 }
 

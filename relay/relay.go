@@ -40,6 +40,9 @@ const (
 	DefaultMaxRoomsPerConn   = 1000
 	DefaultLeaseTimeout      = 10 * time.Second
 	DefaultReadTimeout       = 10 * time.Second
+	// DefaultSIOMaxDisconnection is how long a Socket.IO session stays
+	// recoverable after its connection went (Socket.IO's own default).
+	DefaultSIOMaxDisconnection = 2 * time.Minute
 )
 
 // MaxMessageBytesLimit keeps a frame inside Kafka's default
@@ -68,14 +71,26 @@ type Config struct {
 	RelayName string
 	// AdvertiseAddr is where other relays reach this relay's listener
 	// (host:port), published in its leases: they forward requests for its
-	// Socket.IO sessions there (default DefaultAdvertiseAddr).
+	// Socket.IO sessions there (default DefaultAdvertiseAddr, of
+	// InternalListen when set).
 	AdvertiseAddr string
+	// InternalListen, when set, is a second listener (host:port, port 0
+	// for any) serving the same endpoints, for other relays' forwarded
+	// requests: the address of this process alone when several share
+	// Listen (--procs).
+	InternalListen string
 	// LeaseTimeout is how long a relay may go without renewing its lease
 	// before the others expire it and remove its members (default 10s).
 	LeaseTimeout time.Duration
 	// HistoryWindow is how many recent publishes per room stay in memory
 	// for recovery and history (default consumer.DefaultHistoryWindow).
 	HistoryWindow int
+	// SIOMaxDisconnection is how long after its connection went (in record
+	// time: the leave, or the end of its relay's session) a Socket.IO
+	// session can be recovered on any relay (default 2m, at most
+	// consumer.MaxSIODisconnectMillis; negative: no connection state
+	// recovery, CONNECT carries no pid and events no offset).
+	SIOMaxDisconnection time.Duration
 	// ReadTimeout bounds reads of the log for recovery and history, and
 	// waits for the fold to reach a position (default 10s).
 	ReadTimeout time.Duration
@@ -163,6 +178,12 @@ func (c *Config) setDefaults() error {
 	defDur(&c.RevocationTTL, DefaultRevocationTTL)
 	if c.RevocationTTL > maxRevocationTTL {
 		return fmt.Errorf("relay: revocation TTL %v is over the most, %v", c.RevocationTTL, maxRevocationTTL)
+	}
+	if c.SIOMaxDisconnection == 0 {
+		c.SIOMaxDisconnection = DefaultSIOMaxDisconnection
+	}
+	if c.SIOMaxDisconnection > consumer.MaxSIODisconnectMillis*time.Millisecond {
+		return fmt.Errorf("relay: Socket.IO max disconnection %v is over the %v the log keeps sessions", c.SIOMaxDisconnection, consumer.MaxSIODisconnectMillis*time.Millisecond)
 	}
 	if c.SnapshotTopic == "" {
 		c.SnapshotTopic = DefaultSnapshotTopic
@@ -397,10 +418,24 @@ func (s *Server) startHTTP(ctx context.Context) error {
 		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	s.ln = ln
+	var internal net.Listener
+	if s.cfg.InternalListen != "" {
+		if internal, err = listen(ctx, s.cfg.InternalListen, false); err != nil {
+			ln.Close()
+			return fmt.Errorf("internal listen on %s: %w", s.cfg.InternalListen, err)
+		}
+		if s.cfg.TLS != nil {
+			internal = tls.NewListener(internal, s.cfg.TLS)
+		}
+	}
 	if s.cfg.RelayName == "" {
 		s.cfg.RelayName = DefaultName(ln.Addr().String())
 	}
-	if s.cfg.AdvertiseAddr == "" {
+	switch {
+	case s.cfg.AdvertiseAddr != "":
+	case internal != nil:
+		s.cfg.AdvertiseAddr = DefaultAdvertiseAddr(s.cfg.InternalListen, internal.Addr())
+	default:
 		s.cfg.AdvertiseAddr = DefaultAdvertiseAddr(s.cfg.Listen, ln.Addr())
 	}
 	s.http = &http.Server{
@@ -411,6 +446,9 @@ func (s *Server) startHTTP(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	go func() { _ = s.http.Serve(ln) }()
+	if internal != nil {
+		go func() { _ = s.http.Serve(internal) }() // Shutdown and Close end both
+	}
 	return nil
 }
 

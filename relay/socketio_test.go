@@ -42,6 +42,7 @@ type sioReport struct {
 	Args      []json.RawMessage `json:"args"`
 	Room      string            `json:"room"`
 	Ack       sioAck            `json:"ack"`
+	Recovered bool              `json:"recovered"`
 }
 
 // sioAck is what the relay acks: {ok, pos, ...} or {ok:false, code, message}.
@@ -183,11 +184,21 @@ func (c *sioClient) emitWith(op, event string, args ...any) sioAck {
 func (c *sioClient) event(name string) (json.RawMessage, sioMeta) {
 	c.t.Helper()
 	r := c.wait("event "+name, func(r *sioReport) bool { return r.Type == "event" && r.Name == name })
+	data, m, _ := c.eventArgs(name, r)
+	return data, m
+}
+
+// eventArgs checks a delivered event's arguments: data, meta and, with
+// connection state recovery, the socket's offset (a string) last.
+func (c *sioClient) eventArgs(name string, r sioReport) (json.RawMessage, sioMeta, string) {
+	c.t.Helper()
 	var m sioMeta
-	if len(r.Args) != 2 || json.Unmarshal(r.Args[1], &m) != nil {
+	var off string
+	if len(r.Args) < 2 || len(r.Args) > 3 || json.Unmarshal(r.Args[1], &m) != nil ||
+		(len(r.Args) == 3 && (json.Unmarshal(r.Args[2], &off) != nil || off == "")) {
 		c.t.Fatalf("event %s: arguments %s", name, r.Args)
 	}
-	return r.Args[0], m
+	return r.Args[0], m, off
 }
 
 func httpURL(s *relay.Server) string { return "http://" + s.Addr().String() }
@@ -469,55 +480,83 @@ func forwarded(t *testing.T, s *relay.Server) int {
 	return 0
 }
 
-// TestSocketIODrain: the relay holding a socket drains (SIGTERM's
-// Server.Shutdown); the client sees a transport close (no DISCONNECT),
-// reconnects by itself through the proxy to the other relay and rejoins
-// with since, missing nothing published meanwhile.
+// TestSocketIODrain (issue 11, test 7): the relay holding a socket drains
+// (SIGTERM's Server.Shutdown); the client sees a transport close (no
+// DISCONNECT) and reconnects by itself through the proxy to the other relay.
+// With connection state recovery (the default) it comes back recovered,
+// with the same socket id and every message published meanwhile, without
+// rejoining; with recovery off it rejoins with since, missing nothing.
 func TestSocketIODrain(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, b backend) {
-		topic := newTopic(t)
-		ra := startRelay(t, b, topic, nil)
-		rb := startRelay(t, b, topic, nil)
-		leasesKnown(t, ra, rb)
-		sc := newSIO(t, roundRobin(t, ra, rb), map[string]any{"transports": []string{"websocket"}})
-		sid := sc.connected()
-		if a := sc.emitAck("join", "lobby"); !a.OK {
-			t.Fatalf("join %+v", a)
-		}
-		owner, other := ra, rb
-		if strings.HasPrefix(sid, rb.ID()+"-") {
-			owner, other = rb, ra
-		}
-		pub := dial(t, other)
-		pub.do(map[string]any{"op": "publish", "room": "lobby", "event": "chat", "data": map[string]int{"seq": 0}, "id": 0})
-		if data, _ := sc.event("chat"); seqOf(t, data) != 0 {
-			t.Fatalf("first message %s", data)
-		}
+	for _, tc := range []struct {
+		name     string
+		recovery bool
+	}{{"recovery", true}, {"rejoin", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			forEachBackend(t, func(t *testing.T, b backend) {
+				topic := newTopic(t)
+				mod := func(c *relay.Config) {
+					if !tc.recovery {
+						c.SIOMaxDisconnection = -1
+					}
+				}
+				ra := startRelay(t, b, topic, mod)
+				rb := startRelay(t, b, topic, mod)
+				leasesKnown(t, ra, rb)
+				sc := newSIO(t, roundRobin(t, ra, rb), map[string]any{"transports": []string{"websocket"}, "rejoin": "unrecovered"})
+				sid := sc.connected()
+				if a := sc.emitAck("join", "lobby"); !a.OK {
+					t.Fatalf("join %+v", a)
+				}
+				owner, other := ra, rb
+				if strings.HasPrefix(sid, rb.ID()+"-") {
+					owner, other = rb, ra
+				}
+				pub := dial(t, other)
+				pub.do(map[string]any{"op": "publish", "room": "lobby", "event": "chat", "data": map[string]int{"seq": 0}, "id": 0})
+				r := sc.wait("event chat", func(r *sioReport) bool { return r.Type == "event" && r.Name == "chat" })
+				if data, _, off := sc.eventArgs("chat", r); seqOf(t, data) != 0 || (off != "") != tc.recovery {
+					t.Fatalf("first message %s, offset %q (recovery %v)", data, off, tc.recovery)
+				}
 
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := owner.Shutdown(ctx); err != nil {
-			t.Fatalf("Shutdown: %v", err)
-		}
-		if r := sc.waitType("disconnect"); r.Reason != "transport close" {
-			t.Fatalf("disconnect reason %q, want transport close (no DISCONNECT packet on drain)", r.Reason)
-		}
-		const n = 20
-		for i := 1; i <= n; i++ {
-			pub.do(map[string]any{"op": "publish", "room": "lobby", "event": "chat", "data": map[string]int{"seq": i}, "id": i})
-		}
-		sid2 := sc.connected()
-		if !strings.HasPrefix(sid2, other.ID()+"-") {
-			t.Fatalf("reconnected as %s, want a connection of the other relay (%s)", sid2, other.ID())
-		}
-		rj := sc.waitType("rejoined")
-		if !rj.Ack.OK || rj.Ack.Recovered == nil || !*rj.Ack.Recovered {
-			t.Fatalf("rejoin ack %+v", rj.Ack)
-		}
-		for i := 1; i <= n; i++ {
-			if data, _ := sc.event("chat"); seqOf(t, data) != i {
-				t.Fatalf("after the drain, message %d: %s", i, data)
-			}
-		}
-	})
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				if err := owner.Shutdown(ctx); err != nil {
+					t.Fatalf("Shutdown: %v", err)
+				}
+				if r := sc.waitType("disconnect"); r.Reason != "transport close" {
+					t.Fatalf("disconnect reason %q, want transport close (no DISCONNECT packet on drain)", r.Reason)
+				}
+				const n = 20
+				for i := 1; i <= n; i++ {
+					pub.do(map[string]any{"op": "publish", "room": "lobby", "event": "chat", "data": map[string]int{"seq": i}, "id": i})
+				}
+				c := sc.waitType("connect")
+				var sid2 string
+				_ = json.Unmarshal(c.ID, &sid2)
+				if tc.recovery {
+					if !c.Recovered || sid2 != sid {
+						t.Fatalf("reconnected as %s (recovered %v), want the recovered socket %s", sid2, c.Recovered, sid)
+					}
+				} else {
+					if c.Recovered || !strings.HasPrefix(sid2, other.ID()+"-") {
+						t.Fatalf("reconnected as %s (recovered %v), want a new connection of the other relay (%s)", sid2, c.Recovered, other.ID())
+					}
+					rj := sc.waitType("rejoined")
+					if !rj.Ack.OK || rj.Ack.Recovered == nil || !*rj.Ack.Recovered {
+						t.Fatalf("rejoin ack %+v", rj.Ack)
+					}
+				}
+				for i := 1; i <= n; i++ {
+					if data, _ := sc.event("chat"); seqOf(t, data) != i {
+						t.Fatalf("after the drain, message %d: %s", i, data)
+					}
+				}
+				// Live delivery goes on, once.
+				pub.do(map[string]any{"op": "publish", "room": "lobby", "event": "chat", "data": map[string]int{"seq": n + 1}, "id": n + 1})
+				if data, _ := sc.event("chat"); seqOf(t, data) != n+1 {
+					t.Fatalf("live after the recovery: %s", data)
+				}
+			})
+		})
+	}
 }

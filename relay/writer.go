@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/roomlog/roomlog/record"
 )
 
 // The WebSocket transport of a connection: its send queue, the writer
@@ -17,6 +19,16 @@ type outFrame struct {
 	pm   *websocket.PreparedMessage
 	data []byte
 	slot bool // an ack holding an inflight slot, freed once written
+	// at is the record a Socket.IO event delivers (nil otherwise): the
+	// Socket.IO transport stamps the socket's recovery offset on it
+	// (sio_recovery.go).
+	at *frameAt
+}
+
+// frameAt is the room and position of a delivered record.
+type frameAt struct {
+	room string
+	pos  record.Pos
 }
 
 // wsWriter is a connection's WebSocket transport. Its writer goroutine

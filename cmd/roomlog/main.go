@@ -135,6 +135,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 		adminAddr      string
 		privateMetrics bool
 		demoPage       bool
+		sioMaxDisc     time.Duration
 	)
 	fs.StringVar(&cfg.Listen, "listen", relay.DefaultListen, "HTTP/WebSocket listen address")
 	fs.Var(&brokers, "brokers", "Kafka seed brokers, host:port,... (empty: embedded broker)")
@@ -155,8 +156,10 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxRoomsPerConn, "max-rooms", relay.DefaultMaxRoomsPerConn, "rooms one connection may be in")
 	fs.StringVar(&cfg.RelayName, "relay-name", "", "this relay's name, unique in the fleet and stable across restarts (default: host name and listen port)")
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "host:port where other relays reach this one, published in its leases: they forward requests for its Socket.IO sessions there (default: the listen address when it names a host, else the host name and the port)")
+	fs.StringVar(&cfg.InternalListen, "internal-listen", "", "a second listen address (host:port, port 0 for any) for requests other relays forward to this one, advertised in its leases; under --procs each process gets its own (default 127.0.0.1:0: forwarding between the processes of this host; give a host other relays reach, with port 0, for a fleet)")
 	fs.DurationVar(&cfg.LeaseTimeout, "lease-timeout", relay.DefaultLeaseTimeout, "how long a relay may go silent before the others remove its members")
 	fs.IntVar(&cfg.HistoryWindow, "history-window", consumer.DefaultHistoryWindow, "recent messages per room kept in memory for recovery and history (older ones are read from the log)")
+	fs.DurationVar(&sioMaxDisc, "sio-max-disconnection", relay.DefaultSIOMaxDisconnection, "how long after its connection went a Socket.IO session can be recovered on any relay (connection state recovery: socket.recovered); at most 15m, 0 turns recovery off")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", relay.DefaultReadTimeout, "bound on log reads for recovery and history, and on waits for a position")
 	fs.DurationVar(&shutdownT, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
 	fs.DurationVar(&startT, "start-timeout", 10*time.Minute, "how long the start (topic, replay of the log, lease) may take")
@@ -186,6 +189,14 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("--replication-factor %d: want -1 or a positive number", rf)
 	}
 	cfg.Partitions, cfg.ReplicationFactor, cfg.Logger = int32(partitions), int16(rf), log
+	switch {
+	case sioMaxDisc < 0:
+		return fmt.Errorf("--sio-max-disconnection %v: want 0 (off) or a duration", sioMaxDisc)
+	case sioMaxDisc == 0:
+		cfg.SIOMaxDisconnection = -1 // off
+	default:
+		cfg.SIOMaxDisconnection = sioMaxDisc
+	}
 	cfg.Brokers = brokers
 	if cfg.ClientOpts, err = kf.opts(); err != nil {
 		return err
@@ -220,7 +231,21 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 		defer stop()
 	}
 	if procs > 1 {
+		// The children share --listen: each advertises an internal
+		// address of its own, where Socket.IO requests for its sessions
+		// are forwarded.
+		internal := cfg.InternalListen
+		if internal == "" {
+			internal = "127.0.0.1:0"
+		}
+		if _, port, err := net.SplitHostPort(internal); err != nil || port != "0" {
+			return fmt.Errorf("--internal-listen %q: under --procs, want host:0 (each process listens on a port of its own)", internal)
+		}
+		if cfg.AdvertiseAddr != "" {
+			return errors.New("--advertise-addr: under --procs each process advertises its own --internal-listen address")
+		}
 		childArgs := append([]string{"relay"}, args...)
+		childArgs = append(childArgs, "--internal-listen", internal)
 		if len(brokers) == 0 {
 			emb, err := embedded.Start(embedded.Config{Listen: embListen, DataDir: dataDir, SyncWrites: fsync, Logger: log})
 			if err != nil {

@@ -872,3 +872,54 @@ func TestRequestKeepsContextValues(t *testing.T) {
 		t.Fatalf("context value %v", v)
 	}
 }
+
+// TestTrySend: messages that do not all fit in the queue are refused whole
+// and the session stays open; WaitSpace returns once a poll takes the queue,
+// after which they fit; on a closed session TrySend returns its CloseError.
+func TestTrySend(t *testing.T) {
+	type result struct {
+		ok  bool
+		err error
+	}
+	results := make(chan result, 3)
+	ts := newTestServer(t, Config{SendQueue: 2, OnSession: func(s *Session) {
+		ok, err := s.TrySend(Message{Data: []byte("a")}, Message{Data: []byte("b")})
+		results <- result{ok, err}
+		ok, err = s.TrySend(Message{Data: []byte("c")})
+		results <- result{ok, err} // full: refused, the session stays open
+		for {
+			s.WaitSpace(nil, 10*time.Second)
+			if ok, err = s.TrySend(Message{Data: []byte("c")}); ok || err != nil {
+				break
+			}
+		}
+		results <- result{ok, err}
+		echo(s)
+	}})
+	op, u := handshake(t, ts)
+	for i, want := range []result{{true, nil}, {false, nil}} {
+		if got := <-results; got != want {
+			t.Fatalf("TrySend %d = %v, %v; want %v", i, got.ok, got.err, want.ok)
+		}
+	}
+	var got []string
+	for len(got) < 3 {
+		for _, p := range strings.Split(poll(t, u), "\x1e") {
+			if p != "2" {
+				got = append(got, p)
+			}
+		}
+	}
+	if strings.Join(got, ",") != "4a,4b,4c" {
+		t.Fatalf("polled %q", got)
+	}
+	if r := <-results; !r.ok || r.err != nil {
+		t.Fatalf("TrySend after WaitSpace = %v, %v", r.ok, r.err)
+	}
+	sess := ts.session(op.SID)
+	sess.Close(ReasonServerClose)
+	var ce *CloseError
+	if _, err := sess.TrySend(Message{Data: []byte("late")}); !errors.As(err, &ce) {
+		t.Fatalf("TrySend on a closed session = %v", err)
+	}
+}

@@ -50,7 +50,7 @@ type Session struct {
 	polling   bool            // a GET is pending
 	posting   bool            // a POST is being read
 	wake      chan struct{}   // cap 1: wakes the pending GET
-	space     chan struct{}   // cap 1: a writer took the queue (SendWait)
+	space     chan struct{}   // cap 1: a writer took the queue (SendWait, WaitSpace)
 	final     bool            // the close packet went out (polling); the session left the registry
 	timer     *time.Timer
 	timerGen  uint64
@@ -120,6 +120,39 @@ func (s *Session) Send(msgs ...Message) error {
 	}
 	s.kickLocked()
 	return nil
+}
+
+// TrySend queues msgs like Send when they all fit in the queue and reports
+// true; when they do not, it queues nothing, leaves the session open and
+// reports false (wait with WaitSpace and try again). On a closed session it
+// returns a *CloseError.
+func (s *Session) TrySend(msgs ...Message) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false, &CloseError{s.reason}
+	}
+	if len(s.queue)+len(msgs) > s.srv.cfg.SendQueue {
+		return false, nil
+	}
+	for _, m := range msgs {
+		s.queue = append(s.queue, Packet{Type: PacketMessage, Data: m.Data, Binary: m.Binary})
+	}
+	s.kickLocked()
+	return true, nil
+}
+
+// WaitSpace waits until a writer takes the queue (there may be room for a
+// TrySend), the session closes, done closes, or at most d.
+func (s *Session) WaitSpace(done <-chan struct{}, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-s.space:
+	case <-s.done:
+	case <-done:
+	case <-t.C:
+	}
 }
 
 // SendWait queues msgs in order like Send, but waits for room in the queue

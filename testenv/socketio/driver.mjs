@@ -14,20 +14,27 @@
 // On every reconnection the client rejoins the rooms it joined with
 // `since` = the last position it received in each (rejoin reports
 // {"type":"rejoined","room","ack"}): what an app does without connection
-// state recovery.
+// state recovery. With the driver option {"rejoin": "unrecovered"} it does
+// so only when the connection state was not recovered (socket.recovered is
+// false), as an app using recovery does; the connect report carries
+// `recovered`. Commands also: {"op":"drop"} closes the Engine.IO
+// transport (the client reconnects by itself, as after a network cut);
+// {"op":"disconnect"} and {"op":"connect"} are socket.disconnect() and
+// socket.connect().
 import { io } from "socket.io-client";
 import readline from "node:readline";
 
 const [url, optsJSON] = process.argv.slice(2);
 const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
 
-const socket = io(url, { reconnectionDelay: 50, reconnectionDelayMax: 200, ...JSON.parse(optsJSON || "{}") });
+const { rejoin = "always", ...opts } = JSON.parse(optsJSON || "{}") ?? {};
+const socket = io(url, { reconnectionDelay: 50, reconnectionDelayMax: 200, ...opts });
 const rooms = new Map(); // room → last pos seen
 let connects = 0;
 
 socket.on("connect", () => {
-  out({ type: "connect", id: socket.id, transport: socket.io.engine.transport.name });
-  if (connects++ > 0) {
+  out({ type: "connect", id: socket.id, transport: socket.io.engine.transport.name, recovered: socket.recovered });
+  if (connects++ > 0 && (rejoin === "always" || !socket.recovered)) {
     for (const [room, since] of rooms) {
       socket.emit("join", room, since ? { since } : {}, (ack) => out({ type: "rejoined", room, ack }));
     }
@@ -66,6 +73,15 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
     }
     case "raw":
       socket.io.engine.write(cmd.data);
+      break;
+    case "drop":
+      socket.io.engine.close();
+      break;
+    case "disconnect":
+      socket.disconnect();
+      break;
+    case "connect":
+      socket.connect();
       break;
     case "close":
       socket.disconnect();
