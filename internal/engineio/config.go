@@ -21,8 +21,11 @@ const (
 	DefaultWriteTimeout   = 10 * time.Second
 	DefaultSendQueue      = 1024 // messages
 	// DefaultCloseFlush bounds how long a closing session keeps writing
-	// what was queued before it closed, and how long a polling session that
-	// closed between two polls waits for the next poll to tell the client.
+	// what was queued before it closed. A polling session that closed
+	// between two polls waits for the next poll the longer of this and
+	// PingTimeout (a client polls again at once, but a loaded one may take
+	// seconds, and it must still get what was queued, such as a
+	// CONNECT_ERROR; the reference server waits 30 s).
 	DefaultCloseFlush = time.Second
 )
 
@@ -168,4 +171,10 @@ func originAllowed(r *http.Request, patterns []string) bool {
 		}
 	}
 	return false
+}
+
+// pollCloseWait is how long a polling session closed between two polls
+// waits for the next one: see DefaultCloseFlush.
+func (c *Config) pollCloseWait() time.Duration {
+	return max(c.CloseFlush, c.PingTimeout)
 }

@@ -410,6 +410,32 @@ func TestCloseFlushesPolling(t *testing.T) {
 	}
 }
 
+// TestCloseFlushesLatePoll: a polling session closed while no poll was
+// pending keeps what was queued for a poll that comes later than
+// CloseFlush (a slow client), up to PingTimeout: the client still learns
+// why it was closed.
+func TestCloseFlushesLatePoll(t *testing.T) {
+	closed := make(chan struct{})
+	ts := newTestServer(t, Config{CloseFlush: 50 * time.Millisecond, PingTimeout: 5 * time.Second, OnSession: func(s *Session) {
+		m, err := s.ReadMessage()
+		if err == nil {
+			s.Send(Message{Data: append([]byte("refused "), m.Data...)})
+			s.Close(ReasonServerClose)
+			close(closed)
+		}
+	}})
+	op, u := handshake(t, ts)
+	send(t, u, "4alice")
+	<-closed
+	time.Sleep(300 * time.Millisecond) // well past CloseFlush, no poll pending
+	if got := poll(t, u); got != "4refused alice\x1e1" {
+		t.Fatalf("late poll = %q, want the message then the close packet", got)
+	}
+	if r := ts.endReason(t, op.SID); r != ReasonServerClose {
+		t.Fatalf("reason %v", r)
+	}
+}
+
 func wsURL(u string) string { return "ws" + strings.TrimPrefix(u, "http") }
 
 func readText(t *testing.T, ws *websocket.Conn) string {

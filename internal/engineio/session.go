@@ -240,7 +240,8 @@ func (s *Session) closeLocked(reason CloseReason, flush bool) {
 		return
 	}
 	// Polling: a pending poll takes the queue and the close packet now;
-	// otherwise the next poll does, if it comes within CloseFlush.
+	// otherwise the next poll does, if it comes within pollCloseWait (a
+	// client that is slow to poll still learns why, e.g. CONNECT_ERROR).
 	if s.polling {
 		s.notifyLocked()
 		return
@@ -250,7 +251,7 @@ func (s *Session) closeLocked(reason CloseReason, flush bool) {
 		s.srv.remove(s)
 		return
 	}
-	time.AfterFunc(s.srv.cfg.CloseFlush, func() {
+	time.AfterFunc(s.srv.cfg.pollCloseWait(), func() {
 		s.mu.Lock()
 		s.final = true
 		s.mu.Unlock()
