@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 GO      ?= go
 
-.PHONY: build run test test-short lint bench fuzz clean cluster chaos
+.PHONY: build run test test-short lint bench fuzz clean cluster chaos soak
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/roomlog ./cmd/roomlog
@@ -54,6 +54,15 @@ cluster:
 # Kill and restart relays under traffic; report lost/duplicated/out-of-order.
 chaos: build
 	$(GO) run ./testenv/chaos --build=false --bin bin/roomlog $(CHAOS_FLAGS)
+
+# The soak: chaos for SOAK_DURATION (default 10 minutes) with everything at
+# once: relays SIGKILLed and SIGTERMed and restarted, the broker SIGKILLed and
+# restarted, clients leaving and resuming elsewhere every few seconds. Reports
+# lost, duplicated and out-of-order messages; fails on any. CI runs 60 s.
+SOAK_DURATION ?= 10m
+soak: build
+	$(GO) run ./testenv/chaos --build=false --bin bin/roomlog --duration $(SOAK_DURATION) --kill-broker --churn 5s \
+		--relays 3 --publishers 6 --subscribers 12 --rooms 4 --settle 60s --keep=false $(SOAK_FLAGS)
 
 clean:
 	rm -rf bin
