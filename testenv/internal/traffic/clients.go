@@ -79,8 +79,16 @@ func parsePos(s string) (pos, error) {
 // Dialer connects to any live relay, starting at a random one.
 // Dialer connects to any live relay of a fleet.
 type Dialer struct {
-	urls []string
-	d    websocket.Dialer
+	urls   []string
+	prefer string
+	d      websocket.Dialer
+}
+
+// Prefer makes the first connection go to url when it is up (later ones go
+// anywhere else first, as always), so a test can place its clients.
+func (d *Dialer) Prefer(url string) *Dialer {
+	d.prefer = url
+	return d
 }
 
 // NewDialer returns a dialer over the relays' WebSocket URLs.
@@ -93,6 +101,13 @@ func NewDialer(urls []string) *Dialer {
 // the relay name from the welcome frame.
 func (d *Dialer) dial(ctx context.Context, avoid string) (*websocket.Conn, string, string, error) {
 	order := rand.Perm(len(d.urls))
+	if avoid == "" && d.prefer != "" {
+		for i, j := range order {
+			if d.urls[j] == d.prefer {
+				order[0], order[i] = order[i], order[0]
+			}
+		}
+	}
 	var lastErr error
 	for pass := 0; pass < 2; pass++ {
 		for _, i := range order {
