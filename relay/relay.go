@@ -249,7 +249,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:    cfg,
 		hub:    newHub(),
-		leases: newLeases(),
+		leases: newLeases(cfg.LeaseTimeout),
 		conns:  make(map[string]*conn),
 	}
 	s.newSession()
@@ -363,6 +363,7 @@ func (s *Server) startHTTP(ctx context.Context) error {
 	if s.cfg.RelayName == "" {
 		s.cfg.RelayName = DefaultName(ln.Addr().String())
 	}
+	s.leases.setSelf(s.cfg.RelayName)
 	if s.cfg.AdvertiseAddr == "" {
 		s.cfg.AdvertiseAddr = DefaultAdvertiseAddr(s.cfg.Listen, ln.Addr())
 	}
