@@ -189,6 +189,7 @@ func alive(pid int) bool {
 // relayProc is a `roomlog relay` process.
 type relayProc struct {
 	name, addr string
+	logPath    string
 	cmd        *exec.Cmd
 	exited     chan struct{}
 }
@@ -209,6 +210,7 @@ func startRelay(t *testing.T, name string, args ...string) *relayProc {
 	t.Helper()
 	r := &relayProc{name: name, addr: freeAddr(t), exited: make(chan struct{})}
 	logPath := filepath.Join(t.TempDir(), name+".log")
+	r.logPath = logPath
 	lf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -230,6 +232,16 @@ func startRelay(t *testing.T, name string, args ...string) *relayProc {
 	})
 	r.waitReady(t, 90*time.Second)
 	return r
+}
+
+// logText is what the relay has logged so far.
+func (r *relayProc) logText(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(r.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func (r *relayProc) url() string { return "ws://" + r.addr + "/ws" }

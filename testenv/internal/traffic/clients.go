@@ -365,8 +365,12 @@ type Subscriber struct {
 	// as a client that comes and goes. Set before Run.
 	Churn  time.Duration
 	churns atomic.Int64
-	closes map[int]int // WebSocket close codes relays ended its connections with
-	frames int
+	// Since, when set, is the position the first join resumes from (as
+	// after a reconnect), for a subscriber that checks what the log holds.
+	Since    string
+	firstPos string      // the first join's position
+	closes   map[int]int // WebSocket close codes relays ended its connections with
+	frames   int
 
 	joined                                    chan struct{} // closed after the first join ack
 	reconnects, recovered, notRecovered, errs atomic.Int64
@@ -387,6 +391,14 @@ func (s *Subscriber) CloseCodes() map[int]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return maps.Clone(s.closes)
+}
+
+// FirstPos is the position of the subscriber's first join (empty until
+// Joined is closed).
+func (s *Subscriber) FirstPos() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.firstPos
 }
 
 // Churns is how often the subscriber left its relay on purpose (Churn).
@@ -459,6 +471,9 @@ func (s *Subscriber) session(ctx context.Context, c *websocket.Conn, first *bool
 		}()
 	}
 	s.mu.Lock()
+	if s.lastPos == "" && s.Since != "" {
+		s.lastPos = s.Since
+	}
 	since := s.lastPos
 	s.mu.Unlock()
 	join := map[string]any{"op": "join", "room": s.Room, "id": "join"}
@@ -509,6 +524,9 @@ func (s *Subscriber) session(ctx context.Context, c *websocket.Conn, first *bool
 			s.mu.Lock()
 			if s.lastPos == "" && f.Pos != "" {
 				s.lastPos = f.Pos
+			}
+			if s.firstPos == "" {
+				s.firstPos = f.Pos
 			}
 			s.mu.Unlock()
 			if *first {
