@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 GO      ?= go
 
-.PHONY: build run test test-short lint bench fuzz clean cluster chaos soak
+.PHONY: build run test test-short test-faults lint bench fuzz clean cluster chaos soak
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/roomlog ./cmd/roomlog
@@ -19,6 +19,12 @@ run: build
 test:
 	testenv/test.sh
 
+# The fault tests: a three-broker Kafka cluster (started and stopped here)
+# under broker SIGKILLs, below min.insync.replicas, a relay SIGSTOPped past its
+# lease, and the embedded broker on a full disk (testenv/faulttest).
+test-faults:
+	testenv/faults.sh
+
 # Fast loop: kfake only, no real broker.
 test-short:
 	$(GO) test -count=1 ./...
@@ -30,7 +36,9 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# Runs each fuzz target for FUZZTIME (default 30s).
+# Runs each fuzz target for FUZZTIME (default 30s) on top of its seed corpus
+# (testdata/fuzz/<target>/, where go test also writes any crasher it finds:
+# commit it with the fix). CI runs FUZZTIME=5s.
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)

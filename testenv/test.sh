@@ -5,7 +5,9 @@
 # (sdk/js: node:test against relays built from this tree, on both logs, and
 # the demo page and the operator console in headless Chromium). The
 # real-broker run is required: it fails, never skips, when the broker or kcat
-# is missing.
+# is missing. Then the fault tests on a three-broker cluster (testenv/faults.sh),
+# every fuzz target for 5 s on top of its corpus, and a 60-second soak
+# (make soak: chaos with relay and broker kills and churning clients).
 #
 # Usage: testenv/test.sh [go test flags...]   (default: -race -count=1 ./...)
 set -euo pipefail
@@ -31,4 +33,14 @@ else
   # from `make bench`, not from here).
   go test -run '^$' -bench . -benchtime 1x ./record/ ./consumer/ ./relay/
   (cd sdk/js && npm test)
+  # The real broker is not needed any more: free its memory and CPU for the
+  # cluster of the fault tests.
+  if [[ -n "$started" ]]; then
+    testenv/kafka/stop.sh >&2
+    trap - EXIT
+  fi
+  testenv/faults.sh
+  # Each fuzz target a few seconds on top of its corpus, and a one-minute soak.
+  make fuzz FUZZTIME="${ROOMLOG_CI_FUZZTIME:-5s}"
+  make soak SOAK_DURATION="${ROOMLOG_CI_SOAK:-60s}"
 fi
