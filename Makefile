@@ -4,6 +4,7 @@
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 GO      ?= go
+SHELL   := bash
 
 .PHONY: build run test test-short test-faults lint bench fuzz clean cluster chaos soak
 
@@ -41,11 +42,16 @@ bench:
 # commit it with the fix). CI runs FUZZTIME=5s.
 FUZZTIME ?= 30s
 fuzz:
+	@missing=$$(comm -23 <(git ls-files '*_test.go' | xargs grep -hoE '^func Fuzz[A-Za-z0-9_]+' | sed 's/^func //' | sort -u) \
+		<(grep -oE "fuzz '\^Fuzz[A-Za-z0-9_]+" Makefile | sed "s/^fuzz '\^//" | sort -u)); \
+		if [ -n "$$missing" ]; then echo "fuzz targets missing from the Makefile's fuzz list: $$missing"; exit 1; fi
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzParsePos$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzDecodeLease$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeAuthFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeAPIRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeSIOEvent$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/auth/ -run '^$$' -fuzz '^FuzzParseRooms$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/auth/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./consumer/ -run '^$$' -fuzz '^FuzzDecodeSnapshot$$' -fuzztime $(FUZZTIME)

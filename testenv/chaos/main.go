@@ -96,7 +96,7 @@ func run() int {
 	fs.Uint64Var(&o.seed, "seed", 0, "random seed for the chaos schedule (0: from the clock)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "folder for the broker's data and the logs (default: a new temp folder)")
 	fs.StringVar(&o.jsonOut, "json", "", "write the JSON report here ('-': standard output; default <data-dir>/report.json)")
-	fs.BoolVar(&o.keep, "keep", true, "keep the data folder and logs at the end")
+	fs.BoolVar(&o.keep, "keep", true, "keep the data folder and logs at the end (--keep=false removes them after a passing run; a failing one keeps them)")
 	fs.BoolVar(&o.verbose, "v", false, "log every kill and restart")
 	fs.DurationVar(&o.churn, "churn", 0, "clients churn: each subscriber and publisher leaves its relay about this often and resumes through another (0: only when a relay fails)")
 	fs.IntVar(&o.dropEvery, "self-test-drop", 0, "self-test of the checker: subscribers ignore every Nth message, so the run must FAIL with losses (0: off)")
@@ -377,7 +377,7 @@ func run() int {
 	} else {
 		fmt.Printf("JSON report: %s\nlogs: %s\n", o.jsonOut, logDir)
 	}
-	if !o.keep {
+	if !o.keep && rep.OK && !interrupted {
 		_ = os.RemoveAll(o.dataDir)
 	}
 	if !rep.OK {
