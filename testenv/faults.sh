@@ -24,6 +24,7 @@ fi
 if (($#)); then
   go test "$@" ./testenv/faulttest/
 else
-  go test -race -count=1 -timeout 15m -v ./testenv/faulttest/ 2>&1 | grep -v 'level=INFO'
-  exit "${PIPESTATUS[0]}"
+  # -v shows each fault's traffic table; the relays' info lines (in a failed
+  # test's log) are left out. pipefail carries go test's status.
+  go test -race -count=1 -timeout 15m -v ./testenv/faulttest/ 2>&1 | { grep -v 'level=INFO' || true; }
 fi
