@@ -151,6 +151,12 @@ func TestRelayCutOff(t *testing.T) {
 	if cutOff == 0 {
 		t.Errorf("%s's subscribers were not closed with 4002 (codes %v)", a.name, l.closeCodes())
 	}
+	if !strings.Contains(b.logText(t), "expiring it") {
+		t.Errorf("%s did not expire %s's session", b.name, a.name)
+	}
+	if !strings.Contains(a.logText(t), "this relay's session was ended by the log") {
+		t.Errorf("%s did not find its session ended", a.name)
+	}
 	// The subscribers have left: only the watchers remain, everywhere.
 	samePresence(t, wa, wb, 2)
 }
