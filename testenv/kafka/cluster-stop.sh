@@ -16,7 +16,9 @@ rc=0
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
 if [[ "${ROOMLOG_KAFKA_KEEP:-0}" == 1 ]]; then
   kafka_log "keeping the cluster's data in $KAFKA_CLUSTER_DIR (ROOMLOG_KAFKA_KEEP=1)"
-else
+elif [[ -d "$KAFKA_CLUSTER_DIR" ]]; then
+  # (each node's stop.sh kept its data: the cluster's folder holds it all)
   rm -rf -- "$KAFKA_CLUSTER_DIR"
+  kafka_log "removed the cluster's data in $KAFKA_CLUSTER_DIR"
 fi
 exit "$rc"
