@@ -4,8 +4,9 @@
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 GO      ?= go
+SHELL   := bash
 
-.PHONY: build run test test-short lint bench fuzz clean cluster chaos
+.PHONY: build run test test-short test-faults lint bench fuzz clean cluster chaos soak
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/roomlog ./cmd/roomlog
@@ -19,6 +20,12 @@ run: build
 test:
 	testenv/test.sh
 
+# The fault tests: a three-broker Kafka cluster (started and stopped here)
+# under broker SIGKILLs, below min.insync.replicas, a relay SIGSTOPped past its
+# lease, and the embedded broker on a full disk (testenv/faulttest).
+test-faults:
+	testenv/faults.sh
+
 # Fast loop: kfake only, no real broker.
 test-short:
 	$(GO) test -count=1 ./...
@@ -30,9 +37,14 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# Runs each fuzz target for FUZZTIME (default 30s).
+# Runs each fuzz target for FUZZTIME (default 30s) on top of its seed corpus
+# (testdata/fuzz/<target>/, where go test also writes any crasher it finds:
+# commit it with the fix). CI runs FUZZTIME=5s.
 FUZZTIME ?= 30s
 fuzz:
+	@missing=$$(comm -23 <(git ls-files '*_test.go' | xargs grep -hoE '^func Fuzz[A-Za-z0-9_]+' | sed 's/^func //' | sort -u) \
+		<(grep -oE "fuzz '\^Fuzz[A-Za-z0-9_]+" Makefile | sed "s/^fuzz '\^//" | sort -u)); \
+		if [ -n "$$missing" ]; then echo "fuzz targets missing from the Makefile's fuzz list: $$missing"; exit 1; fi
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzParsePos$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzDecodeControl$$' -fuzztime $(FUZZTIME)
@@ -62,6 +74,15 @@ cluster:
 # Kill and restart relays under traffic; report lost/duplicated/out-of-order.
 chaos: build
 	$(GO) run ./testenv/chaos --build=false --bin bin/roomlog $(CHAOS_FLAGS)
+
+# The soak: chaos for SOAK_DURATION (default 10 minutes) with everything at
+# once: relays SIGKILLed and SIGTERMed and restarted, the broker SIGKILLed and
+# restarted, clients leaving and resuming elsewhere every few seconds. Reports
+# lost, duplicated and out-of-order messages; fails on any. CI runs 60 s.
+SOAK_DURATION ?= 10m
+soak: build
+	$(GO) run ./testenv/chaos --build=false --bin bin/roomlog --duration $(SOAK_DURATION) --kill-broker --churn 5s \
+		--relays 3 --publishers 6 --subscribers 12 --rooms 4 --settle 60s --keep=false $(SOAK_FLAGS)
 
 clean:
 	rm -rf bin

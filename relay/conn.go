@@ -3,6 +3,7 @@ package relay
 import (
 	"encoding/json"
 	"sync"
+	"time"
 
 	"github.com/roomlog/roomlog/consumer"
 	"github.com/roomlog/roomlog/record"
@@ -32,9 +33,10 @@ type conn struct {
 	t       transport
 	enc     codec
 
-	mu        sync.Mutex // guards rooms and lastWrite
+	mu        sync.Mutex // guards rooms, lastWrite and publishes
 	rooms     map[string]*joined
-	lastWrite map[int32]int64 // partition → offset of this conn's newest record
+	lastWrite map[int32]int64            // partition → offset of this conn's newest record
+	publishes map[string]*pendingPublish // request id → publish the log has not settled yet
 
 	done      chan struct{} // closed by shutdown
 	closeOnce sync.Once
@@ -219,6 +221,7 @@ func (c *conn) appendRecord(ev *record.Event, id json.RawMessage, undo func()) {
 	case <-c.done:
 		return
 	}
+	pp := c.watchPublish(ev, id)
 	c.s.produce(ev, func(pos record.Pos, err error) {
 		if err != nil {
 			<-c.inflight // the log never took it: no fold will free the slot
@@ -226,12 +229,16 @@ func (c *conn) appendRecord(ev *record.Event, id json.RawMessage, undo func()) {
 				undo()
 			}
 			c.s.stats.produceErrors.Add(1)
+			if pp.settle() {
+				return // the client was told already, when the publish was overdue
+			}
 			if ev.Type == record.TypePublish {
 				c.s.metrics.publishes.WithLabelValues(outcomeLogUnavailable).Inc()
 			}
 			c.sendError(id, errorf(CodeLogUnavailable, "the log did not take the record: %v", err))
 			return
 		}
+		pp.written()
 		c.mu.Lock()
 		if c.lastWrite == nil {
 			c.lastWrite = make(map[int32]int64)
@@ -241,6 +248,85 @@ func (c *conn) appendRecord(ev *record.Event, id json.RawMessage, undo func()) {
 		}
 		c.mu.Unlock()
 	})
+}
+
+// A publish whose fate the log has not told within ProduceTimeout is
+// answered log_unavailable by the relay itself. franz-go enforces its record
+// timeout only when that is safe for the idempotent producer's sequence
+// numbers: a record sent to a broker that died before answering waits, with
+// every later record of its partition, until the partition has a leader
+// again, however long that takes. The client should not wait that long
+// without an answer; a publish carries its mid, so the client's retry is
+// deduplicated if the first attempt lands after all, and that late record's
+// fold sends no second answer. Other ops keep waiting for the log's verdict:
+// retrying them is not idempotent.
+type pendingPublish struct {
+	c       *conn
+	req     string
+	timer   *time.Timer
+	overdue bool // the client was answered log_unavailable (under c.mu)
+	settled bool // the fold or the producer decided (under c.mu)
+}
+
+// watchPublish starts the overdue timer of a publish with a request id; nil
+// (a no-op) for any other record.
+func (c *conn) watchPublish(ev *record.Event, id json.RawMessage) *pendingPublish {
+	if ev.Type != record.TypePublish || ev.Req == "" || c.s.cfg.ProduceTimeout <= 0 {
+		return nil
+	}
+	pp := &pendingPublish{c: c, req: ev.Req}
+	c.mu.Lock()
+	if c.publishes == nil {
+		c.publishes = make(map[string]*pendingPublish)
+	}
+	c.publishes[ev.Req] = pp
+	c.mu.Unlock()
+	pp.timer = time.AfterFunc(c.s.cfg.ProduceTimeout, func() {
+		c.mu.Lock()
+		if pp.settled {
+			c.mu.Unlock()
+			return
+		}
+		pp.overdue = true
+		c.mu.Unlock()
+		c.s.metrics.publishes.WithLabelValues(outcomeLogUnavailable).Inc()
+		c.sendError(id, errorf(CodeLogUnavailable,
+			"the log has not confirmed the publish within %s; retry with the same mid (it may still be appended)", c.s.cfg.ProduceTimeout))
+	})
+	return pp
+}
+
+// written stops the timer: the log has the record, its fold answers.
+func (pp *pendingPublish) written() {
+	if pp != nil {
+		pp.timer.Stop()
+	}
+}
+
+// settle records that the publish's fate is known and reports whether the
+// client was already answered (so it gets no second answer).
+func (pp *pendingPublish) settle() (answered bool) {
+	if pp == nil {
+		return false
+	}
+	pp.timer.Stop()
+	c := pp.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pp.settled = true
+	if c.publishes[pp.req] == pp {
+		delete(c.publishes, pp.req)
+	}
+	return pp.overdue
+}
+
+// settlePublish is settle for the publish with request id req, when the fold
+// answers it: false if the client was answered log_unavailable already.
+func (c *conn) settlePublish(req string) (answer bool) {
+	c.mu.Lock()
+	pp := c.publishes[req]
+	c.mu.Unlock()
+	return !pp.settle()
 }
 
 // freeSlot frees one inflight slot, if one is taken.

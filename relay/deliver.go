@@ -83,6 +83,7 @@ type answerer struct {
 	c        *conn
 	req      json.RawMessage
 	answered bool
+	slot     *conn // no answer, only the record's slot to free (an overdue publish)
 }
 
 func (a *answerer) ack(v ack) {
@@ -106,13 +107,20 @@ func (a *answerer) send(b []byte) {
 
 // done frees the record's slot if no answer carries it.
 func (a *answerer) done() {
-	if a.c != nil && !a.answered {
+	if a.slot != nil {
+		a.slot.freeSlot()
+	} else if a.c != nil && !a.answered {
 		a.c.freeSlot()
 	}
 }
 
 func (s *Server) deliverPublish(d *consumer.Delivery, a *answerer) {
 	ev, res := &d.Event, d.Result
+	if a.c != nil && !a.c.settlePublish(ev.Req) {
+		// Answered log_unavailable when it was overdue; the client retries
+		// with its mid. The record's slot is freed by a.done.
+		a.slot, a.c = a.c, nil
+	}
 	if a.c != nil {
 		if res.Duplicate {
 			s.metrics.publishes.WithLabelValues(outcomeDuplicate).Inc()

@@ -51,6 +51,10 @@
 //     (DisconnectSlow).
 //   - franz-go's produce callbacks (appendRecord) send log_unavailable and
 //     note the connection's last write.
+//   - A publish's overdue timer (conn.watchPublish, one per publish with a
+//     request id, stopped when the log settles it): after ProduceTimeout it
+//     sends log_unavailable and marks the publish answered under conn.mu, so
+//     neither its late fold nor the producer's callback answers again.
 //   - Recoveries that read the log run on goroutines of their own (Server.bg)
 //     and hand their backlog over with enqueueWait, which waits for room.
 //   - The lease and snapshot loops (lease.go, snapshot.go) on Server.bg;

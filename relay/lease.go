@@ -31,12 +31,23 @@ func DefaultName(addr string) string {
 	return strings.ReplaceAll(host, "/", "_") + ":" + port
 }
 
-// leases tracks when this relay last saw each other relay's lease.
+// leases tracks when this relay last saw each other relay's lease, and
+// whether its own view of each partition is current: silence is measured
+// only while this relay folds its own leases in time. After a log outage
+// (a partition without a leader, brokers below min.insync.replicas) every
+// relay's last folded lease is old, and every renewal was held up alike;
+// judging by the old times would expire relays that were only waiting for
+// the log, racing their renewals (and closing their clients with 4002). So
+// a partition's silence counts from when this relay's own leases flow again
+// (healthySince), and not at all while they do not.
 type leases struct {
-	mu      sync.Mutex
-	seenAt  map[leaseKey]leaseSeen
-	expired map[leaseKey]int64 // lease offset we already asked to expire
-	kickCh  chan struct{}
+	mu           sync.Mutex
+	self         string // this relay's name
+	timeout      time.Duration
+	seenAt       map[leaseKey]leaseSeen
+	expired      map[leaseKey]int64 // lease offset we already asked to expire
+	healthySince map[int32]time.Time
+	kickCh       chan struct{}
 }
 
 type leaseKey struct {
@@ -49,15 +60,59 @@ type leaseSeen struct {
 	at     time.Time
 }
 
-func newLeases() *leases {
-	return &leases{seenAt: make(map[leaseKey]leaseSeen), expired: make(map[leaseKey]int64), kickCh: make(chan struct{}, 1)}
+func newLeases(timeout time.Duration) *leases {
+	return &leases{timeout: timeout, seenAt: make(map[leaseKey]leaseSeen), expired: make(map[leaseKey]int64),
+		healthySince: make(map[int32]time.Time), kickCh: make(chan struct{}, 1)}
+}
+
+// setSelf names this relay (its own leases tell whether its view of a
+// partition is current); Start calls it once the name is known.
+func (l *leases) setSelf(name string) {
+	l.mu.Lock()
+	l.self = name
+	l.mu.Unlock()
 }
 
 // seen records that relay's lease at offset was folded now.
 func (l *leases) seen(partition int32, relay string, offset int64) {
+	l.seenAtTime(partition, relay, offset, time.Now())
+}
+
+// ownGap is how long this relay's own leases may take between two folds in a
+// partition (they are written every timeout/3) before its view of the
+// partition counts as stale.
+func (l *leases) ownGap() time.Duration { return l.timeout * 2 / 3 }
+
+func (l *leases) seenAtTime(partition int32, relay string, offset int64, now time.Time) {
 	l.mu.Lock()
-	l.seenAt[leaseKey{partition, relay}] = leaseSeen{offset: offset, at: time.Now()}
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	k := leaseKey{partition, relay}
+	if relay == l.self {
+		if prev, ok := l.seenAt[k]; !ok || now.Sub(prev.at) > l.ownGap() {
+			l.healthySince[partition] = now
+		}
+	}
+	l.seenAt[k] = leaseSeen{offset: offset, at: now}
+}
+
+// silent reports how long relay has been silent in partition, by this
+// relay's clock, counting only the time this relay's own view of the
+// partition has been current; ok is false when that view is stale now (its
+// own lease has not been folded within ownGap) or relay's lease was never
+// seen at offset.
+func (l *leases) silent(partition int32, relay string, offset int64, now time.Time) (d time.Duration, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	seen, found := l.seenAt[leaseKey{partition, relay}]
+	own, current := l.seenAt[leaseKey{partition, l.self}]
+	if !found || seen.offset != offset || !current || now.Sub(own.at) > l.ownGap() {
+		return 0, false
+	}
+	from := seen.at
+	if h := l.healthySince[partition]; h.After(from) {
+		from = h
+	}
+	return now.Sub(from), true
 }
 
 // prune forgets, in partition p, the relays whose lease the fold no longer
@@ -155,15 +210,15 @@ func (s *Server) expireStale() {
 				continue
 			}
 			k := leaseKey{p, l.Relay}
+			silent, ok := s.leases.silent(p, l.Relay, l.LeaseOffset, now)
 			s.leases.mu.Lock()
-			seen, ok := s.leases.seenAt[k]
 			asked, did := s.leases.expired[k]
 			s.leases.mu.Unlock()
-			if !ok || seen.offset != l.LeaseOffset || now.Sub(seen.at) < s.cfg.LeaseTimeout || (did && asked == l.LeaseOffset) {
+			if !ok || silent < s.cfg.LeaseTimeout || (did && asked == l.LeaseOffset) {
 				continue
 			}
 			s.cfg.Logger.Warn("relay stopped renewing its lease; expiring it", "relay", l.Relay, "session", l.Session,
-				"partition", p, "members", l.Members, "silent_for", now.Sub(seen.at).Round(time.Millisecond))
+				"partition", p, "members", l.Members, "silent_for", silent.Round(time.Millisecond))
 			r := record.Encode(&record.Event{Type: record.TypeExpire, Room: record.RelayKeyPrefix + l.Relay, Relay: l.Relay, Session: l.Session, Version: l.LeaseOffset})
 			record.ManualPartition(r, p)
 			s.leases.mu.Lock()

@@ -305,7 +305,7 @@ func New(cfg Config) (*Server, error) {
 	s = &Server{
 		cfg:     cfg,
 		hub:     newHub(),
-		leases:  newLeases(),
+		leases:  newLeases(cfg.LeaseTimeout),
 		rehome:  newRehomer(),
 		conns:   make(map[string]*conn),
 		secrets: secrets,
@@ -431,6 +431,7 @@ func (s *Server) startHTTP(ctx context.Context) error {
 	if s.cfg.RelayName == "" {
 		s.cfg.RelayName = DefaultName(ln.Addr().String())
 	}
+	s.leases.setSelf(s.cfg.RelayName)
 	switch {
 	case s.cfg.AdvertiseAddr != "":
 	case internal != nil:

@@ -177,6 +177,18 @@ func dialURL(t *testing.T, url string, read bool) *client {
 	}
 	c := &client{t: t, ws: ws, msgs: make(chan frame, 100000), acks: make(chan frame, 100000), err: make(chan error, 1)}
 	t.Cleanup(func() { ws.Close() })
+	// gorilla's default ping handler gives its pong one second and ends the
+	// connection when the write misses it; on two busy cores under -race a
+	// goroutine can stall longer than that (TestIncrFromManyClients/kafka
+	// failed once in a -count=5 run: "write tcp ...: i/o timeout" from the
+	// reader). The relay waits PongTimeout for a pong, so the client may too.
+	ws.SetPingHandler(func(data string) error {
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(waitLimit))
+		if err == websocket.ErrCloseSent {
+			return nil
+		}
+		return err
+	})
 	var w frame
 	if err := ws.ReadJSON(&w); err != nil || w.Op != "welcome" || w.Conn == "" {
 		t.Fatalf("welcome: %+v, %v", w, err)

@@ -6,7 +6,9 @@
 # the demo page and the operator console in headless Chromium), and the
 # Socket.IO migration example (examples/socketio-chat, in Chromium). The
 # real-broker run is required: it fails, never skips, when the broker or kcat
-# is missing.
+# is missing. Then the fault tests on a three-broker cluster (testenv/faults.sh),
+# every fuzz target for 5 s on top of its corpus, and a 60-second soak
+# (make soak: chaos with relay and broker kills and churning clients).
 #
 # Usage: testenv/test.sh [go test flags...]   (default: -race -count=1 ./...)
 set -euo pipefail
@@ -35,4 +37,14 @@ else
   # The Socket.IO migration example, both versions, from its own run.sh (uses the SDK's test helpers and the
   # relay npm test just built).
   (cd examples/socketio-chat && ROOMLOG_BIN="$PWD/../../bin/roomlog" npm test)
+  # The real broker is not needed any more: free its memory and CPU for the
+  # cluster of the fault tests.
+  if [[ -n "$started" ]]; then
+    testenv/kafka/stop.sh >&2
+    trap - EXIT
+  fi
+  testenv/faults.sh
+  # Each fuzz target a few seconds on top of its corpus, and a one-minute soak.
+  make fuzz FUZZTIME="${ROOMLOG_CI_FUZZTIME:-5s}"
+  make soak SOAK_DURATION="${ROOMLOG_CI_SOAK:-60s}"
 fi

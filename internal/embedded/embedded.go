@@ -9,7 +9,8 @@
 // # Concurrency
 //
 // kfake serves on goroutines of its own (the listener, one per client
-// connection, the cluster's control loop), all of them ended by Close. Addrs
+// connection, the cluster's control loop), all of them ended by Close. Its
+// logger may be called from any of them (its rate limit has a mutex). Addrs
 // may be called from any goroutine; Close once, after every client of the
 // broker (a relay's Shutdown included) has finished, so that their last
 // writes reach the log.
@@ -21,7 +22,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -78,7 +82,7 @@ func Start(cfg Config) (*Broker, error) {
 		kfake.DataDir(cfg.DataDir),
 		kfake.ClusterID("roomlog-embedded"),
 		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, listen) }),
-		kfake.WithLogger(kfakeLogger{cfg.Logger}),
+		kfake.WithLogger(&kfakeLogger{l: cfg.Logger, dataDir: cfg.DataDir}),
 	}
 	if cfg.SyncWrites {
 		opts = append(opts, kfake.SyncWrites())
@@ -100,14 +104,48 @@ func (e *Broker) Close() {
 	e.lock.Close()
 }
 
-// kfakeLogger forwards kfake's warnings and errors to slog.
-type kfakeLogger struct{ l *slog.Logger }
+// kfakeLogger forwards kfake's warnings and errors to slog. kfake reports a
+// failure to write its data folder (a full disk, a read-only remount) as a
+// warning, and the produce request as UNKNOWN_SERVER_ERROR, which tells a
+// relay's operator nothing: those warnings are errors here, naming the
+// folder, at most one per storageErrorEvery (with the count of the others).
+type kfakeLogger struct {
+	l       *slog.Logger
+	dataDir string
 
-func (k kfakeLogger) Logf(level kfake.LogLevel, msg string, args ...any) {
+	mu         sync.Mutex
+	lastStore  time.Time
+	suppressed int
+}
+
+// storageErrorEvery bounds how often a failing data folder is logged: every
+// refused batch fails alike, and the log may live on the same full disk.
+const storageErrorEvery = 5 * time.Second
+
+func (k *kfakeLogger) Logf(level kfake.LogLevel, msg string, args ...any) {
 	switch level {
 	case kfake.LogLevelError:
 		k.l.Error("embedded broker: " + fmt.Sprintf(msg, args...))
 	case kfake.LogLevelWarn:
+		if strings.HasPrefix(msg, "persist ") {
+			k.storageError(fmt.Sprintf(msg, args...), time.Now())
+			return
+		}
 		k.l.Debug("embedded broker: " + fmt.Sprintf(msg, args...))
 	}
+}
+
+func (k *kfakeLogger) storageError(text string, now time.Time) {
+	k.mu.Lock()
+	if !k.lastStore.IsZero() && now.Sub(k.lastStore) < storageErrorEvery {
+		k.suppressed++
+		k.mu.Unlock()
+		return
+	}
+	k.lastStore = now
+	n := k.suppressed
+	k.suppressed = 0
+	k.mu.Unlock()
+	k.l.Error("embedded broker: cannot write to its data folder; records are refused (clients get log_unavailable) until it can",
+		"data_dir", k.dataDir, "err", text, "similar_since_last", n)
 }

@@ -22,16 +22,18 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/roomlog/roomlog/testenv/internal/traffic"
 )
 
 type options struct {
@@ -61,6 +63,7 @@ type options struct {
 	keep         bool
 	verbose      bool
 	dropEvery    int
+	churn        time.Duration
 }
 
 func main() {
@@ -93,8 +96,9 @@ func run() int {
 	fs.Uint64Var(&o.seed, "seed", 0, "random seed for the chaos schedule (0: from the clock)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "folder for the broker's data and the logs (default: a new temp folder)")
 	fs.StringVar(&o.jsonOut, "json", "", "write the JSON report here ('-': standard output; default <data-dir>/report.json)")
-	fs.BoolVar(&o.keep, "keep", true, "keep the data folder and logs at the end")
+	fs.BoolVar(&o.keep, "keep", true, "keep the data folder and logs at the end (--keep=false removes them after a passing run; a failing one keeps them)")
 	fs.BoolVar(&o.verbose, "v", false, "log every kill and restart")
+	fs.DurationVar(&o.churn, "churn", 0, "clients churn: each subscriber and publisher leaves its relay about this often and resumes through another (0: only when a relay fails)")
 	fs.IntVar(&o.dropEvery, "self-test-drop", 0, "self-test of the checker: subscribers ignore every Nth message, so the run must FAIL with losses (0: off)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: go run ./testenv/chaos [flags]\n\nKills and restarts relays of a local roomlog fleet while publishers and subscribers run,\nthen reports acked messages lost, duplicated or out of order.\n\nFlags:\n")
@@ -182,19 +186,20 @@ func run() int {
 	clientCtx, stopClients := context.WithCancel(context.Background())
 	defer stopClients()
 	var subWG sync.WaitGroup
-	subs := make([]*subscriber, o.subscribers)
+	subs := make([]*traffic.Subscriber, o.subscribers)
 	for i := range subs {
-		subs[i] = newSubscriber(fmt.Sprintf("sub-%d", i+1), fmt.Sprintf("chaos-room-%d", i%o.rooms), newDialer(urls))
-		subs[i].dropEvery = o.dropEvery
+		subs[i] = traffic.NewSubscriber(fmt.Sprintf("sub-%d", i+1), fmt.Sprintf("chaos-room-%d", i%o.rooms), traffic.NewDialer(urls))
+		subs[i].DropEvery = o.dropEvery
+		subs[i].Churn = o.churn
 		subWG.Add(1)
-		go func(s *subscriber) { defer subWG.Done(); s.run(clientCtx) }(subs[i])
+		go func(s *traffic.Subscriber) { defer subWG.Done(); s.Run(clientCtx) }(subs[i])
 	}
 	joinDeadline := time.After(60 * time.Second)
 	for _, s := range subs {
 		select {
-		case <-s.joined:
+		case <-s.Joined():
 		case <-joinDeadline:
-			fmt.Fprintf(os.Stderr, "chaos: %s did not join within 60s\n", s.name)
+			fmt.Fprintf(os.Stderr, "chaos: %s did not join within 60s\n", s.Name)
 			return 2
 		case <-ctx.Done():
 			return 2
@@ -202,16 +207,17 @@ func run() int {
 	}
 	logf("%d subscribers joined %d rooms; %d publishers start for %s", len(subs), o.rooms, o.publishers, o.duration)
 
-	pubs := make([]*publisher, o.publishers)
+	pubs := make([]*traffic.Publisher, o.publishers)
 	stopPub := make(chan struct{})
 	var pubWG sync.WaitGroup
 	pubCtx, cancelPubs := context.WithCancel(clientCtx)
 	defer cancelPubs()
 	for i := range pubs {
-		pubs[i] = &publisher{name: fmt.Sprintf("pub-%d", i+1), room: fmt.Sprintf("chaos-room-%d", i%o.rooms),
-			dl: newDialer(urls), rate: o.rate, pad: strings.Repeat("x", o.size), acked: map[int]ackInfo{}}
+		pubs[i] = traffic.NewPublisher(fmt.Sprintf("pub-%d", i+1), fmt.Sprintf("chaos-room-%d", i%o.rooms),
+			traffic.NewDialer(urls), o.rate, o.size)
+		pubs[i].Churn = o.churn
 		pubWG.Add(1)
-		go func(p *publisher) { defer pubWG.Done(); p.run(pubCtx, stopPub) }(pubs[i])
+		go func(p *traffic.Publisher) { defer pubWG.Done(); p.Run(pubCtx, stopPub) }(pubs[i])
 	}
 
 	// The chaos loop.
@@ -343,24 +349,9 @@ func run() int {
 	}
 
 	// What every room must have delivered.
-	want := map[string]map[msgKey]string{} // room -> message -> ack pos
-	for _, p := range pubs {
-		p.mu.Lock()
-		m := want[p.room]
-		if m == nil {
-			m = map[msgKey]string{}
-			want[p.room] = m
-		}
-		for seq, a := range p.acked {
-			m[msgKey{p.name, seq}] = a.pos
-		}
-		p.mu.Unlock()
-	}
+	want := traffic.Want(pubs)
 	for {
-		missing := 0
-		for _, s := range subs {
-			missing += s.missing(want[s.room])
-		}
+		missing := traffic.Missing(subs, want)
 		if missing == 0 || time.Now().After(settleDeadline) {
 			break
 		}
@@ -386,7 +377,7 @@ func run() int {
 	} else {
 		fmt.Printf("JSON report: %s\nlogs: %s\n", o.jsonOut, logDir)
 	}
-	if !o.keep {
+	if !o.keep && rep.OK && !interrupted {
 		_ = os.RemoveAll(o.dataDir)
 	}
 	if !rep.OK {
@@ -400,186 +391,27 @@ func run() int {
 
 // ------------------------------------------------------------------ report
 
-type roomReport struct {
-	Room        string `json:"room"`
-	Publishers  int    `json:"publishers"`
-	Subscribers int    `json:"subscribers"`
-	Acked       int    `json:"acked"`               // distinct messages acknowledged
-	Expected    int    `json:"expected_deliveries"` // acked x subscribers
-	Received    int    `json:"received"`            // distinct acked messages received, summed over subscribers
-	Lost        int    `json:"lost"`                // expected - received
-	Duplicated  int    `json:"duplicated"`          // extra copies received
-	OutOfOrder  int    `json:"out_of_order"`
-	Unacked     int    `json:"received_unacked"` // received, never acknowledged to the publisher (allowed)
-	Foreign     int    `json:"foreign"`          // message frames that are not chaos payloads
-	PosMismatch int    `json:"pos_mismatch"`     // received at a position other than the one acked
-	LostSample  []string
-}
-
 type report struct {
-	OK          bool          `json:"ok"`
-	Interrupted bool          `json:"interrupted,omitempty"`
-	Seed        uint64        `json:"seed"`
-	Duration    string        `json:"chaos_duration"`
-	Relays      int           `json:"relays"`
-	Publishers  int           `json:"publishers"`
-	Subscribers int           `json:"subscribers"`
-	Totals      roomReport    `json:"totals"`
-	Rooms       []*roomReport `json:"rooms"`
-	Publish     struct {
-		Attempts       int64 `json:"attempts"`
-		Retries        int64 `json:"retries"`
-		DuplicateAcks  int64 `json:"duplicate_acks"`
-		Reconnects     int64 `json:"reconnects"`
-		LogUnavailable int64 `json:"log_unavailable"`
-		OtherErrors    int64 `json:"other_errors"`
-		Unfinished     int   `json:"unfinished"` // last publish of a publisher never acked
-	} `json:"publish"`
-	Subscribe struct {
-		Reconnects   int64 `json:"reconnects"`
-		Recovered    int64 `json:"recovered"`
-		NotRecovered int64 `json:"not_recovered"`
-		JoinErrors   int64 `json:"join_errors"`
-		Errors       int64 `json:"errors"`
-		Epochs       int   `json:"epochs"`
-	} `json:"subscribe"`
-	Chaos     chaosCounts `json:"chaos"`
-	Anomalies []string    `json:"anomalies,omitempty"`
-	Events    []string    `json:"events"`
+	traffic.Result
+	Interrupted bool        `json:"interrupted,omitempty"`
+	Seed        uint64      `json:"seed"`
+	Duration    string      `json:"chaos_duration"`
+	Relays      int         `json:"relays"`
+	Publishers  int         `json:"publishers"`
+	Subscribers int         `json:"subscribers"`
+	Chaos       chaosCounts `json:"chaos"`
+	Events      []string    `json:"events"`
 }
 
-func buildReport(o *options, pubs []*publisher, subs []*subscriber, want map[string]map[msgKey]string, d time.Duration, interrupted bool) *report {
-	rep := &report{Seed: o.seed, Duration: d.Round(time.Millisecond).String(), Relays: o.relays,
-		Publishers: len(pubs), Subscribers: len(subs), Interrupted: interrupted}
-	rooms := map[string]*roomReport{}
-	room := func(name string) *roomReport {
-		r := rooms[name]
-		if r == nil {
-			r = &roomReport{Room: name}
-			rooms[name] = r
-		}
-		return r
-	}
-	for _, p := range pubs {
-		r := room(p.room)
-		r.Publishers++
-		rep.Publish.Attempts += p.attempts.Load()
-		rep.Publish.Retries += p.retries.Load()
-		rep.Publish.DuplicateAcks += p.dupAcks.Load()
-		rep.Publish.Reconnects += p.reconnects.Load()
-		rep.Publish.LogUnavailable += p.logUnavailable.Load()
-		rep.Publish.OtherErrors += p.otherErrors.Load()
-		p.mu.Lock()
-		if _, ok := p.acked[p.sent]; p.sent > 0 && !ok {
-			rep.Publish.Unfinished++
-		}
-		p.mu.Unlock()
-	}
-	epochs := map[string]bool{}
-	for _, s := range subs {
-		r := room(s.room)
-		r.Subscribers++
-		w := want[s.room]
-		r.Acked = len(w)
-		r.Expected += len(w)
-		s.mu.Lock()
-		for k, pos := range w {
-			d, ok := s.got[k]
-			if !ok {
-				if len(r.LostSample) < 5 {
-					r.LostSample = append(r.LostSample, fmt.Sprintf("%s: %s#%d (acked at %s)", s.name, k.pub, k.seq, pos))
-				}
-				continue
-			}
-			r.Received++
-			if p, err := parsePos(pos); err != nil || p.part != d.pos.part || p.offset != d.pos.offset {
-				r.PosMismatch++
-			}
-		}
-		for k := range s.got {
-			if _, ok := w[k]; !ok {
-				r.Unacked++
-			}
-		}
-		r.Duplicated += s.dups
-		r.OutOfOrder += s.ooo
-		r.Foreign += s.unknown
-		for e := range s.epochs {
-			epochs[e] = true
-		}
-		for _, e := range s.examples {
-			rep.Anomalies = append(rep.Anomalies, s.name+": "+e)
-		}
-		s.mu.Unlock()
-		rep.Subscribe.Reconnects += s.reconnects.Load()
-		rep.Subscribe.Recovered += s.recovered.Load()
-		rep.Subscribe.NotRecovered += s.notRecovered.Load()
-		rep.Subscribe.JoinErrors += s.joinErrors.Load()
-		rep.Subscribe.Errors += s.errs.Load()
-	}
-	rep.Subscribe.Epochs = len(epochs)
-	names := make([]string, 0, len(rooms))
-	for n := range rooms {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	t := &rep.Totals
-	t.Room = "total"
-	for _, n := range names {
-		r := rooms[n]
-		r.Lost = r.Expected - r.Received
-		rep.Rooms = append(rep.Rooms, r)
-		t.Publishers += r.Publishers
-		t.Subscribers += r.Subscribers
-		t.Acked += r.Acked
-		t.Expected += r.Expected
-		t.Received += r.Received
-		t.Lost += r.Lost
-		t.Duplicated += r.Duplicated
-		t.OutOfOrder += r.OutOfOrder
-		t.Unacked += r.Unacked
-		t.Foreign += r.Foreign
-		t.PosMismatch += r.PosMismatch
-	}
-	rep.OK = t.Lost == 0 && t.Duplicated == 0 && t.OutOfOrder == 0 && t.PosMismatch == 0 && t.Acked > 0
-	return rep
+func buildReport(o *options, pubs []*traffic.Publisher, subs []*traffic.Subscriber, want map[string]map[traffic.MsgKey]string, d time.Duration, interrupted bool) *report {
+	return &report{Result: *traffic.Check(pubs, subs, want), Seed: o.seed, Duration: d.Round(time.Millisecond).String(),
+		Relays: o.relays, Publishers: len(pubs), Subscribers: len(subs), Interrupted: interrupted}
 }
 
-func (rep *report) printText(w *os.File) {
+func (rep *report) printText(w io.Writer) {
 	fmt.Fprintf(w, "\nroomlog chaos: %d relays, %d publishers, %d subscribers, chaos for %s (seed %d)\n",
 		rep.Relays, rep.Publishers, rep.Subscribers, rep.Duration, rep.Seed)
 	fmt.Fprintf(w, "kills: relay SIGKILL %d, relay SIGTERM %d, broker SIGKILL %d; starts: relays %d, broker %d\n",
 		rep.Chaos.RelaySIGKILL, rep.Chaos.RelaySIGTERM, rep.Chaos.BrokerSIGKILL, rep.Chaos.RelayStarts, rep.Chaos.BrokerStarts)
-	fmt.Fprintf(w, "publish: %d attempts, %d retries, %d duplicate acks (retries deduplicated), %d reconnects, %d log_unavailable, %d other errors, %d unfinished\n",
-		rep.Publish.Attempts, rep.Publish.Retries, rep.Publish.DuplicateAcks, rep.Publish.Reconnects, rep.Publish.LogUnavailable, rep.Publish.OtherErrors, rep.Publish.Unfinished)
-	fmt.Fprintf(w, "subscribe: %d reconnects, %d recovered joins, %d not recovered, %d join errors, %d error frames\n\n",
-		rep.Subscribe.Reconnects, rep.Subscribe.Recovered, rep.Subscribe.NotRecovered, rep.Subscribe.JoinErrors, rep.Subscribe.Errors)
-	fmt.Fprintf(w, "%-14s %5s %5s %8s %9s %9s %7s %6s %6s %8s\n", "room", "pubs", "subs", "acked", "expected", "received", "lost", "dup", "ooo", "unacked")
-	row := func(r *roomReport) {
-		fmt.Fprintf(w, "%-14s %5d %5d %8d %9d %9d %7d %6d %6d %8d\n", r.Room, r.Publishers, r.Subscribers, r.Acked, r.Expected, r.Received, r.Lost, r.Duplicated, r.OutOfOrder, r.Unacked)
-	}
-	for _, r := range rep.Rooms {
-		row(r)
-	}
-	row(&rep.Totals)
-	for _, r := range rep.Rooms {
-		for _, l := range r.LostSample {
-			fmt.Fprintf(w, "  lost: %s\n", l)
-		}
-	}
-	for i, a := range rep.Anomalies {
-		if i == 20 {
-			fmt.Fprintf(w, "  ... %d more anomalies in the JSON report\n", len(rep.Anomalies)-20)
-			break
-		}
-		fmt.Fprintf(w, "  anomaly: %s\n", a)
-	}
-	verdict := "PASS: every acked message reached every subscriber of its room once, in log order"
-	if !rep.OK {
-		verdict = "FAIL"
-		if rep.Totals.Acked == 0 {
-			verdict += ": nothing was acknowledged"
-		}
-	}
-	fmt.Fprintln(w, verdict)
+	rep.PrintTable(w)
 }

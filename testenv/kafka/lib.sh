@@ -99,3 +99,36 @@ kafka_tool() {
   "$KAFKA_JAVA" -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Djava.awt.headless=true \
     -cp "$KAFKA_LIBS/*" "$@"
 }
+
+# The three-broker cluster (cluster-start.sh, cluster-stop.sh): node N (1..3)
+# listens on KAFKA_CLUSTER_PORT + 2(N-1), its controller on the port after;
+# each node is a broker started by start.sh, with its state in the usual
+# per-port folder and its data under the cluster's state folder.
+KAFKA_CLUSTER_NODES=3
+KAFKA_CLUSTER_PORT="${ROOMLOG_KAFKA_CLUSTER_PORT:-19192}"
+if ! [[ "$KAFKA_CLUSTER_PORT" =~ ^[0-9]+$ ]] || (( KAFKA_CLUSTER_PORT < 1 || KAFKA_CLUSTER_PORT > 65530 )); then
+  echo "kafka: ROOMLOG_KAFKA_CLUSTER_PORT must be a port number below 65531, got '$KAFKA_CLUSTER_PORT'" >&2
+  exit 2
+fi
+KAFKA_CLUSTER_DIR="${TMPDIR:-/tmp}/roomlog-kafka-cluster-${KAFKA_CLUSTER_PORT}"
+
+# kafka_node_port N: node N's PLAINTEXT port.
+kafka_node_port() { echo $((KAFKA_CLUSTER_PORT + 2 * ($1 - 1))); }
+
+# kafka_cluster_bootstrap: every node's address, comma separated.
+kafka_cluster_bootstrap() {
+  local n out=""
+  for ((n = 1; n <= KAFKA_CLUSTER_NODES; n++)); do
+    out+="${out:+,}$KAFKA_HOST:$(kafka_node_port "$n")"
+  done
+  echo "$out"
+}
+
+# kafka_cluster_voters: the static controller quorum, id@host:port,...
+kafka_cluster_voters() {
+  local n out=""
+  for ((n = 1; n <= KAFKA_CLUSTER_NODES; n++)); do
+    out+="${out:+,}$n@$KAFKA_HOST:$(($(kafka_node_port "$n") + 1))"
+  done
+  echo "$out"
+}

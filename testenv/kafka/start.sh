@@ -9,6 +9,11 @@
 #   ROOMLOG_KAFKA_HEAP_OPTS      default "-Xmx512m -Xms256m"
 #   ROOMLOG_KAFKA_JVM_OPTS       extra JVM flags
 #   ROOMLOG_KAFKA_EXTRA_PROPS    extra server.properties lines (newline separated)
+# Cluster mode (set by cluster-start.sh, which runs this script once per node):
+#   ROOMLOG_KAFKA_VOTERS         static controller quorum, id@host:port,... (unset: single node)
+#   ROOMLOG_KAFKA_NODE_ID        this node's id in that quorum
+#   ROOMLOG_KAFKA_CLUSTER_ID     the cluster id every node is formatted with
+#   ROOMLOG_KAFKA_MIN_ISR        min.insync.replicas (default 2 in cluster mode)
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -34,6 +39,29 @@ wait_ready() {
   tail -n 40 "$log" >&2 2>/dev/null || true
   return 1
 }
+
+# Single node, or one node of a cluster with a static quorum.
+node_id=1
+replicas=1
+min_isr=1
+quorum_line="controller.quorum.bootstrap.servers=$KAFKA_HOST:$KAFKA_CONTROLLER_PORT"
+format_args=(--standalone)
+cluster_props=""
+if [[ -n "${ROOMLOG_KAFKA_VOTERS:-}" ]]; then
+  node_id="${ROOMLOG_KAFKA_NODE_ID:?ROOMLOG_KAFKA_NODE_ID is required with ROOMLOG_KAFKA_VOTERS}"
+  [[ -n "${ROOMLOG_KAFKA_CLUSTER_ID:-}" ]] || kafka_die "ROOMLOG_KAFKA_CLUSTER_ID is required with ROOMLOG_KAFKA_VOTERS"
+  replicas="$(tr ',' '\n' <<<"$ROOMLOG_KAFKA_VOTERS" | grep -c @)"
+  min_isr="${ROOMLOG_KAFKA_MIN_ISR:-2}"
+  quorum_line="controller.quorum.voters=$ROOMLOG_KAFKA_VOTERS"
+  format_args=()
+  # A killed broker is fenced (its partitions led elsewhere) after the
+  # session timeout; shorter than the defaults (2 s, 9 s) so that faults
+  # show within a test's patience, still well above a GC pause.
+  cluster_props="min.insync.replicas=$min_isr
+unclean.leader.election.enable=false
+broker.heartbeat.interval.ms=1000
+broker.session.timeout.ms=6000"
+fi
 
 # Already running?
 if pid="$(kafka_pid)"; then
@@ -91,10 +119,10 @@ mkdir -p "$data/logs" "$data/kraft-logs"
 
 props="$data/server.properties"
 cat >"$props" <<EOF
-# Written by roomlog testenv/kafka/start.sh: single-node KRaft test broker.
+# Written by roomlog testenv/kafka/start.sh: a KRaft test broker (broker and controller in one JVM).
 process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+node.id=$node_id
+$quorum_line
 listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
 advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
 controller.listener.names=CONTROLLER
@@ -103,16 +131,17 @@ listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$data/kraft-logs
 
 num.partitions=1
-default.replication.factor=1
+default.replication.factor=$replicas
 auto.create.topics.enable=false
-offsets.topic.replication.factor=1
+offsets.topic.replication.factor=$replicas
 offsets.topic.num.partitions=10
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$replicas
+transaction.state.log.min.isr=$min_isr
 transaction.state.log.num.partitions=10
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor=$replicas
+share.coordinator.state.topic.min.isr=$min_isr
 group.initial.rebalance.delay.ms=0
+$cluster_props
 
 # Small machine (2 cores): fewer threads than the defaults.
 num.network.threads=2
@@ -147,9 +176,9 @@ EOF
 if [[ -f "$data/kraft-logs/meta.properties" ]]; then
   kafka_log "storage in $data already formatted; reusing it"
 else
-  cluster_id="$(kafka_tool kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
-  [[ "$cluster_id" =~ ^[A-Za-z0-9_-]{22}$ ]] || kafka_die "kafka-storage random-uuid printed '$cluster_id'"
-  if ! kafka_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$props" --standalone \
+  cluster_id="${ROOMLOG_KAFKA_CLUSTER_ID:-$(kafka_tool kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)}"
+  [[ "$cluster_id" =~ ^[A-Za-z0-9_-]{22}$ ]] || kafka_die "cluster id '$cluster_id' is not a Kafka cluster id"
+  if ! kafka_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$props" "${format_args[@]}" \
       >"$data/logs/format.log" 2>&1; then
     cat "$data/logs/format.log" >&2
     kafka_die "formatting the storage failed"

@@ -1,10 +1,24 @@
-package main
+// Package traffic is the test traffic of testenv/chaos and testenv/faulttest:
+// publishers that send sequence-numbered messages with a client message id
+// (mid), retrying each unacknowledged publish (on another relay after a
+// disconnect) until it is acknowledged; subscribers that stay in a room,
+// resuming with since=<last position> after every disconnect; and the check
+// that every acknowledged message reached every subscriber of its room once
+// and in log order (report.go).
+//
+// # Concurrency
+//
+// Each Publisher and Subscriber runs on the goroutine that calls its Run;
+// Check, Want and the accessors may be called from any goroutine, at any
+// time (they take the client's mutex).
+package traffic
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -36,9 +50,10 @@ type payload struct {
 	Pad string `json:"pad,omitempty"`
 }
 
-type msgKey struct {
-	pub string
-	seq int
+// MsgKey names a message: its publisher and sequence number.
+type MsgKey struct {
+	Pub string
+	Seq int
 }
 
 // pos is a parsed P-O-E position.
@@ -61,21 +76,38 @@ func parsePos(s string) (pos, error) {
 	return pos{part: int32(p), offset: o, epoch: parts[2]}, nil
 }
 
-// dialer connects to any live relay, starting at a random one.
-type dialer struct {
-	urls []string
-	d    websocket.Dialer
+// Dialer connects to any live relay, starting at a random one.
+// Dialer connects to any live relay of a fleet.
+type Dialer struct {
+	urls   []string
+	prefer string
+	d      websocket.Dialer
 }
 
-func newDialer(urls []string) *dialer {
-	return &dialer{urls: urls, d: websocket.Dialer{HandshakeTimeout: 3 * time.Second}}
+// Prefer makes the first connection go to url when it is up (later ones go
+// anywhere else first, as always), so a test can place its clients.
+func (d *Dialer) Prefer(url string) *Dialer {
+	d.prefer = url
+	return d
+}
+
+// NewDialer returns a dialer over the relays' WebSocket URLs.
+func NewDialer(urls []string) *Dialer {
+	return &Dialer{urls: urls, d: websocket.Dialer{HandshakeTimeout: 3 * time.Second}}
 }
 
 // dial tries every relay once, in random order, skipping avoid (the relay
 // that just failed) unless it is the only one. It returns the connection and
 // the relay name from the welcome frame.
-func (d *dialer) dial(ctx context.Context, avoid string) (*websocket.Conn, string, string, error) {
+func (d *Dialer) dial(ctx context.Context, avoid string) (*websocket.Conn, string, string, error) {
 	order := rand.Perm(len(d.urls))
+	if avoid == "" && d.prefer != "" {
+		for i, j := range order {
+			if d.urls[j] == d.prefer {
+				order[0], order[i] = order[i], order[0]
+			}
+		}
+	}
 	var lastErr error
 	for pass := 0; pass < 2; pass++ {
 		for _, i := range order {
@@ -108,6 +140,16 @@ func (d *dialer) dial(ctx context.Context, avoid string) (*websocket.Conn, strin
 	return nil, "", "", lastErr
 }
 
+// jitter returns a duration uniformly in [d/2, 3d/2).
+func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d) }
+
+// closeGracefully sends a normal close frame and closes the connection, as a
+// client that leaves (WriteControl may run beside the reader).
+func closeGracefully(c *websocket.Conn) {
+	_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"), time.Now().Add(time.Second))
+	_ = c.Close()
+}
+
 // backoff sleeps for the n-th retry (100 ms doubling, at most 2 s, jittered).
 func backoff(ctx context.Context, n int) {
 	d := 100 * time.Millisecond << min(n, 5)
@@ -119,19 +161,24 @@ func backoff(ctx context.Context, n int) {
 	}
 }
 
-// ---------------------------------------------------------------- publisher
+// ---------------------------------------------------------------- Publisher
 
 type ackInfo struct {
 	pos       string
 	duplicate bool
 }
 
-type publisher struct {
-	name string
-	room string
-	dl   *dialer
-	rate float64 // messages per second
-	pad  string
+// Publisher publishes sequence-numbered messages to one room, one at a time.
+type Publisher struct {
+	Name string
+	Room string
+	dl   *Dialer
+	Rate float64 // messages per second
+	Pad  string  // padding in every message
+	// Churn, when positive, makes the publisher leave its relay about this
+	// often (between publishes) and carry on through another one. Set
+	// before Run.
+	Churn time.Duration
 
 	mu    sync.Mutex
 	acked map[int]ackInfo // seq -> ack
@@ -140,21 +187,42 @@ type publisher struct {
 	attempts, retries, dupAcks, reconnects, logUnavailable, otherErrors atomic.Int64
 }
 
-// run publishes seq 1, 2, ... one at a time until stop is closed, each
+// NewPublisher returns a publisher of rate messages per second to room,
+// each padded with pad bytes, through any relay of dl.
+func NewPublisher(name, room string, dl *Dialer, rate float64, pad int) *Publisher {
+	return &Publisher{Name: name, Room: room, dl: dl, Rate: rate, Pad: strings.Repeat("x", pad), acked: map[int]ackInfo{}}
+}
+
+// LogUnavailable is how many publishes relays refused with log_unavailable.
+func (p *Publisher) LogUnavailable() int64 { return p.logUnavailable.Load() }
+
+// OtherErrors is how many publishes got an error other than log_unavailable
+// or shutting_down.
+func (p *Publisher) OtherErrors() int64 { return p.otherErrors.Load() }
+
+// Acked is how many distinct messages were acknowledged so far.
+func (p *Publisher) Acked() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.acked)
+}
+
+// Run publishes seq 1, 2, ... one at a time until stop is closed, each
 // retried (same mid) until acked; after stop it still finishes the publish in
 // flight, until ctx ends.
-func (p *publisher) run(ctx context.Context, stop <-chan struct{}) {
+func (p *Publisher) Run(ctx context.Context, stop <-chan struct{}) {
 	var (
 		c        *websocket.Conn
 		url      string
 		failures int
+		leaveAt  time.Time // with Churn: when to leave this relay
 	)
 	defer func() {
 		if c != nil {
 			c.Close()
 		}
 	}()
-	interval := time.Duration(float64(time.Second) / p.rate)
+	interval := time.Duration(float64(time.Second) / p.Rate)
 	next := time.Now()
 	for seq := 1; ; seq++ {
 		// Pace: one publish per interval, not bursting after an outage.
@@ -166,10 +234,10 @@ func (p *publisher) run(ctx context.Context, stop <-chan struct{}) {
 		case <-time.After(time.Until(next)):
 		}
 		next = time.Now().Add(interval)
-		data, _ := json.Marshal(payload{P: p.name, Seq: seq, Pad: p.pad})
+		data, _ := json.Marshal(payload{P: p.Name, Seq: seq, Pad: p.Pad})
 		req, _ := json.Marshal(map[string]any{
-			"op": "publish", "room": p.room, "data": json.RawMessage(data),
-			"mid": fmt.Sprintf("%s-%d", p.name, seq), "id": strconv.Itoa(seq),
+			"op": "publish", "room": p.Room, "data": json.RawMessage(data),
+			"mid": fmt.Sprintf("%s-%d", p.Name, seq), "id": strconv.Itoa(seq),
 		})
 		p.mu.Lock()
 		p.sent = seq
@@ -192,6 +260,9 @@ func (p *publisher) run(ctx context.Context, stop <-chan struct{}) {
 				if try > 0 || seq > 1 {
 					p.reconnects.Add(1)
 				}
+				if p.Churn > 0 {
+					leaveAt = time.Now().Add(jitter(p.Churn))
+				}
 			}
 			p.attempts.Add(1)
 			a, err := publishOnce(c, req, strconv.Itoa(seq))
@@ -202,6 +273,10 @@ func (p *publisher) run(ctx context.Context, stop <-chan struct{}) {
 				p.mu.Unlock()
 				if a.duplicate {
 					p.dupAcks.Add(1)
+				}
+				if p.Churn > 0 && time.Now().After(leaveAt) {
+					closeGracefully(c)
+					c = nil
 				}
 				break
 			}
@@ -259,7 +334,7 @@ func publishOnce(c *websocket.Conn, req []byte, id string) (ackInfo, error) {
 	}
 }
 
-// --------------------------------------------------------------- subscriber
+// --------------------------------------------------------------- Subscriber
 
 type delivery struct {
 	pos  pos
@@ -267,44 +342,81 @@ type delivery struct {
 	seen int // times received
 }
 
-type subscriber struct {
-	name string
-	room string
-	dl   *dialer
+// Subscriber stays in one room and records what it receives.
+type Subscriber struct {
+	Name string
+	Room string
+	dl   *Dialer
 
 	mu        sync.Mutex
 	lastPos   string // newest position seen: join ack or message
 	last      pos
 	hasLast   bool
-	got       map[msgKey]*delivery
-	lastSeq   map[string]int // publisher -> highest seq received
+	got       map[MsgKey]*delivery
+	lastSeq   map[string]int // Publisher -> highest seq received
 	dups      int
-	ooo       int // out of order: a new message at an offset at or below one already seen, or a publisher's seq going back
+	ooo       int // out of order: a new message at an offset at or below one already seen, or a Publisher's seq going back
 	unknown   int // message frames whose data is not a chaos payload
 	epochs    map[string]bool
 	examples  []string // first few anomalies, for the report
-	dropEvery int      // self-test: ignore every Nth message frame
-	frames    int
+	DropEvery int      // self-test: ignore every Nth message frame; set before Run
+	// Churn, when positive, makes the subscriber close its connection about
+	// this often and resume from its last position through another relay,
+	// as a client that comes and goes. Set before Run.
+	Churn  time.Duration
+	churns atomic.Int64
+	// Since, when set, is the position the first join resumes from (as
+	// after a reconnect), for a subscriber that checks what the log holds.
+	Since    string
+	firstPos string      // the first join's position
+	closes   map[int]int // WebSocket close codes relays ended its connections with
+	frames   int
 
 	joined                                    chan struct{} // closed after the first join ack
 	reconnects, recovered, notRecovered, errs atomic.Int64
 	joinErrors                                atomic.Int64
 }
 
-func newSubscriber(name, room string, dl *dialer) *subscriber {
-	return &subscriber{name: name, room: room, dl: dl, got: map[msgKey]*delivery{}, lastSeq: map[string]int{},
-		epochs: map[string]bool{}, joined: make(chan struct{})}
+func NewSubscriber(name, room string, dl *Dialer) *Subscriber {
+	return &Subscriber{Name: name, Room: room, dl: dl, got: map[MsgKey]*delivery{}, lastSeq: map[string]int{},
+		epochs: map[string]bool{}, closes: map[int]int{}, joined: make(chan struct{})}
 }
 
-func (s *subscriber) note(format string, args ...any) {
+// Joined is closed when the subscriber's first join has been acknowledged.
+func (s *Subscriber) Joined() <-chan struct{} { return s.joined }
+
+// CloseCodes counts the WebSocket close codes relays ended its connections
+// with.
+func (s *Subscriber) CloseCodes() map[int]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.closes)
+}
+
+// FirstPos is the position of the subscriber's first join (empty until
+// Joined is closed).
+func (s *Subscriber) FirstPos() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.firstPos
+}
+
+// Churns is how often the subscriber left its relay on purpose (Churn).
+func (s *Subscriber) Churns() int64 { return s.churns.Load() }
+
+// Reconnects is how often the subscriber connected again after its first
+// connection ended.
+func (s *Subscriber) Reconnects() int64 { return s.reconnects.Load() }
+
+func (s *Subscriber) note(format string, args ...any) {
 	if len(s.examples) < 10 {
 		s.examples = append(s.examples, fmt.Sprintf(format, args...))
 	}
 }
 
-// run stays in the room until ctx ends, resuming from the last position
+// Run stays in the room until ctx ends, resuming from the last position
 // after every disconnect.
-func (s *subscriber) run(ctx context.Context) {
+func (s *Subscriber) Run(ctx context.Context) {
 	var (
 		url      string
 		failures int
@@ -323,6 +435,11 @@ func (s *subscriber) run(ctx context.Context) {
 		}
 		err = s.session(ctx, c, &first)
 		c.Close()
+		if ce := (*websocket.CloseError)(nil); errors.As(err, &ce) {
+			s.mu.Lock()
+			s.closes[ce.Code]++
+			s.mu.Unlock()
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -337,13 +454,29 @@ func (s *subscriber) run(ctx context.Context) {
 
 // session joins (with since when there is a last position) and reads until
 // the connection breaks or ctx ends.
-func (s *subscriber) session(ctx context.Context, c *websocket.Conn, first *bool) error {
+func (s *Subscriber) session(ctx context.Context, c *websocket.Conn, first *bool) error {
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
+	var churned atomic.Bool
+	if s.Churn > 0 {
+		t := time.AfterFunc(jitter(s.Churn), func() {
+			churned.Store(true)
+			closeGracefully(c)
+		})
+		defer t.Stop()
+		defer func() {
+			if churned.Load() {
+				s.churns.Add(1)
+			}
+		}()
+	}
 	s.mu.Lock()
+	if s.lastPos == "" && s.Since != "" {
+		s.lastPos = s.Since
+	}
 	since := s.lastPos
 	s.mu.Unlock()
-	join := map[string]any{"op": "join", "room": s.room, "id": "join"}
+	join := map[string]any{"op": "join", "room": s.Room, "id": "join"}
 	if since != "" {
 		join["since"] = since
 	}
@@ -392,6 +525,9 @@ func (s *subscriber) session(ctx context.Context, c *websocket.Conn, first *bool
 			if s.lastPos == "" && f.Pos != "" {
 				s.lastPos = f.Pos
 			}
+			if s.firstPos == "" {
+				s.firstPos = f.Pos
+			}
 			s.mu.Unlock()
 			if *first {
 				*first = false
@@ -414,12 +550,12 @@ func (s *subscriber) session(ctx context.Context, c *websocket.Conn, first *bool
 	}
 }
 
-func (s *subscriber) onMessage(f *frame) {
+func (s *Subscriber) onMessage(f *frame) {
 	p, err := parsePos(f.Pos)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.frames++
-	if s.dropEvery > 0 && s.frames%s.dropEvery == 0 {
+	if s.DropEvery > 0 && s.frames%s.DropEvery == 0 {
 		return
 	}
 	if err != nil {
@@ -434,7 +570,7 @@ func (s *subscriber) onMessage(f *frame) {
 		return
 	}
 	s.epochs[p.epoch] = true
-	k := msgKey{pl.P, pl.Seq}
+	k := MsgKey{pl.P, pl.Seq}
 	if d, ok := s.got[k]; ok {
 		d.seen++
 		s.dups++
@@ -459,7 +595,7 @@ func (s *subscriber) onMessage(f *frame) {
 }
 
 // has reports whether every key in want has been received.
-func (s *subscriber) missing(want map[msgKey]string) int {
+func (s *Subscriber) missing(want map[MsgKey]string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
