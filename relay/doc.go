@@ -13,7 +13,7 @@
 //	                      … the log, consumer.Consumer folds the record …
 //	deliver.go            Server.Deliver: the sender's ack, then fan-out
 //	hub.go                rooms → local subscriptions; a frame encoded once per room
-//	writer.go             conn.enqueue → conn.writeLoop → the socket
+//	writer.go             conn.enqueue → wsWriter.writeLoop → the socket (asyncconn)
 //
 // A Socket.IO client takes the same path from ops.go on:
 // handler_socketio.go (serveSocketIO admits the handshake; the session's
@@ -35,12 +35,16 @@
 //   - The connection's reader (conn.readLoop), one per socket: it reads
 //     frames and runs every op, so ops of one connection run in order. On exit
 //     it leaves the connection's rooms, then waits for the socket to close.
-//   - The connection's writer (conn.writeLoop): started by enqueue when the
-//     queue was empty, it is the only goroutine that writes data frames, and
-//     it exits once it has drained the queue, so an idle socket has none.
-//     After a shutdown the last writer (or a finisher goroutine that shutdown
-//     starts when none runs) flushes, sends the close frame and closes the
-//     socket.
+//   - The connection's writer (wsWriter.writeLoop): one goroutine at a time
+//     writes data frames, and none while the queue is empty, so an idle
+//     socket has no writer. The socket is an asyncconn.Conn (listen.go)
+//     whose writes never block, so the goroutine that queues a frame into an
+//     empty queue (the consumer's, fanning a record out) writes it itself,
+//     and whatever the client cannot take at once goes to asyncconn's
+//     flusher goroutine; without one (a socket with no file descriptor),
+//     enqueue starts a writer goroutine for the burst. After a shutdown the
+//     last writer (or a finisher goroutine that shutdown starts when none
+//     runs) flushes, sends the close frame and closes the socket.
 //   - Timers, each calling only WriteControl or shutdown: the pinger
 //     (every PingInterval), and in connsec.go the auth deadline, the token
 //     expiry and the idle check.

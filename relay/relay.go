@@ -410,7 +410,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 // API answer 503 until the relay is ready. It names the relay after its
 // host and port when no name was given.
 func (s *Server) startHTTP(ctx context.Context) error {
-	ln, err := listen(ctx, s.cfg.Listen, s.cfg.ReusePort)
+	ln, err := s.listen(ctx, s.cfg.Listen, s.cfg.ReusePort)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
 	}
@@ -420,7 +420,7 @@ func (s *Server) startHTTP(ctx context.Context) error {
 	s.ln = ln
 	var internal net.Listener
 	if s.cfg.InternalListen != "" {
-		if internal, err = listen(ctx, s.cfg.InternalListen, false); err != nil {
+		if internal, err = s.listen(ctx, s.cfg.InternalListen, false); err != nil {
 			ln.Close()
 			return fmt.Errorf("internal listen on %s: %w", s.cfg.InternalListen, err)
 		}

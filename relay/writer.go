@@ -1,11 +1,13 @@
 package relay
 
 import (
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/roomlog/roomlog/internal/asyncconn"
 	"github.com/roomlog/roomlog/record"
 )
 
@@ -31,11 +33,15 @@ type frameAt struct {
 	pos  record.Pos
 }
 
-// wsWriter is a connection's WebSocket transport. Its writer goroutine
-// (writeLoop) is the only one that writes data frames to ws.
+// wsWriter is a connection's WebSocket transport. One goroutine at a time
+// writes its data frames (writeLoop): on a socket whose writes never block
+// (async, an asyncconn.Conn), the goroutine that queued the first frame
+// into an empty queue, so a delivery is written by the fan-out without
+// waking a goroutine; otherwise a writer goroutine started for the burst.
 type wsWriter struct {
-	c  *conn
-	ws *websocket.Conn
+	c     *conn
+	ws    *websocket.Conn
+	async *asyncconn.Conn // nil: writes may block, a writer goroutine writes
 
 	mu        sync.Mutex // guards queue, closed, closeWith, writing
 	queue     []outFrame
@@ -51,7 +57,14 @@ type wsWriter struct {
 var _ transport = (*wsWriter)(nil)
 
 func newWSWriter(c *conn, ws *websocket.Conn) *wsWriter {
-	return &wsWriter{c: c, ws: ws, space: make(chan struct{}, 1), finished: make(chan struct{})}
+	w := &wsWriter{c: c, ws: ws, space: make(chan struct{}, 1), finished: make(chan struct{})}
+	if asyncconn.Enable(ws.NetConn()) {
+		w.async = asyncconn.Find(ws.NetConn())
+		// A client that takes nothing before its write deadline, or
+		// leaves more than the pending bound unread, is slow.
+		w.async.SetOnFail(func(error) { c.shutdown(DisconnectSlow) })
+	}
+	return w
 }
 
 // enqueue hands frames to the writer, in order, starting the writer if it
@@ -86,9 +99,19 @@ func (w *wsWriter) add(n int, appendTo func([]outFrame) []outFrame) bool {
 	w.writing = true
 	w.mu.Unlock()
 	if start {
-		go w.writeLoop()
+		w.startWriter()
 	}
 	return true
+}
+
+// startWriter runs writeLoop for the frames just queued: in this goroutine
+// when writes never block, else in a goroutine of its own.
+func (w *wsWriter) startWriter() {
+	if w.async != nil {
+		w.writeLoop()
+		return
+	}
+	go w.writeLoop()
 }
 
 // enqueueWait hands frames to the writer, waiting for room in the queue
@@ -111,7 +134,7 @@ func (w *wsWriter) enqueueWait(fs []outFrame) {
 		}
 		w.mu.Unlock()
 		if start {
-			go w.writeLoop()
+			go w.writeLoop() // a backlog: never written on the caller's goroutine
 		}
 		if len(fs) > 0 {
 			select {
@@ -152,6 +175,9 @@ func (w *wsWriter) writeLoop() {
 		}
 		if len(w.queue) == 0 {
 			w.writing = false
+			if cap(w.queue) == 0 && cap(batch) <= 16 {
+				w.queue = batch[:0] // cleared: the next frame needs no allocation
+			}
 			w.mu.Unlock()
 			return
 		}
@@ -160,6 +186,9 @@ func (w *wsWriter) writeLoop() {
 		select {
 		case w.space <- struct{}{}:
 		default:
+		}
+		if w.async != nil && len(batch) > 1 {
+			w.async.Cork() // the batch in one system call
 		}
 		for i, f := range batch {
 			if i%16 == 0 {
@@ -171,7 +200,12 @@ func (w *wsWriter) writeLoop() {
 				}
 			}
 			if err := w.write(f); err != nil {
-				w.c.shutdown(DisconnectWriteFailed)
+				w.uncork(len(batch))
+				if errors.Is(err, asyncconn.ErrOverflow) {
+					w.c.shutdown(DisconnectSlow)
+				} else {
+					w.c.shutdown(DisconnectWriteFailed)
+				}
 				w.finish(nil)
 				return
 			}
@@ -180,6 +214,13 @@ func (w *wsWriter) writeLoop() {
 			}
 			batch[i] = outFrame{}
 		}
+		w.uncork(len(batch))
+	}
+}
+
+func (w *wsWriter) uncork(batch int) {
+	if w.async != nil && batch > 1 {
+		w.async.Uncork()
 	}
 }
 
