@@ -271,7 +271,6 @@ func (st *sioStamp) sendWait(sess *engineio.Session, done <-chan struct{}, fs []
 // capped, so an append to one cannot reach the next.
 type sioTail struct {
 	enc      []byte // `,"1-<epoch>-<parts>-<rooms>"]`, the last encoding
-	head     int    // len(`,"1-<epoch>-`)
 	partAt   []int  // where each encoded partition entry starts in enc ('_' included)
 	partsEnd int    // where the partition entries end in enc
 	clean    int    // how many leading entries of partAt still match the offset
@@ -289,7 +288,7 @@ func (t *sioTail) init(epoch uint64) {
 	t.enc = append(t.enc, '-')
 	t.enc = appendHex(t.enc, epoch, 16)
 	t.enc = append(t.enc, '-')
-	t.head, t.partsEnd = len(t.enc), len(t.enc)
+	t.partsEnd = len(t.enc) // no partition entries yet
 }
 
 // partsChanged: partition entry i (and, when one was inserted or removed,
