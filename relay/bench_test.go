@@ -8,10 +8,14 @@ package relay
 //	go test -run '^$' -bench . -benchmem ./relay/
 
 import (
+	"context"
+	"net/http/httptest"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/roomlog/roomlog/consumer"
+	"github.com/roomlog/roomlog/internal/engineio"
 	"github.com/roomlog/roomlog/record"
 	"github.com/roomlog/roomlog/relay/auth"
 )
@@ -118,6 +122,119 @@ func BenchmarkHubFanout(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)*float64(subs)/b.Elapsed().Seconds(), "deliveries/s")
 		})
+	}
+}
+
+// BenchmarkSIOFanout is BenchmarkHubFanout for Socket.IO sockets with
+// connection state recovery on: Server.Deliver of one folded publish record
+// to a room with 1, 100 and 1000 local Socket.IO subscribers, each a real
+// Engine.IO session (polling, made by a handshake served in-process). The
+// event is encoded once; each socket gets it stamped with its own recovery
+// offset (sioStamp) and queued on its session. Draining the sessions' queues
+// is a polling GET each (the payload's encoding is the transport's write), so
+// it runs with the timer stopped, every benchDrainEvery records.
+func BenchmarkSIOFanout(b *testing.B) {
+	for _, subs := range []int{1, 100, 1000} {
+		b.Run("subs="+strconv.Itoa(subs), func(b *testing.B) {
+			s := benchServer(b)
+			eio, sessions := benchEngineIO(b, subs)
+			conns := make([]*conn, subs)
+			for i, sess := range sessions {
+				conns[i] = newConn(s, s.ID()+"-"+strconv.Itoa(i), s.ID(), sioCodec{})
+				conns[i].t = &sioTransport{c: conns[i], sess: sess, rec: newSIOStamp(s.epoch)}
+				if !s.hub.add("lobby", &sub{c: conns[i]}) {
+					b.Fatal("add: already in room")
+				}
+			}
+			d := consumer.Delivery{
+				Event:  benchEvent(),
+				Pos:    record.Pos{Epoch: s.epoch, Partition: 3},
+				Result: &consumer.Result{},
+				Live:   true,
+			}
+			// Let each queue and stamp reach its steady-state capacity
+			// before timing, as a long-lived socket's would.
+			for i := range benchDrainEvery {
+				d.Pos.Offset = int64(i)
+				s.Deliver(&d)
+			}
+			drainSessions(b, eio, sessions)
+			start := s.hub.delivered.Load()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				d.Pos.Offset = int64(benchDrainEvery + i)
+				s.Deliver(&d)
+				if (i+1)%benchDrainEvery == 0 {
+					b.StopTimer()
+					drainSessions(b, eio, sessions)
+					b.StartTimer()
+				}
+			}
+			b.StopTimer()
+			if b.N%benchDrainEvery != 0 { // a poll of an empty queue would wait
+				drainSessions(b, eio, sessions)
+			}
+			for _, sess := range sessions {
+				if r := sess.Reason(); r != (engineio.CloseReason{}) {
+					b.Fatalf("session %s closed: %s", sess.ID(), r)
+				}
+			}
+			if got, want := s.hub.delivered.Load()-start, uint64(b.N*subs); got != want {
+				b.Fatalf("delivered %d frames, want %d", got, want)
+			}
+			b.ReportMetric(float64(b.N)*float64(subs)/b.Elapsed().Seconds(), "deliveries/s")
+		})
+	}
+}
+
+// benchEngineIO starts an Engine.IO server (served in-process, no socket)
+// with n polling sessions whose handlers wait for the session's end. Its
+// queue is far longer than the benchmark lets one grow, and it never pings
+// within a benchmark.
+func benchEngineIO(b *testing.B, n int) (*engineio.Server, []*engineio.Session) {
+	b.Helper()
+	opened := make(chan *engineio.Session, n)
+	eio, err := engineio.NewServer(engineio.Config{
+		OnSession: func(sess *engineio.Session) {
+			opened <- sess
+			<-sess.Done()
+		},
+		PingInterval: time.Hour,
+		PingTimeout:  time.Hour,
+		SendQueue:    1 << 16,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = eio.Shutdown(ctx)
+	})
+	sessions := make([]*engineio.Session, n)
+	for i := range sessions {
+		w := httptest.NewRecorder()
+		eio.ServeHTTP(w, httptest.NewRequest("GET", "/socket.io/?EIO=4&transport=polling", nil))
+		if w.Code != 200 {
+			b.Fatalf("handshake: HTTP %d %s", w.Code, w.Body)
+		}
+		sessions[i] = <-opened
+	}
+	return eio, sessions
+}
+
+// drainSessions empties each session's queue as its transport does: a
+// polling GET answered with the queued packets. Every queue must hold some:
+// a poll waits for packets.
+func drainSessions(b *testing.B, eio *engineio.Server, sessions []*engineio.Session) {
+	b.Helper()
+	for _, sess := range sessions {
+		w := httptest.NewRecorder()
+		eio.ServeHTTP(w, httptest.NewRequest("GET", "/socket.io/?EIO=4&transport=polling&sid="+sess.ID(), nil))
+		if w.Code != 200 {
+			b.Fatalf("poll: HTTP %d %s", w.Code, w.Body)
+		}
 	}
 }
 

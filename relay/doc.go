@@ -86,8 +86,9 @@
 //     (a full queue closes the session as a slow client); enqueueWait calls
 //     Session.SendWait, which waits for room, from recovery goroutines only.
 //     With connection state recovery, each event is stamped with the
-//     socket's offset and queued under sioStamp.mu (sio_recovery.go), so
-//     the offsets follow queue order; the recovery goroutines queue their
+//     socket's offset (a tail of its own after the shared frame) and
+//     queued under sioStamp.mu (sio_recovery.go), so the offsets follow
+//     queue order; the recovery goroutines queue their
 //     backlog one event at a time (TrySend, then WaitSpace outside the
 //     lock).
 //     The relay's timers (auth deadline, which also bounds the wait for

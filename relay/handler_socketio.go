@@ -314,7 +314,8 @@ func (t *sioTransport) enqueue(fs ...outFrame) bool {
 	if t.rec != nil {
 		err = t.rec.send(t.sess, fs)
 	} else {
-		err = t.sess.Send(t.messages(fs)...)
+		var buf [4]engineio.Message
+		err = t.sess.Send(appendMessages(buf[:0], fs)...)
 	}
 	t.freeSlots(fs)
 	return sent(err)
@@ -325,7 +326,7 @@ func (t *sioTransport) push(f outFrame) bool {
 	switch {
 	case len(f.data) == 0:
 	case t.rec != nil && f.at != nil:
-		err = t.rec.send(t.sess, []outFrame{f})
+		err = t.rec.sendOne(t.sess, &f)
 	default:
 		err = t.sess.Send(engineio.Message{Data: f.data})
 	}
@@ -339,7 +340,7 @@ func (t *sioTransport) enqueueWait(fs []outFrame) {
 	if t.rec != nil {
 		t.rec.sendWait(t.sess, t.c.done, fs)
 	} else {
-		_ = t.sess.SendWait(t.c.done, t.messages(fs)...)
+		_ = t.sess.SendWait(t.c.done, appendMessages(nil, fs)...)
 	}
 	t.freeSlots(fs)
 }
@@ -356,10 +357,10 @@ func (t *sioTransport) close(d Disconnect) {
 	t.sess.Close(engineio.CloseReason{Code: d.Code, Text: d.Reason})
 }
 
-// messages are the frames' packets; a codec answers nothing (nil) where
-// Socket.IO has no packet, such as an ack without an ack id.
-func (t *sioTransport) messages(fs []outFrame) []engineio.Message {
-	msgs := make([]engineio.Message, 0, len(fs))
+// appendMessages appends the frames' messages to msgs; a codec answers
+// nothing (nil) where Socket.IO has no packet, such as an ack without an ack
+// id.
+func appendMessages(msgs []engineio.Message, fs []outFrame) []engineio.Message {
 	for _, f := range fs {
 		if len(f.data) > 0 {
 			msgs = append(msgs, engineio.Message{Data: f.data})
@@ -380,6 +381,9 @@ func (t *sioTransport) freeSlots(fs []outFrame) {
 // they overflowed the queue (the session closes as a slow client). On a
 // session already closed they are dropped, as on a closed WebSocket.
 func sent(err error) bool {
+	if err == nil {
+		return true // before errors.As, whose target escapes: no allocation per frame
+	}
 	var ce *engineio.CloseError
 	return !errors.As(err, &ce) || ce.Reason != engineio.ReasonSlowClient
 }

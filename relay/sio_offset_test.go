@@ -3,6 +3,9 @@ package relay
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -120,7 +123,8 @@ func TestSIOStamp(t *testing.T) {
 	offsetOf := func(f *frameAt) *sioOffset {
 		t.Helper()
 		st.note(f)
-		packet := st.stamp([]byte(`2["chat",1,{}]`))
+		m := st.stamp([]byte(`2["chat",1,{}]`))
+		packet := append(slices.Clip(m.Data), m.Tail...)
 		var args []json.RawMessage
 		if err := json.Unmarshal(packet[1:], &args); err != nil || len(args) != 4 {
 			t.Fatalf("stamped packet %s", packet)
@@ -166,5 +170,75 @@ func TestSIOStamp(t *testing.T) {
 	}
 	if _, ok := st.off.partOffset(2); ok {
 		t.Fatal("undo left partition 2")
+	}
+}
+
+// TestSIOTail: the cached tail always equals the offset encoded afresh,
+// through every kind of change (a partition's entry moves, a partition is
+// added or taken back, a backlog begins, moves and ends), and a tail once
+// handed out never changes. The event's frame is shared, not copied.
+func TestSIOTail(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3, 42, 1 << 40} {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			const epoch = 0x1234567890abcdef
+			rng := rand.New(rand.NewPCG(seed, seed))
+			st := newSIOStamp(epoch)
+			rooms := []string{"a", "b", "c", "d", "e"}
+			part := func(room string) int32 { return int32(room[0]-'a') % 3 } // b and e share partition 1
+			next := map[int32]int64{}
+			frame := []byte(`2["chat",{"x":1},{"room":"a"}]`)
+			type handed struct {
+				tail []byte
+				want string
+			}
+			var kept []handed
+			for step := range 2000 {
+				room := rooms[rng.IntN(len(rooms))]
+				p := part(room)
+				switch op := rng.IntN(10); {
+				case op < 6: // deliver the room's next record
+					next[p] += 1 + rng.Int64N(5)
+					st.note(&frameAt{room: room, pos: record.Pos{Epoch: epoch, Partition: p, Offset: next[p]}})
+				case op < 7: // a record that could not be queued
+					st.undo(st.note(&frameAt{room: room, pos: record.Pos{Epoch: epoch, Partition: p + int32(rng.IntN(2))*3, Offset: next[p] + 1}}))
+				case op < 8: // a backlog record, behind the partition
+					st.note(&frameAt{room: room, pos: record.Pos{Epoch: epoch, Partition: p, Offset: max(0, next[p]-rng.Int64N(10))}})
+				case op < 9:
+					st.beginBacklog(room, p, max(0, next[p]-rng.Int64N(100)))
+				default:
+					st.endBacklog(room)
+				}
+				m := st.stamp(frame)
+				if &m.Data[0] != &frame[0] || len(m.Data) != len(frame)-1 || cap(m.Data) != len(m.Data) {
+					t.Fatalf("step %d: the frame was copied or left appendable", step)
+				}
+				ref := sioOffset{epoch: epoch, parts: st.off.parts}
+				for _, b := range st.backlog {
+					ref.rooms = append(ref.rooms, *b)
+				}
+				slices.SortFunc(ref.rooms, func(a, b sioRoomOffset) int {
+					if a.part != b.part {
+						return int(a.part - b.part)
+					}
+					return int(int64(a.room) - int64(b.room))
+				})
+				want := `,"` + string(appendSIOOffset(nil, &ref)) + `"]`
+				if string(m.Tail) != want {
+					t.Fatalf("step %d: tail %s, want %s", step, m.Tail, want)
+				}
+				if cap(m.Tail) != len(m.Tail) {
+					t.Fatalf("step %d: the tail is appendable", step)
+				}
+				kept = append(kept, handed{m.Tail, want})
+			}
+			for i, h := range kept {
+				if string(h.tail) != h.want {
+					t.Fatalf("tail %d changed after it was handed out: %s, was %s", i, h.tail, h.want)
+				}
+			}
+			if m := st.stamp([]byte(`2`)); m.Tail != nil || string(m.Data) != "2" {
+				t.Fatalf("a packet that is no array got %q + %q", m.Data, m.Tail)
+			}
+		})
 	}
 }

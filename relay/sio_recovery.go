@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -72,15 +73,23 @@ func (ss *sioSession) ref(since int64, presence, gone bool) *record.SIORef {
 // stamps the position on each event in the order the events are queued:
 // stamping and queueing happen under mu. Lock order: after the hub's locks
 // and sub.mu, before the Engine.IO session's.
+//
+// Stamping costs no copy of the event: the shared frame `2[...]` is queued
+// as the message's Data without its final ']', and the socket's
+// `,"<offset>"]` as its Tail (engineio writes them as one message). The
+// tail is re-encoded only from what changed since the previous one.
 type sioStamp struct {
 	mu      sync.Mutex
-	off     sioOffset                 // parts ascending; rooms rebuilt from backlog
+	off     sioOffset                 // parts ascending; rooms unused (see rooms)
 	backlog map[string]*sioRoomOffset // rooms with a backlog under way
-	buf     []byte
+	rooms   []*sioRoomOffset          // backlog's entries in the offset's order
+	tail    sioTail
 }
 
 func newSIOStamp(epoch uint64) *sioStamp {
-	return &sioStamp{off: sioOffset{epoch: epoch}, backlog: make(map[string]*sioRoomOffset)}
+	st := &sioStamp{off: sioOffset{epoch: epoch}, backlog: make(map[string]*sioRoomOffset)}
+	st.tail.init(epoch)
+	return st
 }
 
 // noted is what note changed, for undo.
@@ -99,48 +108,64 @@ func (st *sioStamp) note(at *frameAt) noted {
 	n := noted{i: i, inserted: !found}
 	if !found {
 		st.off.parts = slices.Insert(st.off.parts, i, sioPartOffset{part: p.Partition, off: p.Offset})
+		st.tail.partsChanged(i)
 	} else {
 		n.oldOff = st.off.parts[i].off
-		st.off.parts[i].off = max(n.oldOff, p.Offset)
+		if p.Offset > n.oldOff {
+			st.off.parts[i].off = p.Offset
+			st.tail.partsChanged(i)
+		}
+	}
+	if len(st.backlog) == 0 {
+		return n
 	}
 	if b := st.backlog[at.room]; b != nil && b.part == p.Partition {
 		n.backlog, n.oldLast = b, b.off
-		b.off = p.Offset
+		if b.off != p.Offset {
+			b.off = p.Offset
+			st.tail.roomsChanged()
+		}
 	}
 	return n
 }
 
 // undo takes back the last note.
 func (st *sioStamp) undo(n noted) {
-	if n.backlog != nil {
+	if n.backlog != nil && n.backlog.off != n.oldLast {
 		n.backlog.off = n.oldLast
+		st.tail.roomsChanged()
 	}
 	if n.inserted {
 		st.off.parts = slices.Delete(st.off.parts, n.i, n.i+1)
-	} else {
+		st.tail.partsChanged(n.i)
+	} else if st.off.parts[n.i].off != n.oldOff {
 		st.off.parts[n.i].off = n.oldOff
+		st.tail.partsChanged(n.i)
 	}
 }
 
-// stamp returns f's packet with the socket's offset as its last argument:
-// `2[...]` becomes `2[...,"<offset>"]`.
-func (st *sioStamp) stamp(data []byte) []byte {
+// message is f's Engine.IO message. An event delivering a record (f.at) is
+// noted as delivered and, if it is an event `2[...]`, gets the socket's
+// offset as its last argument: Data is the shared `2[...` (no copy) and
+// Tail this socket's `,"<offset>"]`. The caller undoes what was noted if
+// the message is not queued.
+func (st *sioStamp) message(f *outFrame) (engineio.Message, noted) {
+	if f.at == nil {
+		return engineio.Message{Data: f.data}, noted{}
+	}
+	n := st.note(f.at)
+	return st.stamp(f.data), n
+}
+
+// stamp returns data's message with the socket's current offset appended
+// as its last argument: `2[...]` becomes `2[...` and `,"<offset>"]`. Data
+// that is not a JSON array is left as it is.
+func (st *sioStamp) stamp(data []byte) engineio.Message {
 	if len(data) < 2 || data[len(data)-1] != ']' {
-		return data
+		return engineio.Message{Data: data}
 	}
-	st.off.rooms = st.off.rooms[:0]
-	for _, b := range st.backlog {
-		st.off.rooms = append(st.off.rooms, *b)
-	}
-	slices.SortFunc(st.off.rooms, func(a, b sioRoomOffset) int {
-		return cmp.Or(cmp.Compare(a.part, b.part), cmp.Compare(a.room, b.room))
-	})
-	st.buf = appendSIOOffset(st.buf[:0], &st.off)
-	out := make([]byte, 0, len(data)+len(st.buf)+3)
-	out = append(out, data[:len(data)-1]...)
-	out = append(out, ',', '"')
-	out = append(out, st.buf...)
-	return append(out, '"', ']')
+	n := len(data) - 1
+	return engineio.Message{Data: data[:n:n], Tail: st.tail.get(&st.off, st.rooms)}
 }
 
 // beginBacklog marks room's backlog (records after since) under way: until
@@ -148,6 +173,7 @@ func (st *sioStamp) stamp(data []byte) []byte {
 func (st *sioStamp) beginBacklog(room string, part int32, since int64) {
 	st.mu.Lock()
 	st.backlog[room] = &sioRoomOffset{part: part, room: sioRoomHash(room), off: since}
+	st.sortRooms()
 	st.mu.Unlock()
 }
 
@@ -156,24 +182,36 @@ func (st *sioStamp) beginBacklog(room string, part int32, since int64) {
 func (st *sioStamp) endBacklog(room string) {
 	st.mu.Lock()
 	delete(st.backlog, room)
+	st.sortRooms()
 	st.mu.Unlock()
+}
+
+// sortRooms lists the backlog's entries as the offset does: by partition,
+// then room hash.
+func (st *sioStamp) sortRooms() {
+	clear(st.rooms)
+	st.rooms = st.rooms[:0]
+	for _, b := range st.backlog {
+		st.rooms = append(st.rooms, b)
+	}
+	slices.SortFunc(st.rooms, func(a, b *sioRoomOffset) int {
+		return cmp.Or(cmp.Compare(a.part, b.part), cmp.Compare(a.room, b.room))
+	})
+	st.tail.roomsChanged()
 }
 
 // send stamps fs and queues them on sess, all or none, without blocking.
 func (st *sioStamp) send(sess *engineio.Session, fs []outFrame) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	msgs := make([]engineio.Message, 0, len(fs))
-	for _, f := range fs {
-		if len(f.data) == 0 {
+	var buf [4]engineio.Message // enough for every caller's usual batch: no allocation
+	msgs := buf[:0]
+	for i := range fs {
+		if len(fs[i].data) == 0 {
 			continue
 		}
-		data := f.data
-		if f.at != nil {
-			st.note(f.at)
-			data = st.stamp(data)
-		}
-		msgs = append(msgs, engineio.Message{Data: data})
+		m, _ := st.message(&fs[i])
+		msgs = append(msgs, m)
 	}
 	if len(msgs) == 0 {
 		return nil
@@ -181,23 +219,30 @@ func (st *sioStamp) send(sess *engineio.Session, fs []outFrame) error {
 	return sess.Send(msgs...)
 }
 
+// sendOne is send of one frame: fan-out's hot path.
+func (st *sioStamp) sendOne(sess *engineio.Session, f *outFrame) error {
+	if len(f.data) == 0 {
+		return nil
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	m, _ := st.message(f)
+	return sess.Send(m)
+}
+
 // sendWait stamps and queues fs one by one, waiting for room: each event's
 // offset is taken when it is queued, so it never claims a record queued
 // after it. It gives up when done closes.
 func (st *sioStamp) sendWait(sess *engineio.Session, done <-chan struct{}, fs []outFrame) {
-	for _, f := range fs {
+	for i := range fs {
+		f := &fs[i]
 		if len(f.data) == 0 {
 			continue
 		}
 		for {
 			st.mu.Lock()
-			data := f.data
-			var n noted
-			if f.at != nil {
-				n = st.note(f.at)
-				data = st.stamp(data)
-			}
-			ok, err := sess.TrySend(engineio.Message{Data: data})
+			m, n := st.message(f)
+			ok, err := sess.TrySend(m)
 			if !ok && f.at != nil {
 				st.undo(n)
 			}
@@ -216,6 +261,91 @@ func (st *sioStamp) sendWait(sess *engineio.Session, done <-chan struct{}, fs []
 			sess.WaitSpace(done, 100*time.Millisecond)
 		}
 	}
+}
+
+// sioTail is a socket's offset as the tail of its events, `,"<offset>"]`,
+// kept encoded: a change re-encodes the offset from the first partition
+// entry it touched (the epoch and the entries before stay), and the tail
+// handed out is reused until something changes. Tails handed out are never
+// written again: they are cut from an arena that only grows at its end, and
+// capped, so an append to one cannot reach the next.
+type sioTail struct {
+	enc      []byte // `,"1-<epoch>-<parts>-<rooms>"]`, the last encoding
+	partAt   []int  // where each encoded partition entry starts in enc ('_' included)
+	partsEnd int    // where the partition entries end in enc
+	clean    int    // how many leading entries of partAt still match the offset
+	last     []byte // the tail of the current offset, nil once it changed
+	arena    []byte // where tails are cut from
+}
+
+// sioTailArena is the size of a tail arena: a few tails per allocation, and
+// no more than this kept by a socket that has gone quiet.
+const sioTailArena = 256
+
+func (t *sioTail) init(epoch uint64) {
+	t.enc = append(t.enc[:0], ',', '"')
+	t.enc = append(t.enc, sioOffsetVersion...)
+	t.enc = append(t.enc, '-')
+	t.enc = appendHex(t.enc, epoch, 16)
+	t.enc = append(t.enc, '-')
+	t.partsEnd = len(t.enc) // no partition entries yet
+}
+
+// partsChanged: partition entry i (and, when one was inserted or removed,
+// the ones after it) changed.
+func (t *sioTail) partsChanged(i int) {
+	t.clean = min(t.clean, i)
+	t.last = nil
+}
+
+// roomsChanged: the rooms with a backlog, or one's offset, changed.
+func (t *sioTail) roomsChanged() { t.last = nil }
+
+// get returns the tail of the offset o with rooms (o.rooms unused).
+func (t *sioTail) get(o *sioOffset, rooms []*sioRoomOffset) []byte {
+	if t.last != nil {
+		return t.last
+	}
+	c := min(t.clean, len(t.partAt), len(o.parts))
+	cut := t.partsEnd
+	if c < len(t.partAt) {
+		cut = t.partAt[c]
+	}
+	b, at := t.enc[:cut], t.partAt[:c]
+	for i := c; i < len(o.parts); i++ {
+		at = append(at, len(b))
+		if i > 0 {
+			b = append(b, '_')
+		}
+		b = strconv.AppendInt(b, int64(o.parts[i].part), 10)
+		b = append(b, '.')
+		b = strconv.AppendInt(b, o.parts[i].off, 10)
+	}
+	t.partAt, t.partsEnd, t.clean = at, len(b), len(o.parts)
+	b = append(b, '-')
+	for i, r := range rooms {
+		if i > 0 {
+			b = append(b, '_')
+		}
+		b = strconv.AppendInt(b, int64(r.part), 10)
+		b = append(b, '.')
+		b = appendHex(b, uint64(r.room), 8)
+		b = append(b, '.')
+		b = strconv.AppendInt(b, r.off, 10)
+	}
+	t.enc = append(b, '"', ']')
+	t.last = t.keep(t.enc)
+	return t.last
+}
+
+// keep returns an immutable copy of b, cut from the arena.
+func (t *sioTail) keep(b []byte) []byte {
+	if cap(t.arena)-len(t.arena) < len(b) {
+		t.arena = make([]byte, 0, max(sioTailArena, 4*len(b)))
+	}
+	n := len(t.arena)
+	t.arena = append(t.arena, b...)
+	return t.arena[n:len(t.arena):len(t.arena)]
 }
 
 // sioResume is a session to resume: its socket id and each room's join.

@@ -41,15 +41,28 @@ func (t PacketType) String() string {
 	return fmt.Sprintf("PacketType(%q)", byte(t))
 }
 
+// wire is the packet type's character as a string, for io.WriteString
+// (no allocation, unlike a one-byte slice handed to an io.Writer).
+func (t PacketType) wire() string {
+	const types = "0123456"
+	if t >= PacketOpen && t <= PacketNoop {
+		return types[t-PacketOpen : t-PacketOpen+1]
+	}
+	return string(rune(t))
+}
+
 // payloadSeparator joins the packets of an HTTP long-polling payload.
 const payloadSeparator = 0x1e
 
-// Packet is one decoded Engine.IO packet. Binary is set for a binary
-// message (a binary WebSocket frame, or a 'b' packet of a polling payload);
-// its Type is then PacketMessage.
+// Packet is one Engine.IO packet. Binary is set for a binary message (a
+// binary WebSocket frame, or a 'b' packet of a polling payload); its Type
+// is then PacketMessage. A packet's data is Data followed by Tail: a sender
+// may share Data between many packets and give each its own Tail without
+// joining them (Message). A decoded packet has no Tail.
 type Packet struct {
 	Type   PacketType
 	Data   []byte
+	Tail   []byte
 	Binary bool
 }
 
@@ -132,15 +145,21 @@ func DecodePayload(b []byte, fn func(Packet) error) error {
 }
 
 // AppendPacket appends p in its text form: the type character and the
-// data, or 'b' and the data in standard base64 for a binary message (as on
-// polling; on a WebSocket, a binary message is the frame's bytes alone).
+// data (Data then Tail), or 'b' and the data in standard base64 for a
+// binary message (as on polling; on a WebSocket, a binary message is the
+// frame's bytes alone).
 func AppendPacket(dst []byte, p Packet) []byte {
 	if p.Binary {
 		dst = append(dst, 'b')
-		return base64.StdEncoding.AppendEncode(dst, p.Data)
+		data := p.Data
+		if len(p.Tail) > 0 { // base64 cannot be cut between the two: join them
+			data = append(data[:len(data):len(data)], p.Tail...)
+		}
+		return base64.StdEncoding.AppendEncode(dst, data)
 	}
 	dst = append(dst, byte(p.Type))
-	return append(dst, p.Data...)
+	dst = append(dst, p.Data...)
+	return append(dst, p.Tail...)
 }
 
 // AppendPayload appends packets as one polling payload.

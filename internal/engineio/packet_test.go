@@ -3,6 +3,7 @@ package engineio
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -139,4 +140,41 @@ func FuzzDecodePayload(f *testing.F) {
 			t.Fatalf("AppendPayload(DecodePayload(%q)) = %q", b, enc)
 		}
 	})
+}
+
+// TestAppendPacketTail: a packet's data is Data then Tail, in text and in
+// base64, and appending never writes into Data's spare capacity (Data may
+// be shared by many packets).
+func TestAppendPacketTail(t *testing.T) {
+	shared := make([]byte, 3, 16)
+	copy(shared, "abc")
+	tests := []struct {
+		name string
+		p    Packet
+		want string
+	}{
+		{"text", Packet{Type: PacketMessage, Data: shared, Tail: []byte(`,"x"]`)}, `4abc,"x"]`},
+		{"text, no tail", Packet{Type: PacketMessage, Data: shared}, `4abc`},
+		{"text, tail only", Packet{Type: PacketMessage, Tail: []byte("z")}, `4z`},
+		{"binary", Packet{Type: PacketMessage, Data: shared, Tail: []byte{1, 2}, Binary: true}, "b" + "YWJjAQI="},
+		{"binary, no tail", Packet{Type: PacketMessage, Data: shared, Binary: true}, "bYWJj"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := AppendPacket([]byte("x"), tt.p); string(got) != "x"+tt.want {
+				t.Fatalf("AppendPacket = %q, want %q", got, "x"+tt.want)
+			}
+			if spare := shared[3:16]; string(spare) != string(make([]byte, 13)) {
+				t.Fatalf("Data's spare capacity was written: %q", spare)
+			}
+			p, err := DecodePacket([]byte(tt.want), false)
+			if err != nil || string(p.Data) != string(append(slices.Clip(tt.p.Data), tt.p.Tail...)) {
+				t.Fatalf("DecodePacket(%q) = %q, %v", tt.want, p.Data, err)
+			}
+		})
+	}
+	got := AppendPayload(nil, []Packet{tests[0].p, {Type: PacketNoop}, tests[0].p})
+	if want := "4abc,\"x\"]\x1e6\x1e4abc,\"x\"]"; string(got) != want {
+		t.Fatalf("AppendPayload = %q, want %q", got, want)
+	}
 }

@@ -949,3 +949,80 @@ func TestTrySend(t *testing.T) {
 		t.Fatalf("TrySend on a closed session = %v", err)
 	}
 }
+
+// TestSendTail: a message's Data and Tail reach the client as one message
+// on both transports, Data shared between messages untouched.
+func TestSendTail(t *testing.T) {
+	shared := []byte(`2["chat",1`)
+	msgs := []Message{
+		{Data: shared, Tail: []byte(`,"a"]`)},
+		{Data: shared, Tail: []byte(`,"b"]`)},
+		{Data: []byte("plain")},
+		{Data: []byte{1, 2}, Tail: []byte{3}, Binary: true},
+		{Data: []byte{9}, Binary: true},
+	}
+	want := []Packet{
+		{Type: PacketMessage, Data: []byte(`2["chat",1,"a"]`)},
+		{Type: PacketMessage, Data: []byte(`2["chat",1,"b"]`)},
+		{Type: PacketMessage, Data: []byte("plain")},
+		{Type: PacketMessage, Data: []byte{1, 2, 3}, Binary: true},
+		{Type: PacketMessage, Data: []byte{9}, Binary: true},
+	}
+	check := func(t *testing.T, got []Packet) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("got %d messages, want %d", len(got), len(want))
+		}
+		for i := range want {
+			if got[i].Binary != want[i].Binary || string(got[i].Data) != string(want[i].Data) {
+				t.Fatalf("message %d = %q (binary %v), want %q (binary %v)", i, got[i].Data, got[i].Binary, want[i].Data, want[i].Binary)
+			}
+		}
+		if string(shared) != `2["chat",1` {
+			t.Fatalf("the shared Data changed: %q", shared)
+		}
+	}
+	sendAll := func(s *Session) {
+		if err := s.Send(msgs...); err != nil {
+			t.Errorf("Send: %v", err)
+		}
+		<-s.Done()
+	}
+	t.Run("polling", func(t *testing.T) {
+		ts := newTestServer(t, Config{OnSession: sendAll})
+		_, u := handshake(t, ts)
+		var got []Packet
+		for len(got) < len(want) {
+			if err := DecodePayload([]byte(poll(t, u)), func(p Packet) error {
+				got = append(got, p)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		check(t, got)
+	})
+	t.Run("websocket", func(t *testing.T) {
+		ts := newTestServer(t, Config{OnSession: sendAll})
+		ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		readText(t, ws) // open
+		var got []Packet
+		for len(got) < len(want) {
+			ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+			typ, b, err := ws.ReadMessage()
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			p, err := DecodePacket(b, typ == websocket.BinaryMessage)
+			if err != nil {
+				t.Fatalf("frame %q: %v", b, err)
+			}
+			got = append(got, p)
+		}
+		check(t, got)
+	})
+}

@@ -9,12 +9,22 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// Message is one Engine.IO message: text (UTF-8) or binary. Data passed to
-// Send must not be modified afterwards: it is written as is, possibly
+// Message is one Engine.IO message: text (UTF-8) or binary. Its bytes are
+// Data followed by Tail, written as one message (one WebSocket message, one
+// packet of a polling payload): a message sent to many sessions can share
+// Data and carry a small Tail of each session's own, with no copy of Data
+// per session. A received message has no Tail. Data and Tail passed to Send
+// must not be modified afterwards: they are written as they are, possibly
 // after Send has returned, and may be shared by many sessions.
 type Message struct {
 	Binary bool
 	Data   []byte
+	Tail   []byte
+}
+
+// packet is m's queued packet.
+func (m *Message) packet() Packet {
+	return Packet{Type: PacketMessage, Data: m.Data, Tail: m.Tail, Binary: m.Binary}
 }
 
 // Transport names, as on the wire.
@@ -116,7 +126,7 @@ func (s *Session) Send(msgs ...Message) error {
 		return &CloseError{s.reason}
 	}
 	for _, m := range msgs {
-		s.queue = append(s.queue, Packet{Type: PacketMessage, Data: m.Data, Binary: m.Binary})
+		s.queue = append(s.queue, m.packet())
 	}
 	s.kickLocked()
 	return nil
@@ -136,7 +146,7 @@ func (s *Session) TrySend(msgs ...Message) (bool, error) {
 		return false, nil
 	}
 	for _, m := range msgs {
-		s.queue = append(s.queue, Packet{Type: PacketMessage, Data: m.Data, Binary: m.Binary})
+		s.queue = append(s.queue, m.packet())
 	}
 	s.kickLocked()
 	return true, nil
@@ -170,7 +180,7 @@ func (s *Session) SendWait(done <-chan struct{}, msgs ...Message) error {
 		}
 		if n := min(s.srv.cfg.SendQueue-len(s.queue), len(msgs)); n > 0 {
 			for _, m := range msgs[:n] {
-				s.queue = append(s.queue, Packet{Type: PacketMessage, Data: m.Data, Binary: m.Binary})
+				s.queue = append(s.queue, m.packet())
 			}
 			msgs = msgs[n:]
 			s.kickLocked()

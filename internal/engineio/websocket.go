@@ -2,6 +2,7 @@ package engineio
 
 import (
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -196,8 +197,11 @@ func (s *Session) writeLoop() {
 			deadline = s.closedAt.Add(cfg.CloseFlush)
 		}
 		s.mu.Unlock()
+		// One deadline for the batch: it bounds the batch's writes together,
+		// as a poll's WriteTimeout bounds its whole payload.
+		_ = s.ws.SetWriteDeadline(deadline) // gorilla only stores it
 		for _, p := range batch {
-			if err := s.writePacket(p, deadline); err != nil {
+			if err := s.writePacket(p); err != nil {
 				s.fail(writeErrorReason(err))
 				break
 			}
@@ -206,20 +210,32 @@ func (s *Session) writeLoop() {
 	}
 }
 
-func (s *Session) writePacket(p Packet, deadline time.Time) error {
-	_ = s.ws.SetWriteDeadline(deadline)
-	if p.Binary {
+// writePacket writes one packet as one WebSocket message: its type, Data
+// and Tail through one writer (a binary message is its data alone).
+func (s *Session) writePacket(p Packet) error {
+	if p.Binary && len(p.Tail) == 0 {
 		return s.ws.WriteMessage(websocket.BinaryMessage, p.Data)
 	}
-	w, err := s.ws.NextWriter(websocket.TextMessage)
+	typ := websocket.TextMessage
+	if p.Binary {
+		typ = websocket.BinaryMessage
+	}
+	w, err := s.ws.NextWriter(typ)
 	if err != nil {
 		return err
 	}
-	if _, err := w.Write([]byte{byte(p.Type)}); err != nil {
-		return err
+	if !p.Binary {
+		if _, err := io.WriteString(w, p.Type.wire()); err != nil {
+			return err
+		}
 	}
 	if _, err := w.Write(p.Data); err != nil {
 		return err
+	}
+	if len(p.Tail) > 0 {
+		if _, err := w.Write(p.Tail); err != nil {
+			return err
+		}
 	}
 	return w.Close()
 }
