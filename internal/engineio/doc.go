@@ -18,9 +18,12 @@
 //     it calls ReadMessage. On polling, POST handlers hand it the client's
 //     messages one at a time (a POST is answered once its messages are
 //     taken); on a WebSocket it reads the socket itself.
-//   - the writer: on a WebSocket, a goroutine that runs only while the send
-//     queue is non-empty (started by Send, exiting when it has drained it);
-//     on polling, the pending GET handler, which takes the whole queue.
+//   - the writer: on a WebSocket, one writer that runs only while the send
+//     queue is non-empty (started by Send, exiting when it has drained it):
+//     a goroutine of its own, or, when the socket's writes never block (an
+//     asyncconn.Conn), the goroutine of the Send or TrySend that found no
+//     writer running; on polling, the pending GET handler, which takes the
+//     whole queue.
 //
 // Send and Close may be called from any goroutine and never block on the
 // network: Send appends to a bounded queue (overflow closes the session
@@ -30,6 +33,7 @@
 // session that closes between two polls, a timer that drops it after
 // Config.CloseFlush.
 //
-// Lock order: Session.mu, then Server.mu. No lock is held while writing to
-// a socket or calling the caller's code.
+// Lock order: Session.mu, then Server.mu. No lock is held while calling
+// the caller's code or writing to a socket (a writer run by Send holds the
+// caller's locks, if any, but its writes never block).
 package engineio

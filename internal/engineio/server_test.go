@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/roomlog/roomlog/internal/asyncconn"
 )
 
 // echo is an OnSession handler that sends every message back.
@@ -43,6 +45,28 @@ type testServer struct {
 	endedCh chan struct{}
 }
 
+// listenPlain makes newTestServer listen without asyncconn: WebSocket
+// writes may block, and a writer goroutine writes (TestPlainListener).
+var listenPlain bool
+
+// TestPlainListener runs the WebSocket tests on a listener whose
+// connections are not asyncconn.Conns (the writer goroutine's path).
+func TestPlainListener(t *testing.T) {
+	listenPlain = true
+	defer func() { listenPlain = false }()
+	for name, test := range map[string]func(*testing.T){
+		"WebSocketOnly":         TestWebSocketOnly,
+		"Upgrade":               TestUpgrade,
+		"UpgradeUnderLoad":      TestUpgradeUnderLoad,
+		"CloseFlushesWebSocket": TestCloseFlushesWebSocket,
+		"TrySend":               TestTrySend,
+		"SendTail":              TestSendTail,
+		"SendWait":              TestSendWait,
+	} {
+		t.Run(name, test)
+	}
+}
+
 func newTestServer(t *testing.T, cfg Config) *testServer {
 	t.Helper()
 	ts := &testServer{ended: map[string]CloseReason{}, endedCh: make(chan struct{}, 100)}
@@ -65,7 +89,13 @@ func newTestServer(t *testing.T, cfg Config) *testServer {
 	ts.Server = srv
 	mux := http.NewServeMux()
 	mux.Handle("/socket.io/", srv)
-	ts.http = httptest.NewServer(mux)
+	ts.http = httptest.NewUnstartedServer(mux)
+	if !listenPlain {
+		// As the relay listens: WebSocket writes that never block, run by
+		// the goroutine that sends.
+		ts.http.Listener = &asyncconn.Listener{Listener: ts.http.Listener}
+	}
+	ts.http.Start()
 	ts.url = ts.http.URL + "/socket.io/?EIO=4"
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/roomlog/roomlog/internal/asyncconn"
 )
 
 // Message is one Engine.IO message: text (UTF-8) or binary. Its bytes are
@@ -51,7 +53,8 @@ type Session struct {
 	closedAt time.Time
 	queue    []Packet
 	ws       *websocket.Conn // the transport, once a WebSocket; never changes after
-	writing  bool            // a WebSocket writer goroutine runs
+	async    *asyncconn.Conn // ws's connection when its writes never block, else nil
+	writing  bool            // a WebSocket writer runs
 	wsDone   bool            // the writer has closed ws
 
 	upgrading bool            // an upgrade is under way
@@ -117,18 +120,23 @@ func (s *Session) Reason() CloseReason {
 // closed session it returns a *CloseError.
 func (s *Session) Send(msgs ...Message) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		defer s.mu.Unlock()
 		return &CloseError{s.reason}
 	}
 	if len(s.queue)+len(msgs) > s.srv.cfg.SendQueue {
+		defer s.mu.Unlock()
 		s.closeLocked(ReasonSlowClient, false)
 		return &CloseError{s.reason}
 	}
 	for _, m := range msgs {
 		s.queue = append(s.queue, m.packet())
 	}
-	s.kickLocked()
+	inline := s.kickInlineLocked()
+	s.mu.Unlock()
+	if inline {
+		s.writeLoop()
+	}
 	return nil
 }
 
@@ -138,17 +146,22 @@ func (s *Session) Send(msgs ...Message) error {
 // returns a *CloseError.
 func (s *Session) TrySend(msgs ...Message) (bool, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		defer s.mu.Unlock()
 		return false, &CloseError{s.reason}
 	}
 	if len(s.queue)+len(msgs) > s.srv.cfg.SendQueue {
+		s.mu.Unlock()
 		return false, nil
 	}
 	for _, m := range msgs {
 		s.queue = append(s.queue, m.packet())
 	}
-	s.kickLocked()
+	inline := s.kickInlineLocked()
+	s.mu.Unlock()
+	if inline {
+		s.writeLoop()
+	}
 	return true, nil
 }
 
@@ -271,6 +284,20 @@ func (s *Session) closeLocked(reason CloseReason, flush bool) {
 
 // kickLocked gets what was queued moving: a WebSocket writer, or the
 // pending poll.
+// kickInlineLocked is kickLocked for Send and TrySend: on a WebSocket whose
+// writes never block (asyncconn) with no writer running, it makes the
+// caller the writer and reports true: the caller runs writeLoop once it
+// has released mu.
+func (s *Session) kickInlineLocked() bool {
+	if s.ws != nil && s.async != nil && !s.writing {
+		s.writing = true
+		s.srv.wg.Add(1) // the session is open: its handler is still counted (see startWriterLocked)
+		return true
+	}
+	s.kickLocked()
+	return false
+}
+
 func (s *Session) kickLocked() {
 	if s.ws != nil {
 		if !s.writing {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/roomlog/roomlog/internal/asyncconn"
 )
 
 // openWebSocket serves a session that starts on a WebSocket
@@ -27,6 +29,7 @@ func (s *Server) openWebSocket(w http.ResponseWriter, r *http.Request, sess *Ses
 		return
 	}
 	sess.ws = ws
+	sess.useAsync()
 	close(sess.upgraded)
 	if !s.add(sess) {
 		closeWebSocket(ws, ReasonShutdown, time.Now().Add(s.cfg.WriteTimeout))
@@ -100,6 +103,7 @@ func (s *Session) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.ws, s.upgrading, s.probe, s.probed = ws, false, nil, false
+	s.useAsync()
 	close(s.upgraded)
 	s.notifyLocked() // a pending poll ends with a noop
 	if len(s.queue) > 0 && !s.writing {
@@ -160,7 +164,21 @@ func readErrorReason(err error) CloseReason {
 }
 
 // The WebSocket writer runs only while there is something to write (or a
-// close to perform): an idle session costs no writer goroutine.
+// close to perform): an idle session costs no writer goroutine. When the
+// socket's writes never block (an asyncconn.Conn, as the relay's listener
+// makes), Send and TrySend run it on their own goroutine (kickInlineLocked).
+
+// useAsync makes ws's writes never block, if its connection is an
+// asyncconn.Conn; a client that misses its write deadline or leaves too
+// much unread then fails the session as slow. Called once ws is set, before
+// any writer runs.
+func (s *Session) useAsync() {
+	if !asyncconn.Enable(s.ws.NetConn()) {
+		return
+	}
+	s.async = asyncconn.Find(s.ws.NetConn())
+	s.async.SetOnFail(func(error) { s.fail(ReasonSlowClient) })
+}
 
 // startWriterLocked: the session's handler is still counted in wg here
 // (writers start only while the session is open, or from closeLocked), so
@@ -200,11 +218,18 @@ func (s *Session) writeLoop() {
 		// One deadline for the batch: it bounds the batch's writes together,
 		// as a poll's WriteTimeout bounds its whole payload.
 		_ = s.ws.SetWriteDeadline(deadline) // gorilla only stores it
+		corked := s.async != nil && len(batch) > 1
+		if corked {
+			s.async.Cork() // the batch in one system call
+		}
 		for _, p := range batch {
 			if err := s.writePacket(p); err != nil {
 				s.fail(writeErrorReason(err))
 				break
 			}
+		}
+		if corked {
+			s.async.Uncork()
 		}
 		clear(batch)
 	}
@@ -243,7 +268,7 @@ func (s *Session) writePacket(p Packet) error {
 // writeErrorReason: a missed deadline is a slow client; anything else, a
 // broken transport.
 func writeErrorReason(err error) CloseReason {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, asyncconn.ErrOverflow) {
 		return ReasonSlowClient
 	}
 	return ReasonTransportError

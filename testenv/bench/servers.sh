@@ -10,6 +10,7 @@
 #
 # After start, out/run/SYSTEM.pids holds "name pid" lines (for roomlog-bench --pid-file) and
 # out/run/SYSTEM.urls the comma-separated WebSocket endpoints. NODES defaults to 2.
+# RELAY_FLAGS adds flags to every roomlog relay (an experiment, e.g. RELAY_FLAGS="--produce-linger 1ms").
 # Every process is started by this script and stopped by pid; nothing else is touched.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -65,7 +66,7 @@ start_relays() { # SYSTEM NODES BROKERS EXTRA...
   for i in $(seq 1 "$n"); do
     local port=$((18080 + i))
     "$ROOMLOG" relay --brokers "$brokers" --listen "127.0.0.1:$port" --topic "$topic" \
-      --relay-name "bench-$sys-$i" --log-level warn "$@" >"$logs/$sys-relay$i.log" 2>&1 &
+      --relay-name "bench-$sys-$i" --log-level warn "$@" ${RELAY_FLAGS:-} >"$logs/$sys-relay$i.log" 2>&1 &
     echo "relay$i $!" >>"$run/$sys.pids"
     urls+=("ws://127.0.0.1:$port/ws")
   done
