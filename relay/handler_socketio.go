@@ -327,6 +327,8 @@ func (t *sioTransport) push(f outFrame) bool {
 	case len(f.data) == 0:
 	case t.rec != nil && f.at != nil:
 		err = t.rec.sendOne(t.sess, &f)
+	case f.spread:
+		err = t.sess.Queue(engineio.Message{Data: f.data})
 	default:
 		err = t.sess.Send(engineio.Message{Data: f.data})
 	}

@@ -227,6 +227,9 @@ func (st *sioStamp) sendOne(sess *engineio.Session, f *outFrame) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	m, _ := st.message(f)
+	if f.spread {
+		return sess.Queue(m)
+	}
 	return sess.Send(m)
 }
 

@@ -21,6 +21,9 @@ type outFrame struct {
 	pm   *websocket.PreparedMessage
 	data []byte
 	slot bool // an ack holding an inflight slot, freed once written
+	// spread: a big room's frame, written by a writer goroutine, never on
+	// the fan-out's (spreadFanout).
+	spread bool
 	// at is the record a Socket.IO event delivers (nil otherwise): the
 	// Socket.IO transport stamps the socket's recovery offset on it
 	// (sio_recovery.go).
@@ -58,7 +61,7 @@ var _ transport = (*wsWriter)(nil)
 
 func newWSWriter(c *conn, ws *websocket.Conn) *wsWriter {
 	w := &wsWriter{c: c, ws: ws, space: make(chan struct{}, 1), finished: make(chan struct{})}
-	if asyncconn.Enable(ws.NetConn()) {
+	if ws != nil && asyncconn.Enable(ws.NetConn()) {
 		w.async = asyncconn.Find(ws.NetConn())
 		// A client that takes nothing before its write deadline, or
 		// leaves more than the pending bound unread, is slow.
@@ -73,18 +76,18 @@ func newWSWriter(c *conn, ws *websocket.Conn) *wsWriter {
 // slow, and the caller decides what follows (usually DisconnectSlow). On a
 // closed connection it drops the frames and reports true.
 func (w *wsWriter) enqueue(fs ...outFrame) bool {
-	return w.add(len(fs), func(q []outFrame) []outFrame { return append(q, fs...) })
+	return w.add(len(fs), false, func(q []outFrame) []outFrame { return append(q, fs...) })
 }
 
 // push is enqueue of one frame, without the variadic slice (fan-out's hot
 // path).
 func (w *wsWriter) push(f outFrame) bool {
-	return w.add(1, func(q []outFrame) []outFrame { return append(q, f) })
+	return w.add(1, f.spread, func(q []outFrame) []outFrame { return append(q, f) })
 }
 
 // add appends n frames to the queue with appendTo, under the lock, unless
 // they do not fit (false) or the connection is closed (true, dropped).
-func (w *wsWriter) add(n int, appendTo func([]outFrame) []outFrame) bool {
+func (w *wsWriter) add(n int, spread bool, appendTo func([]outFrame) []outFrame) bool {
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -99,15 +102,15 @@ func (w *wsWriter) add(n int, appendTo func([]outFrame) []outFrame) bool {
 	w.writing = true
 	w.mu.Unlock()
 	if start {
-		w.startWriter()
+		w.startWriter(spread)
 	}
 	return true
 }
 
 // startWriter runs writeLoop for the frames just queued: in this goroutine
-// when writes never block, else in a goroutine of its own.
-func (w *wsWriter) startWriter() {
-	if w.async != nil {
+// when writes never block (unless spread), else in a goroutine of its own.
+func (w *wsWriter) startWriter(spread bool) {
+	if w.async != nil && !spread {
 		w.writeLoop()
 		return
 	}

@@ -62,6 +62,7 @@ func TestPlainListener(t *testing.T) {
 		"TrySend":               TestTrySend,
 		"SendTail":              TestSendTail,
 		"SendWait":              TestSendWait,
+		"Queue":                 TestQueue,
 	} {
 		t.Run(name, test)
 	}
@@ -1055,4 +1056,36 @@ func TestSendTail(t *testing.T) {
 		}
 		check(t, got)
 	})
+}
+
+// TestQueue: messages handed to Queue (written by a writer goroutine, never
+// the caller's) arrive whole and in order, mixed with Send's.
+func TestQueue(t *testing.T) {
+	const n = 200
+	ts := newTestServer(t, Config{OnSession: func(s *Session) {
+		for i := range n {
+			m := Message{Data: []byte(strconv.Itoa(i)), Tail: []byte("!")}
+			var err error
+			if i%2 == 0 {
+				err = s.Queue(m)
+			} else {
+				err = s.Send(m)
+			}
+			if err != nil {
+				t.Errorf("message %d: %v", i, err)
+				return
+			}
+		}
+	}})
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	readText(t, ws) // open
+	for i := range n {
+		if got, want := readText(t, ws), "4"+strconv.Itoa(i)+"!"; got != want {
+			t.Fatalf("message %d: %q, want %q", i, got, want)
+		}
+	}
 }

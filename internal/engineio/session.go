@@ -119,6 +119,17 @@ func (s *Session) Reason() CloseReason {
 // session is closed with ReasonSlowClient and nothing is queued. On a
 // closed session it returns a *CloseError.
 func (s *Session) Send(msgs ...Message) error {
+	return s.send(true, msgs)
+}
+
+// Queue is Send whose messages are always written by a writer goroutine,
+// never on the caller's: for a message going to many sessions at once,
+// whose writes are better spread over the CPUs.
+func (s *Session) Queue(msgs ...Message) error {
+	return s.send(false, msgs)
+}
+
+func (s *Session) send(inline bool, msgs []Message) error {
 	s.mu.Lock()
 	if s.closed {
 		defer s.mu.Unlock()
@@ -132,9 +143,14 @@ func (s *Session) Send(msgs ...Message) error {
 	for _, m := range msgs {
 		s.queue = append(s.queue, m.packet())
 	}
-	inline := s.kickInlineLocked()
+	if !inline {
+		s.kickLocked()
+		s.mu.Unlock()
+		return nil
+	}
+	write := s.kickInlineLocked()
 	s.mu.Unlock()
-	if inline {
+	if write {
 		s.writeLoop()
 	}
 	return nil
