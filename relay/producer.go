@@ -20,7 +20,7 @@ func (s *Server) startProducer() error {
 		kgo.ClientID("roomlog-relay"),
 		kgo.DefaultProduceTopic(s.cfg.Topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(s.cfg.ProduceLinger),
+		kgo.ProducerLinger(max(s.cfg.ProduceLinger, 0)),
 		kgo.RecordDeliveryTimeout(s.cfg.ProduceTimeout),
 		kgo.ProducerBatchMaxBytes(int32(MaxMessageBytesLimit + 16<<10)),
 		kgo.RecordPartitioner(record.NewPartitioner()),

@@ -36,6 +36,12 @@ const (
 	DefaultPingInterval      = 25 * time.Second
 	DefaultPongTimeout       = 20 * time.Second
 	DefaultProduceTimeout    = 10 * time.Second
+	// DefaultProduceLinger batches publishes across rooms into one produce
+	// request: fan-out on the embedded broker (docs/benchmarks.md) costs
+	// about a third less server CPU per delivery than sending each publish
+	// alone, the p99 is no worse, and the median is ~2 ms later (Apache
+	// Kafka's own producer default since 4.0 is 5 ms).
+	DefaultProduceLinger = 2 * time.Millisecond
 	DefaultMaxInflight       = 256
 	DefaultMaxRoomsPerConn   = 1000
 	DefaultLeaseTimeout      = 10 * time.Second
@@ -62,7 +68,7 @@ type Config struct {
 	PingInterval      time.Duration
 	PongTimeout       time.Duration // how long after a ping the pong may come
 	ProduceTimeout    time.Duration // how long a record may wait for the log before the client gets log_unavailable
-	ProduceLinger     time.Duration // franz-go linger; 0 sends at once, batching while requests are in flight
+	ProduceLinger     time.Duration // how long a publish waits for others to share its produce request; negative: none
 	MaxInflight       int           // unacknowledged records per connection
 	MaxRoomsPerConn   int
 	// RelayName identifies this relay across restarts; it must be unique
@@ -173,6 +179,9 @@ func (c *Config) setDefaults() error {
 	defDur(&c.PingInterval, DefaultPingInterval)
 	defDur(&c.PongTimeout, DefaultPongTimeout)
 	defDur(&c.ProduceTimeout, DefaultProduceTimeout)
+	if c.ProduceLinger == 0 {
+		c.ProduceLinger = DefaultProduceLinger
+	}
 	defDur(&c.LeaseTimeout, DefaultLeaseTimeout)
 	defDur(&c.ReadTimeout, DefaultReadTimeout)
 	defDur(&c.RevocationTTL, DefaultRevocationTTL)

@@ -130,6 +130,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 		partitions     int
 		rf             int
 		shutdownT      time.Duration
+		produceLinger  time.Duration
 		startT         time.Duration
 		procs          int
 		adminAddr      string
@@ -151,7 +152,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", relay.DefaultPingInterval, "interval between WebSocket pings")
 	fs.DurationVar(&cfg.PongTimeout, "pong-timeout", relay.DefaultPongTimeout, "how long a client may take to answer a ping")
 	fs.DurationVar(&cfg.ProduceTimeout, "produce-timeout", relay.DefaultProduceTimeout, "how long a record may wait for the log before the client gets log_unavailable")
-	fs.DurationVar(&cfg.ProduceLinger, "produce-linger", 0, "producer linger (0: send at once, batch while requests are in flight)")
+	fs.DurationVar(&produceLinger, "produce-linger", relay.DefaultProduceLinger, "how long a publish waits for others to share its produce request (0: send at once: lowest median latency, more CPU)")
 	fs.IntVar(&cfg.MaxInflight, "max-inflight", relay.DefaultMaxInflight, "unacknowledged records per connection before its reads pause")
 	fs.IntVar(&cfg.MaxRoomsPerConn, "max-rooms", relay.DefaultMaxRoomsPerConn, "rooms one connection may be in")
 	fs.StringVar(&cfg.RelayName, "relay-name", "", "this relay's name, unique in the fleet and stable across restarts (default: host name and listen port)")
@@ -189,6 +190,14 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("--replication-factor %d: want -1 or a positive number", rf)
 	}
 	cfg.Partitions, cfg.ReplicationFactor, cfg.Logger = int32(partitions), int16(rf), log
+	switch {
+	case produceLinger < 0:
+		return fmt.Errorf("--produce-linger %v: want 0 (send at once) or a duration", produceLinger)
+	case produceLinger == 0:
+		cfg.ProduceLinger = -1 // at once
+	default:
+		cfg.ProduceLinger = produceLinger
+	}
 	switch {
 	case sioMaxDisc < 0:
 		return fmt.Errorf("--sio-max-disconnection %v: want 0 (off) or a duration", sioMaxDisc)
