@@ -32,6 +32,9 @@ func NewServer(cfg Config) (*Server, error) {
 	s.up = websocket.Upgrader{
 		ReadBufferSize:  cfg.ReadBufferSize,
 		WriteBufferSize: cfg.WriteBufferSize,
+		// A session holds a write buffer only while writing a message, not
+		// for its whole life: an idle session keeps none.
+		WriteBufferPool: &sync.Pool{},
 		// ServeHTTP has checked the origin already.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
