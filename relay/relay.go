@@ -41,11 +41,11 @@ const (
 	// about a third less server CPU per delivery than sending each publish
 	// alone, the p99 is no worse, and the median is ~2 ms later (Apache
 	// Kafka's own producer default since 4.0 is 5 ms).
-	DefaultProduceLinger = 2 * time.Millisecond
-	DefaultMaxInflight       = 256
-	DefaultMaxRoomsPerConn   = 1000
-	DefaultLeaseTimeout      = 10 * time.Second
-	DefaultReadTimeout       = 10 * time.Second
+	DefaultProduceLinger   = 2 * time.Millisecond
+	DefaultMaxInflight     = 256
+	DefaultMaxRoomsPerConn = 1000
+	DefaultLeaseTimeout    = 10 * time.Second
+	DefaultReadTimeout     = 10 * time.Second
 	// DefaultSIOMaxDisconnection is how long a Socket.IO session stays
 	// recoverable after its connection went (Socket.IO's own default).
 	DefaultSIOMaxDisconnection = 2 * time.Minute

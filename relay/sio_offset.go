@@ -64,30 +64,47 @@ func sioRoomHash(room string) uint32 {
 
 // appendSIOOffset appends the offset's string form.
 func appendSIOOffset(b []byte, o *sioOffset) []byte {
-	b = append(b, sioOffsetVersion...)
-	b = append(b, '-')
-	b = appendHex(b, o.epoch, 16)
-	b = append(b, '-')
+	b = appendSIOHead(b, o.epoch)
 	for i, p := range o.parts {
-		if i > 0 {
-			b = append(b, '_')
-		}
-		b = strconv.AppendInt(b, int64(p.part), 10)
-		b = append(b, '.')
-		b = strconv.AppendInt(b, p.off, 10)
+		b = appendSIOPart(b, i, p)
 	}
 	b = append(b, '-')
 	for i, r := range o.rooms {
-		if i > 0 {
-			b = append(b, '_')
-		}
-		b = strconv.AppendInt(b, int64(r.part), 10)
-		b = append(b, '.')
-		b = appendHex(b, uint64(r.room), 8)
-		b = append(b, '.')
-		b = strconv.AppendInt(b, r.off, 10)
+		b = appendSIORoom(b, i, r)
 	}
 	return b
+}
+
+// appendSIOHead appends the offset's version and epoch: "1-<epoch>-".
+func appendSIOHead(b []byte, epoch uint64) []byte {
+	b = append(b, sioOffsetVersion...)
+	b = append(b, '-')
+	b = appendHex(b, epoch, 16)
+	return append(b, '-')
+}
+
+// appendSIOPart appends the i-th partition entry, "<partition>.<offset>"
+// ("_" before all but the first).
+func appendSIOPart(b []byte, i int, p sioPartOffset) []byte {
+	if i > 0 {
+		b = append(b, '_')
+	}
+	b = strconv.AppendInt(b, int64(p.part), 10)
+	b = append(b, '.')
+	return strconv.AppendInt(b, p.off, 10)
+}
+
+// appendSIORoom appends the i-th room entry,
+// "<partition>.<room hash>.<offset>" ("_" before all but the first).
+func appendSIORoom(b []byte, i int, r sioRoomOffset) []byte {
+	if i > 0 {
+		b = append(b, '_')
+	}
+	b = strconv.AppendInt(b, int64(r.part), 10)
+	b = append(b, '.')
+	b = appendHex(b, uint64(r.room), 8)
+	b = append(b, '.')
+	return strconv.AppendInt(b, r.off, 10)
 }
 
 func appendHex(b []byte, v uint64, digits int) []byte {

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -286,11 +285,7 @@ type sioTail struct {
 const sioTailArena = 256
 
 func (t *sioTail) init(epoch uint64) {
-	t.enc = append(t.enc[:0], ',', '"')
-	t.enc = append(t.enc, sioOffsetVersion...)
-	t.enc = append(t.enc, '-')
-	t.enc = appendHex(t.enc, epoch, 16)
-	t.enc = append(t.enc, '-')
+	t.enc = appendSIOHead(append(t.enc[:0], ',', '"'), epoch)
 	t.partsEnd = len(t.enc) // no partition entries yet
 }
 
@@ -317,24 +312,12 @@ func (t *sioTail) get(o *sioOffset, rooms []*sioRoomOffset) []byte {
 	b, at := t.enc[:cut], t.partAt[:c]
 	for i := c; i < len(o.parts); i++ {
 		at = append(at, len(b))
-		if i > 0 {
-			b = append(b, '_')
-		}
-		b = strconv.AppendInt(b, int64(o.parts[i].part), 10)
-		b = append(b, '.')
-		b = strconv.AppendInt(b, o.parts[i].off, 10)
+		b = appendSIOPart(b, i, o.parts[i])
 	}
 	t.partAt, t.partsEnd, t.clean = at, len(b), len(o.parts)
 	b = append(b, '-')
 	for i, r := range rooms {
-		if i > 0 {
-			b = append(b, '_')
-		}
-		b = strconv.AppendInt(b, int64(r.part), 10)
-		b = append(b, '.')
-		b = appendHex(b, uint64(r.room), 8)
-		b = append(b, '.')
-		b = strconv.AppendInt(b, r.off, 10)
+		b = appendSIORoom(b, i, *r)
 	}
 	t.enc = append(b, '"', ']')
 	t.last = t.keep(t.enc)

@@ -55,10 +55,6 @@ type Config struct {
 	// FlushTimeout bounds a pending write when no write deadline was set
 	// (DefaultFlushTimeout).
 	FlushTimeout time.Duration
-	// OnFail, if set, is called once, on the flusher's goroutine, when a
-	// pending write fails (its deadline passed, the peer is gone) or a
-	// Write overflows; the inner connection is closed right after.
-	OnFail func(error)
 }
 
 // Listener wraps every connection Accept returns.
@@ -90,7 +86,7 @@ type Conn struct {
 	flushing bool      // the flusher runs
 	closing  bool      // Close came while flushing: the flusher closes
 	err      error     // the first failure: every later Write returns it
-	failed   bool      // OnFail has been called
+	failed   bool      // the fail callback (SetOnFail) has run
 	onFail   func(error)
 }
 
@@ -103,7 +99,7 @@ func New(c net.Conn, cfg Config) *Conn {
 	if cfg.FlushTimeout <= 0 {
 		cfg.FlushTimeout = DefaultFlushTimeout
 	}
-	ac := &Conn{Conn: c, cfg: cfg, onFail: cfg.OnFail}
+	ac := &Conn{Conn: c, cfg: cfg}
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			ac.raw = raw
@@ -144,18 +140,13 @@ func Enable(c net.Conn) bool {
 	return true
 }
 
-// SetOnFail replaces Config.OnFail for this connection.
+// SetOnFail sets f to be called once, on the flusher's goroutine, when a
+// pending write fails (its deadline passed, the peer is gone) or a Write
+// overflows; the inner connection is closed right after.
 func (c *Conn) SetOnFail(f func(error)) {
 	c.mu.Lock()
 	c.onFail = f
 	c.mu.Unlock()
-}
-
-// Async reports whether Writes on c never block.
-func (c *Conn) Async() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.async
 }
 
 // Pending returns the number of bytes accepted and not yet written.

@@ -164,7 +164,8 @@ func TestConcurrentWritesStayWhole(t *testing.T) {
 
 func TestOverflowFails(t *testing.T) {
 	failed := make(chan error, 1)
-	ac, client := pair(t, Config{MaxPending: 1 << 20, OnFail: func(err error) { failed <- err }})
+	ac, client := pair(t, Config{MaxPending: 1 << 20})
+	ac.SetOnFail(func(err error) { failed <- err })
 	_ = client // never reads
 	big := make([]byte, 256<<10)
 	var err error
@@ -194,7 +195,8 @@ func TestOverflowFails(t *testing.T) {
 
 func TestDeadlineFailsAStuckClient(t *testing.T) {
 	failed := make(chan error, 1)
-	ac, _ := pair(t, Config{MaxPending: 64 << 20, OnFail: func(err error) { failed <- err }})
+	ac, _ := pair(t, Config{MaxPending: 64 << 20})
+	ac.SetOnFail(func(err error) { failed <- err })
 	_ = ac.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
 	big := make([]byte, 256<<10)
 	for range 40 { // 10 MiB: more than the socket buffers take

@@ -143,16 +143,7 @@ func (s *Session) send(inline bool, msgs []Message) error {
 	for _, m := range msgs {
 		s.queue = append(s.queue, m.packet())
 	}
-	if !inline {
-		s.kickLocked()
-		s.mu.Unlock()
-		return nil
-	}
-	write := s.kickInlineLocked()
-	s.mu.Unlock()
-	if write {
-		s.writeLoop()
-	}
+	s.kickUnlock(inline)
 	return nil
 }
 
@@ -173,11 +164,7 @@ func (s *Session) TrySend(msgs ...Message) (bool, error) {
 	for _, m := range msgs {
 		s.queue = append(s.queue, m.packet())
 	}
-	inline := s.kickInlineLocked()
-	s.mu.Unlock()
-	if inline {
-		s.writeLoop()
-	}
+	s.kickUnlock(true)
 	return true, nil
 }
 
@@ -298,22 +285,23 @@ func (s *Session) closeLocked(reason CloseReason, flush bool) {
 	})
 }
 
-// kickLocked gets what was queued moving: a WebSocket writer, or the
-// pending poll.
-// kickInlineLocked is kickLocked for Send and TrySend: on a WebSocket whose
-// writes never block (asyncconn) with no writer running, it makes the
-// caller the writer and reports true: the caller runs writeLoop once it
-// has released mu.
-func (s *Session) kickInlineLocked() bool {
-	if s.ws != nil && s.async != nil && !s.writing {
-		s.writing = true
-		s.srv.wg.Add(1) // the session is open: its handler is still counted (see startWriterLocked)
-		return true
+// kickUnlock is kickLocked, then releases mu. With inline, on a WebSocket
+// whose writes never block (asyncconn) and no writer running, the caller
+// becomes the writer instead: it runs writeLoop once mu is released.
+func (s *Session) kickUnlock(inline bool) {
+	if !inline || s.ws == nil || s.async == nil || s.writing {
+		s.kickLocked()
+		s.mu.Unlock()
+		return
 	}
-	s.kickLocked()
-	return false
+	s.writing = true
+	s.srv.wg.Add(1) // the session is open: its handler is still counted (see startWriterLocked)
+	s.mu.Unlock()
+	s.writeLoop()
 }
 
+// kickLocked gets what was queued moving: a WebSocket writer, or the
+// pending poll.
 func (s *Session) kickLocked() {
 	if s.ws != nil {
 		if !s.writing {

@@ -166,7 +166,7 @@ func readErrorReason(err error) CloseReason {
 // The WebSocket writer runs only while there is something to write (or a
 // close to perform): an idle session costs no writer goroutine. When the
 // socket's writes never block (an asyncconn.Conn, as the relay's listener
-// makes), Send and TrySend run it on their own goroutine (kickInlineLocked).
+// makes), Send and TrySend run it on their own goroutine (kickUnlock).
 
 // useAsync makes ws's writes never block, if its connection is an
 // asyncconn.Conn; a client that misses its write deadline or leaves too
