@@ -140,7 +140,10 @@ func (c *sioClient) wait(what string, match func(*sioReport) bool) sioReport {
 		case <-c.ended:
 			c.t.Fatalf("the client ended waiting for %s", what)
 		case <-deadline:
-			c.t.Fatalf("no %s within %v", what, waitLimit)
+			c.mu.Lock()
+			got, _ := json.Marshal(c.got)
+			c.mu.Unlock()
+			c.t.Fatalf("no %s within %v; the client reported, unclaimed: %s", what, waitLimit, got)
 		}
 	}
 }

@@ -29,7 +29,8 @@
 // network: Send appends to a bounded queue (overflow closes the session
 // with ReasonSlowClient). Beside these run a heartbeat timer per session
 // (time.AfterFunc: queue a ping, or close when its pong is late), the
-// upgrade's HTTP handler while a WebSocket probes, and, for a polling
+// upgrade's HTTP handler while a WebSocket probes (it writes what a session
+// that closed after the probe was answered still had queued), and, for a polling
 // session that closes between two polls, a timer that drops it after
 // Config.CloseFlush.
 //

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -823,26 +824,96 @@ func TestCloseFlushesWebSocket(t *testing.T) {
 	}
 }
 
+// TestCloseDuringProbe: a session closed after its probe was answered
+// (the client has paused polling and polls no more, as socket.io-client
+// does while it upgrades) writes what was queued, then the close, on the
+// probe once the upgrade packet comes: a CONNECT_ERROR sent as the client
+// upgrades reaches it. A probe that was not answered yet, or whose upgrade
+// packet never comes, is closed.
 func TestCloseDuringProbe(t *testing.T) {
-	ts := newTestServer(t, Config{})
-	op, _ := handshake(t, ts)
-	ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket&sid="+op.SID, nil)
-	if err != nil {
-		t.Fatal(err)
+	refuse := func(s *Session) {
+		if m, err := s.ReadMessage(); err == nil {
+			s.Send(Message{Data: append([]byte("refused "), m.Data...)})
+			s.Close(ReasonServerClose)
+		}
 	}
-	defer ws.Close()
-	ws.WriteMessage(websocket.TextMessage, []byte("2probe"))
-	if got := readText(t, ws); got != "3probe" {
-		t.Fatalf("probe answer %q", got)
+	probe := func(t *testing.T, ts *testServer, sid string, answer bool) *websocket.Conn {
+		t.Helper()
+		ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket&sid="+sid, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ws.Close() })
+		if answer {
+			ws.WriteMessage(websocket.TextMessage, []byte("2probe"))
+			if got := readText(t, ws); got != "3probe" {
+				t.Fatalf("probe answer %q", got)
+			}
+		}
+		return ws
 	}
-	ts.session(op.SID).Close(ReasonShutdown)
-	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, _, err := ws.ReadMessage(); err == nil {
-		t.Fatal("the probe WebSocket outlived its session")
+	closedAfter := func(t *testing.T, ws *websocket.Conn, limit time.Duration) {
+		t.Helper()
+		ws.SetReadDeadline(time.Now().Add(limit))
+		if _, b, err := ws.ReadMessage(); err == nil {
+			t.Fatalf("the probe got %q, want it closed", b)
+		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("the probe WebSocket outlived its session")
+		}
 	}
-	if r := ts.endReason(t, op.SID); r != ReasonShutdown {
-		t.Fatalf("reason %v", r)
-	}
+
+	t.Run("upgrade after the close", func(t *testing.T) {
+		ts := newTestServer(t, Config{CloseFlush: 50 * time.Millisecond, PingTimeout: 100 * time.Millisecond, OnSession: refuse})
+		op, u := handshake(t, ts)
+		ws := probe(t, ts, op.SID, true)
+		send(t, u, "4alice")
+		if r := ts.endReason(t, op.SID); r != ReasonServerClose {
+			t.Fatalf("reason %v", r)
+		}
+		time.Sleep(300 * time.Millisecond) // past CloseFlush and PingTimeout: the upgrade is late
+		ws.WriteMessage(websocket.TextMessage, []byte("5"))
+		if got := readText(t, ws); got != "4refused alice" {
+			t.Fatalf("after the upgrade %q, want the queued message", got)
+		}
+		ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, ReasonServerClose.Code) {
+			t.Fatalf("after the queue: %v, want close %d", err, ReasonServerClose.Code)
+		}
+	})
+	t.Run("a poll took the queue", func(t *testing.T) {
+		ts := newTestServer(t, Config{OnSession: refuse})
+		op, u := handshake(t, ts)
+		ws := probe(t, ts, op.SID, true)
+		send(t, u, "4bob")
+		if got := poll(t, u); got != "4refused bob\x1e1" {
+			t.Fatalf("poll = %q, want the message then the close packet", got)
+		}
+		ws.WriteMessage(websocket.TextMessage, []byte("5"))
+		ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, b, err := ws.ReadMessage(); !websocket.IsCloseError(err, ReasonServerClose.Code) {
+			t.Fatalf("probe after the poll: %q %v, want only the close", b, err)
+		}
+	})
+	t.Run("no upgrade packet", func(t *testing.T) {
+		ts := newTestServer(t, Config{UpgradeTimeout: 200 * time.Millisecond, OnSession: refuse})
+		op, u := handshake(t, ts)
+		ws := probe(t, ts, op.SID, true)
+		send(t, u, "4carol")
+		closedAfter(t, ws, 5*time.Second)
+		if r := ts.endReason(t, op.SID); r != ReasonServerClose {
+			t.Fatalf("reason %v", r)
+		}
+	})
+	t.Run("probe not answered", func(t *testing.T) {
+		ts := newTestServer(t, Config{})
+		op, _ := handshake(t, ts)
+		ws := probe(t, ts, op.SID, false)
+		ts.session(op.SID).Close(ReasonShutdown)
+		closedAfter(t, ws, 5*time.Second)
+		if r := ts.endReason(t, op.SID); r != ReasonShutdown {
+			t.Fatalf("reason %v", r)
+		}
+	})
 }
 
 // TestSendWait: a backlog longer than the send queue waits for the polls

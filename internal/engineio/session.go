@@ -255,7 +255,11 @@ func (s *Session) closeLocked(reason CloseReason, flush bool) {
 		clear(s.queue)
 		s.queue = s.queue[:0]
 	}
-	if s.probe != nil {
+	// A probed client (it has "3probe") is pausing polling to move to the
+	// probe: it may never poll again, so what was queued (a CONNECT_ERROR,
+	// say) goes out on the probe once the client sends the upgrade packet
+	// (serveUpgrade, within UpgradeTimeout). Otherwise the probe ends now.
+	if s.probe != nil && !(flush && s.probed) {
 		s.probe.Close()
 	}
 	if s.ws != nil {

@@ -82,13 +82,17 @@ func (s *Session) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		abort(ws)
 		return
 	}
+	// probed is set before "3probe" goes out: from the moment the client
+	// may have it, a close must keep the probe for the flush (closeLocked).
+	s.mu.Lock()
+	s.probed = true
+	s.mu.Unlock()
 	_ = ws.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 	if err := ws.WriteMessage(websocket.TextMessage, []byte("3probe")); err != nil {
 		abort(ws)
 		return
 	}
 	s.mu.Lock()
-	s.probed = true
 	s.notifyLocked()
 	s.mu.Unlock()
 	if !readPacket(ws, PacketUpgrade, "") {
@@ -97,11 +101,11 @@ func (s *Session) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = ws.SetReadDeadline(time.Time{})
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
-		ws.Close()
+		s.flushClosedUpgrade(ws) // unlocks
 		return
 	}
+	defer s.mu.Unlock()
 	s.ws, s.upgrading, s.probe, s.probed = ws, false, nil, false
 	s.useAsync()
 	close(s.upgraded)
@@ -109,6 +113,30 @@ func (s *Session) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	if len(s.queue) > 0 && !s.writing {
 		s.startWriterLocked()
 	}
+}
+
+// flushClosedUpgrade ends an upgrade whose session closed after the probe
+// was answered: the client had paused polling, so what is still queued
+// (unless a poll took it) goes out on ws, then the close. It writes on the
+// upgrade's goroutine: the session is closed, no writer may start. Called
+// with s.mu held; it unlocks it.
+func (s *Session) flushClosedUpgrade(ws *websocket.Conn) {
+	s.ws, s.upgrading, s.probe, s.probed = ws, false, nil, false
+	s.wsDone, s.final = true, true
+	batch := s.queue
+	s.queue = nil
+	s.tookQueueLocked()
+	reason := s.reason
+	s.mu.Unlock()
+	s.srv.remove(s)
+	deadline := time.Now().Add(s.srv.cfg.WriteTimeout)
+	_ = ws.SetWriteDeadline(deadline)
+	for _, p := range batch {
+		if s.writePacket(p) != nil {
+			break
+		}
+	}
+	closeWebSocket(ws, reason, deadline)
 }
 
 // readPacket reads one text frame and reports whether it is the packet
