@@ -33,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/roomlog/roomlog/testenv/internal/fleet"
 	"github.com/roomlog/roomlog/testenv/internal/traffic"
 )
 
@@ -168,20 +169,25 @@ func run() int {
 	ctx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stopSignals()
 
-	fl, err := newFleet(&o, logDir)
+	fl, err := fleet.New(fleet.Config{Bin: o.bin, DataDir: o.dataDir, LogDir: logDir, Relays: o.relays, BasePort: o.basePort,
+		Partitions: o.partitions, LeaseTimeout: o.leaseTimeout,
+		// kfake acknowledges from the page cache unless --fsync; a SIGKILL
+		// then loses nothing the page cache had, but syncing keeps the
+		// broker honest even if the kernel's view is all that survives.
+		Fsync: o.killBroker || o.fsync})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		return 2
 	}
-	defer fl.stopAll() // also on early returns; stopAll is idempotent
+	defer fl.StopAll() // also on early returns; stopAll is idempotent
 	logf("data and logs in %s (seed %d)", o.dataDir, o.seed)
-	if err := fl.startAll(ctx); err != nil {
+	if err := fl.StartAll(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		return 2
 	}
-	logf("fleet up: broker %s, relays %s", fl.broker.addr, strings.Join(fl.relayURLs(), " "))
+	logf("fleet up: broker %s, relays %s", fl.Broker.Addr, strings.Join(fl.RelayURLs(), " "))
 
-	urls := fl.relayURLs()
+	urls := fl.RelayURLs()
 	// Subscribers first, all joined before anything is published.
 	clientCtx, stopClients := context.WithCancel(context.Background())
 	defer stopClients()
@@ -244,7 +250,7 @@ func run() int {
 		}
 		return lo + time.Duration(rng.Int64N(int64(hi-lo)))
 	}
-	restartAfter := func(p *proc, down time.Duration, http bool) {
+	restartAfter := func(p *fleet.Proc, down time.Duration, http bool) {
 		defer chaosWG.Done()
 		select {
 		case <-time.After(down):
@@ -254,18 +260,18 @@ func run() int {
 		// A relay started while the broker is down exits at once (it cannot
 		// create or describe the topic); like a supervisor, try again.
 		for try := 1; ; try++ {
-			if err := p.start(o.bin); err != nil {
-				event("restart %s failed: %v", p.name, err)
+			if err := p.Start(o.bin); err != nil {
+				event("restart %s failed: %v", p.Name, err)
 				return
 			}
 			t0 := time.Now()
-			err := p.waitReady(ctx, 60*time.Second, http)
+			err := p.WaitReady(ctx, 60*time.Second, http)
 			if err == nil {
-				event("%s back (ready in %s)", p.name, time.Since(t0).Round(time.Millisecond))
+				event("%s back (ready in %s)", p.Name, time.Since(t0).Round(time.Millisecond))
 				return
 			}
-			event("%s: %v", p.name, err)
-			if try == 10 || p.running() {
+			event("%s: %v", p.Name, err)
+			if try == 10 || p.Running() {
 				return
 			}
 			select {
@@ -287,35 +293,35 @@ func run() int {
 			rngMu.Lock()
 			brokerTurn := o.killBroker && rng.IntN(4) == 0
 			term := rng.Float64() < o.termRatio
-			order := rng.Perm(len(fl.relays))
+			order := rng.Perm(len(fl.Relays))
 			rngMu.Unlock()
-			if brokerTurn && fl.broker.running() {
-				fl.broker.stop(syscall.SIGKILL, 5*time.Second)
+			if brokerTurn && fl.Broker.Running() {
+				fl.Broker.Stop(syscall.SIGKILL, 5*time.Second)
 				down := randDur(o.downMin, o.downMax)
 				event("SIGKILL broker, down for %s", down.Round(time.Millisecond))
 				chaosWG.Add(1)
-				go restartAfter(fl.broker, down, false)
+				go restartAfter(fl.Broker, down, false)
 				continue
 			}
-			if fl.liveRelays() < 2 {
+			if fl.LiveRelays() < 2 {
 				continue // keep one relay serving
 			}
 			for _, i := range order {
-				r := fl.relays[i]
-				if !r.running() {
+				r := fl.Relays[i]
+				if !r.Running() {
 					continue
 				}
 				down := randDur(o.downMin, o.downMax)
 				if term {
-					event("SIGTERM %s (drain), down for %s", r.name, down.Round(time.Millisecond))
+					event("SIGTERM %s (drain), down for %s", r.Name, down.Round(time.Millisecond))
 					chaosWG.Add(1)
 					go func() {
-						r.stop(syscall.SIGTERM, 20*time.Second)
+						r.Stop(syscall.SIGTERM, 20*time.Second)
 						restartAfter(r, down, true)
 					}()
 				} else {
-					r.stop(syscall.SIGKILL, 5*time.Second)
-					event("SIGKILL %s, down for %s", r.name, down.Round(time.Millisecond))
+					r.Stop(syscall.SIGKILL, 5*time.Second)
+					event("SIGKILL %s, down for %s", r.Name, down.Round(time.Millisecond))
 					chaosWG.Add(1)
 					go restartAfter(r, down, true)
 				}
@@ -330,9 +336,9 @@ func run() int {
 	close(stopPub)
 	chaosWG.Wait()
 	chaosEnd := time.Since(start)
-	counts := fl.chaosCounts()
+	counts := fl.Counts()
 	logf("chaos over after %s; restarting anything down, then settling (up to %s)", chaosEnd.Round(time.Millisecond), o.settle)
-	if err := fl.ensureUp(context.Background()); err != nil {
+	if err := fl.EnsureUp(context.Background()); err != nil {
 		logf("fleet did not come back up: %v", err)
 	}
 
@@ -361,7 +367,7 @@ func run() int {
 	time.Sleep(time.Second)
 	stopClients()
 	subWG.Wait()
-	fl.stopAll()
+	fl.StopAll()
 
 	rep := buildReport(&o, pubs, subs, want, chaosEnd, interrupted)
 	rep.Chaos = counts
@@ -393,14 +399,14 @@ func run() int {
 
 type report struct {
 	traffic.Result
-	Interrupted bool        `json:"interrupted,omitempty"`
-	Seed        uint64      `json:"seed"`
-	Duration    string      `json:"chaos_duration"`
-	Relays      int         `json:"relays"`
-	Publishers  int         `json:"publishers"`
-	Subscribers int         `json:"subscribers"`
-	Chaos       chaosCounts `json:"chaos"`
-	Events      []string    `json:"events"`
+	Interrupted bool         `json:"interrupted,omitempty"`
+	Seed        uint64       `json:"seed"`
+	Duration    string       `json:"chaos_duration"`
+	Relays      int          `json:"relays"`
+	Publishers  int          `json:"publishers"`
+	Subscribers int          `json:"subscribers"`
+	Chaos       fleet.Counts `json:"chaos"`
+	Events      []string     `json:"events"`
 }
 
 func buildReport(o *options, pubs []*traffic.Publisher, subs []*traffic.Subscriber, want map[string]map[traffic.MsgKey]string, d time.Duration, interrupted bool) *report {
