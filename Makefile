@@ -91,6 +91,12 @@ clean:
 
 # Side-by-side benchmarks against Centrifugo and Socket.IO (issue 7): installs the peers when missing,
 # runs every scenario for every system and writes docs/benchmarks.md (testenv/bench/).
+# What each relay and the broker cost as relays are added for the same
+# traffic (docs/scaling.md); SCALING_FLAGS, e.g. --placement share.
+.PHONY: bench-scaling
+bench-scaling: build
+	$(GO) run ./testenv/scaling --bin bin/roomlog $(SCALING_FLAGS)
+
 .PHONY: bench-peers
 bench-peers:
 	testenv/bench/install.sh
