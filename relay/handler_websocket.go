@@ -124,5 +124,5 @@ func (c *conn) handle(b []byte) {
 		c.sendError(f.ID, ferr)
 		return
 	}
-	c.run(&f)
+	c.run(f)
 }

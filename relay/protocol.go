@@ -99,17 +99,29 @@ const maxIDBytes = record.MaxMIDBytes
 
 // decodeFrame parses and validates one client text frame. On error, the
 // returned frame still carries the id when it could be read, so the error
-// frame can echo it.
-func decodeFrame(b []byte) (clientFrame, *frameError) {
-	var f clientFrame
-	if err := json.Unmarshal(b, &f); err != nil {
-		var ute *json.UnmarshalTypeError
-		if errors.As(err, &ute) && ute.Field != "" {
-			return f, errorf(CodeBadRequest, "field %q must not be a JSON %s", ute.Field, ute.Value)
-		}
-		return f, errorf(CodeBadRequest, "frame is not a JSON object: %v", err)
+// frame can echo it. The frame is the one json.Unmarshal allocates anyway:
+// returned by pointer, it stays off the reader's stack (a copy there made
+// every reader's stack outgrow 4 KiB on its first op; see DESIGN.md,
+// idle memory).
+func decodeFrame(b []byte) (*clientFrame, *frameError) {
+	f := new(clientFrame)
+	if err := json.Unmarshal(b, f); err != nil {
+		return f, frameJSONError(err)
 	}
-	return f, validateFrame(&f)
+	return f, validateFrame(f)
+}
+
+// frameJSONError is decodeFrame's error for a frame json.Unmarshal refused.
+// A function of its own so that its locals stay out of decodeFrame's stack
+// frame, which is under encoding/json's on every frame.
+//
+//go:noinline
+func frameJSONError(err error) *frameError {
+	var ute *json.UnmarshalTypeError
+	if errors.As(err, &ute) && ute.Field != "" {
+		return errorf(CodeBadRequest, "field %q must not be a JSON %s", ute.Field, ute.Value)
+	}
+	return errorf(CodeBadRequest, "frame is not a JSON object: %v", err)
 }
 
 // validateFrame checks a parsed frame (a client frame or an HTTP API

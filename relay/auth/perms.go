@@ -24,10 +24,11 @@ type Principal struct {
 }
 
 // Anonymous is the principal of a client without a token on a relay that
-// allows them: every permission, no user id.
-func Anonymous() *Principal {
-	return &Principal{Anonymous: true, Perms: Perms{all: true}}
-}
+// allows them: every permission, no user id. Every anonymous connection
+// shares this one value; nothing may modify it.
+func Anonymous() *Principal { return anonymous }
+
+var anonymous = &Principal{Anonymous: true, Perms: Perms{all: true}}
 
 // Perm is a kind of permission, as named in the rooms claim.
 type Perm string

@@ -6,7 +6,10 @@
 // idle WebSocket connections to /ws (each reads its welcome frame, then only
 // answers pings), waits for the relay to settle, reads VmRSS again and prints
 // the growth per connection, as a line of text and as one line of JSON. Then
-// it closes the connections and stops the relay with SIGTERM.
+// it closes the connections and stops the relay with SIGTERM. With --rooms
+// each connection also joins one of that many rooms (room-0 ...) and waits
+// for the join's ack, so the growth includes the room's membership: the
+// hub's subscription and the fold's presence member.
 //
 //	go build -o bin/roomlog ./cmd/roomlog
 //	go run ./testenv/idlemem --relay-bin bin/roomlog --conns 10000
@@ -49,6 +52,8 @@ type options struct {
 	conns    int
 	srcIPs   int
 	workers  int
+	rooms    int
+	publish  bool
 	settle   time.Duration
 	keep     bool
 	extra    []string
@@ -57,6 +62,7 @@ type options struct {
 // result is the JSON line.
 type result struct {
 	Conns           int     `json:"conns"`
+	Rooms           int     `json:"rooms,omitempty"`
 	SourceIPs       int     `json:"source_ips"`
 	RSSBeforeBytes  int64   `json:"rss_before_bytes"`
 	RSSAfterBytes   int64   `json:"rss_after_bytes"`
@@ -76,6 +82,8 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 10000, "idle WebSocket connections to open")
 	flag.IntVar(&o.srcIPs, "src-ips", 8, "spread the connections' source addresses over 127.0.0.2 .. 127.0.0.(1+n) (one address has about 28k ephemeral ports)")
 	flag.IntVar(&o.workers, "dial-workers", 32, "connections opened concurrently")
+	flag.IntVar(&o.rooms, "rooms", 0, "each connection joins room-(i mod rooms) and waits for the ack (0: no join)")
+	flag.BoolVar(&o.publish, "publish", false, "with --rooms, each connection also publishes one message to its room and waits for the ack")
 	flag.DurationVar(&o.settle, "settle", 5*time.Second, "wait before each RSS reading, so the relay settles")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp folder (relay log and data dir)")
 	flag.Usage = func() {
@@ -102,6 +110,8 @@ func run(o options) error {
 		return fmt.Errorf("--conns %d: want 1 or more", o.conns)
 	case o.srcIPs < 1 || o.srcIPs > 253:
 		return fmt.Errorf("--src-ips %d: want 1 to 253", o.srcIPs)
+	case o.rooms < 0:
+		return fmt.Errorf("--rooms %d: want 0 or more", o.rooms)
 	case o.workers < 1:
 		return fmt.Errorf("--dial-workers %d: want 1 or more", o.workers)
 	}
@@ -186,6 +196,7 @@ func run(o options) error {
 	per := float64(growth) / float64(o.conns)
 	res := result{
 		Conns:           o.conns,
+		Rooms:           o.rooms,
 		SourceIPs:       min(o.srcIPs, o.conns),
 		RSSBeforeBytes:  before.rss,
 		RSSAfterBytes:   after.rss,
@@ -366,7 +377,11 @@ func dialAll(ctx context.Context, o options, url string) (*clientConns, error) {
 				if i >= o.conns {
 					return
 				}
-				ws, err := dialOne(ctx, url, net.IPv4(127, 0, 0, byte(2+i%o.srcIPs)))
+				room := ""
+				if o.rooms > 0 {
+					room = "room-" + strconv.Itoa(i%o.rooms)
+				}
+				ws, err := dialOne(ctx, url, net.IPv4(127, 0, 0, byte(2+i%o.srcIPs)), room, o.publish)
 				if err != nil {
 					errOnce.Do(func() { firstErr = fmt.Errorf("connection %d: %w", i+1, err); cancel() })
 					return
@@ -390,7 +405,10 @@ func dialAll(ctx context.Context, o options, url string) (*clientConns, error) {
 	return cs, firstErr
 }
 
-func dialOne(ctx context.Context, url string, src net.IP) (*websocket.Conn, error) {
+// dialOne opens a connection, reads its welcome and, unless room is empty,
+// joins room and waits for the ack, then, with publish, publishes a message
+// to it and waits for that ack.
+func dialOne(ctx context.Context, url string, src net.IP, room string, publish bool) (*websocket.Conn, error) {
 	nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 10 * time.Second}
 	d := websocket.Dialer{
 		NetDialContext:   nd.DialContext,
@@ -407,6 +425,33 @@ func dialOne(ctx context.Context, url string, src net.IP) (*websocket.Conn, erro
 	if err != nil || !bytes.Contains(msg, []byte(`"op":"welcome"`)) {
 		ws.Close()
 		return nil, fmt.Errorf("welcome frame: got %q, %v", msg, err)
+	}
+	if room == "" {
+		return ws, nil
+	}
+	ops := []string{`{"op":"join","room":"` + room + `","id":"j"}`}
+	if publish {
+		ops = append(ops, `{"op":"publish","room":"`+room+`","data":{"text":"hello"},"id":"p"}`)
+	}
+	for _, op := range ops {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(op)); err != nil {
+			ws.Close()
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		for {
+			_, msg, err := ws.ReadMessage()
+			if err != nil {
+				ws.Close()
+				return nil, fmt.Errorf("%s: %w", op, err)
+			}
+			if bytes.Contains(msg, []byte(`"op":"error"`)) {
+				ws.Close()
+				return nil, fmt.Errorf("%s: %s", op, msg)
+			}
+			if bytes.Contains(msg, []byte(`"op":"ack"`)) {
+				break
+			}
+		}
 	}
 	_ = ws.SetReadDeadline(time.Time{})
 	return ws, nil
