@@ -35,7 +35,7 @@ type conn struct {
 
 	mu        sync.Mutex // guards rooms, lastWrite and publishes
 	rooms     map[string]*joined
-	lastWrite map[int32]int64            // partition → offset of this conn's newest record
+	lastWrite writeMarks                 // partition → offset of this conn's newest record
 	publishes map[string]*pendingPublish // request id → publish the log has not settled yet
 
 	done      chan struct{} // closed by shutdown
@@ -240,14 +240,40 @@ func (c *conn) appendRecord(ev *record.Event, id json.RawMessage, undo func()) {
 		}
 		pp.written()
 		c.mu.Lock()
-		if c.lastWrite == nil {
-			c.lastWrite = make(map[int32]int64)
-		}
-		if pos.Offset > c.lastWrite[pos.Partition] {
-			c.lastWrite[pos.Partition] = pos.Offset
-		}
+		c.lastWrite.note(pos.Partition, pos.Offset)
 		c.mu.Unlock()
 	})
+}
+
+// writeMarks is, per partition a connection wrote to, the offset of its
+// newest record there. A connection writes to few partitions (its rooms'),
+// so a slice is searched: smaller than a map on every connection.
+type writeMarks []writeMark
+
+type writeMark struct {
+	partition int32
+	offset    int64
+}
+
+// get returns the newest offset noted in partition p, 0 if none.
+func (w writeMarks) get(p int32) int64 {
+	for _, m := range w {
+		if m.partition == p {
+			return m.offset
+		}
+	}
+	return 0
+}
+
+// note raises partition p's offset to off.
+func (w *writeMarks) note(p int32, off int64) {
+	for i := range *w {
+		if m := &(*w)[i]; m.partition == p {
+			m.offset = max(m.offset, off)
+			return
+		}
+	}
+	*w = append(*w, writeMark{p, off})
 }
 
 // A publish whose fate the log has not told within ProduceTimeout is

@@ -35,7 +35,7 @@ func (s *Server) checkPos(field string, pos record.Pos, room string, part int32)
 // record in p and the client's `after` position: read-your-writes.
 func (s *Server) waitFolded(c *conn, f *clientFrame, p *consumer.Partition) *frameError {
 	c.mu.Lock()
-	next := c.lastWrite[p.ID()] + 1
+	next := c.lastWrite.get(p.ID()) + 1
 	c.mu.Unlock()
 	if f.hasAfter {
 		if ferr := s.checkPos("after", f.after, f.Room, p.ID()); ferr != nil {
