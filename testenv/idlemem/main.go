@@ -427,6 +427,7 @@ func dialOne(ctx context.Context, url string, src net.IP, room string, publish b
 		return nil, fmt.Errorf("welcome frame: got %q, %v", msg, err)
 	}
 	if room == "" {
+		_ = ws.SetReadDeadline(time.Time{})
 		return ws, nil
 	}
 	ops := []string{`{"op":"join","room":"` + room + `","id":"j"}`}
