@@ -59,7 +59,9 @@ fi
   echo "| memory | $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) |"
   echo "| kernel | $(uname -r) |"
   echo "| descriptors | $(ulimit -Hn) per process (hard limit) |"
-  echo "| roomlog | \`$("$ROOMLOG_BIN" version 2>/dev/null | head -1)\` (built from the work tree at $(git -C "$root" rev-parse --short HEAD 2>/dev/null) with uncommitted changes), $(go version | cut -d' ' -f3) |"
+  tree="clean"
+  if [ -n "$(git -C "$root" status --porcelain 2>/dev/null)" ]; then tree="with uncommitted changes"; fi
+  echo "| roomlog | \`$("$ROOMLOG_BIN" version 2>/dev/null | head -1)\` (built from the work tree at $(git -C "$root" rev-parse --short HEAD 2>/dev/null), $tree), $(go version | cut -d' ' -f3) |"
   echo "| Apache Kafka | $(basename "$(ls -d "${HOME:-/root}"/.cache/roomlog/kafka-* 2>/dev/null | head -1)" 2>/dev/null), $(java -version 2>&1 | head -1) |"
   echo "| Centrifugo | $(go version -m "$here/.bin/centrifugo" 2>/dev/null | awk '$1=="mod" {print $3}') (go install; reports itself as a development build) |"
   echo "| Socket.IO | socket.io $(node -p "require('$here/socketio/node_modules/socket.io/package.json').version"), @socket.io/redis-adapter $(node -p "require('$here/socketio/node_modules/@socket.io/redis-adapter/package.json').version"), Node.js $(node --version) |"
