@@ -83,9 +83,13 @@ func decodeControl(r *kgo.Record, e *Event) error {
 	if e.Type != TypeRevoke {
 		return nil
 	}
+	// Decoded into a value of its own: &e.Revoke handed to encoding/json
+	// would move every Decode's Event to the heap, not only a revoke's.
+	rev := new(Revocation)
 	dec := json.NewDecoder(bytes.NewReader(r.Value))
-	if err := dec.Decode(&e.Revoke); err != nil || dec.More() {
+	if err := dec.Decode(rev); err != nil || dec.More() {
 		return fmt.Errorf("%w: revoke value %q", ErrInvalidValue, truncate(r.Value))
 	}
+	e.Revoke = *rev
 	return e.Revoke.Validate()
 }
