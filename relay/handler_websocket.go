@@ -1,8 +1,10 @@
 package relay
 
 import (
+	"bytes"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -88,8 +90,15 @@ func (c *conn) readLoop(w *wsWriter) {
 	deadline()
 	ws.SetPongHandler(func(string) error { deadline(); return nil })
 	for {
-		mt, data, err := ws.ReadMessage()
+		mt, r, err := ws.NextReader()
+		var buf *bytes.Buffer
+		if err == nil {
+			buf = frameBufs.Get().(*bytes.Buffer)
+			buf.Reset()
+			_, err = buf.ReadFrom(r)
+		}
 		if err != nil {
+			putFrameBuf(buf)
 			if err == websocket.ErrReadLimit {
 				// gorilla has already sent close 1009.
 				c.s.stats.badFrames.Add(1)
@@ -102,11 +111,29 @@ func (c *conn) readLoop(w *wsWriter) {
 		}
 		deadline()
 		if mt != websocket.TextMessage {
+			putFrameBuf(buf)
 			c.s.stats.badFrames.Add(1)
 			c.shutdown(DisconnectBinary)
 			return
 		}
-		c.handle(data)
+		c.handle(buf.Bytes())
+		putFrameBuf(buf)
+	}
+}
+
+// frameBufs holds the buffers readers read client frames into. A frame is
+// needed only while handle runs (decoding copies what it keeps), so one
+// buffer serves many frames instead of a new one per frame; an idle
+// connection holds none.
+var frameBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledFrame: a buffer grown past this by a large frame is left to the
+// garbage collector rather than kept in the pool.
+const maxPooledFrame = 16 << 10
+
+func putFrameBuf(buf *bytes.Buffer) {
+	if buf != nil && buf.Cap() <= maxPooledFrame {
+		frameBufs.Put(buf)
 	}
 }
 
