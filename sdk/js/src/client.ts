@@ -9,18 +9,8 @@ import type {
   WebSocketConstructor,
   WebSocketLike,
 } from "./types.js";
+import { CONN, type Frame, ONCE, RETRY } from "./request.js";
 import { backoff, randomPrefix } from "./utils.js";
-
-/** @internal A frame as sent or received. */
-export type Frame = { [field: string]: any };
-
-// What happens to a pending op when its connection drops.
-/** @internal publish and reads: sent again on the next connection (publishes keep their mid). */
-export const RETRY = 0;
-/** @internal state writes and leave: rejected with `disconnected` (they may or may not have taken effect). */
-export const ONCE = 1;
-/** @internal join and auth: they belong to one connection and end with it. */
-export const CONN = 2;
 
 interface Req {
   text: string;

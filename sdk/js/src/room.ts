@@ -1,8 +1,7 @@
-import type { Client, Frame } from "./client.js";
-import { CONN, ONCE, RETRY } from "./client.js";
 import { Emitter } from "./emitter.js";
 import type { RoomlogError } from "./errors.js";
 import type { Entry, HistoryPage, Member, Message, Position, PublishAck, RoomEvents } from "./types.js";
+import { CONN, type Frame, ONCE, RETRY, type RoomHost } from "./request.js";
 import { isAfter } from "./utils.js";
 
 export interface RoomOptions {
@@ -25,7 +24,7 @@ export class Room extends Emitter<RoomEvents> {
   position?: Position;
   /** Subscribed on the current connection. */
   joined = false;
-  private client: Client;
+  private client: RoomHost;
   private presenceEvents: boolean;
   private wanted = false;
   private waiters: Array<[(s: Subscribed) => void, (e: RoomlogError) => void]> = [];
@@ -33,7 +32,7 @@ export class Room extends Emitter<RoomEvents> {
   private retries = 0;
 
   /** @internal Use client.room(name). */
-  constructor(client: Client, name: string, options: RoomOptions) {
+  constructor(client: RoomHost, name: string, options: RoomOptions) {
     super();
     this.client = client;
     this.name = name;
