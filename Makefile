@@ -48,6 +48,7 @@ fuzz:
 		<(grep -oE "fuzz '\^Fuzz[A-Za-z0-9_]+" Makefile | sed "s/^fuzz '\^//" | sort -u)); \
 		if [ -n "$$missing" ]; then echo "fuzz targets missing from the Makefile's fuzz list: $$missing"; exit 1; fi
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/procstat/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzParsePos$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzDecodeControl$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzParseOrigin$$' -fuzztime $(FUZZTIME)

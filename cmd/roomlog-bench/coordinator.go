@@ -17,6 +17,8 @@ import (
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/roomlog/roomlog/internal/procstat"
 )
 
 // Result is one run, written as JSON and read back by the report.
@@ -88,37 +90,15 @@ type ProcStat struct {
 	cpuStart, cpuLast float64
 }
 
-// procSample reads utime+stime (seconds) and VmRSS (KiB) of pid.
+// procSample reads utime+stime (seconds) and VmRSS (KiB) of pid; ok is
+// false when the process is gone. A missing VmRSS (a zombie) reads as 0.
 func procSample(pid int) (cpu float64, rssKB int64, ok bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	cpu, err := procstat.CPUSeconds(pid)
 	if err != nil {
 		return 0, 0, false
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, 0, false
-	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); utime is field 14, stime 15.
-	if len(f) < 13 {
-		return 0, 0, false
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	cpu = (ut + st) / 100 // USER_HZ is 100 on Linux
-	st2, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err == nil {
-		for _, line := range strings.Split(string(st2), "\n") {
-			if strings.HasPrefix(line, "VmRSS:") {
-				v := strings.Fields(line)
-				if len(v) >= 2 {
-					rssKB, _ = strconv.ParseInt(v[1], 10, 64)
-				}
-			}
-		}
-	}
-	return cpu, rssKB, true
+	st, _ := procstat.ReadStatus(pid)
+	return cpu, st.RSS / 1024, true
 }
 
 func parsePIDs(list, file string) ([]*ProcStat, error) {

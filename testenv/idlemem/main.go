@@ -19,7 +19,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -41,6 +40,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/roomlog/roomlog/internal/procstat"
 )
 
 // fdMargin is what each process needs besides the connections: listeners,
@@ -163,11 +164,11 @@ func run(o options) error {
 	if err := sleep(ctx, o.settle); err != nil {
 		return err
 	}
-	before, err := readStatus(child.pid())
+	before, err := procstat.ReadStatus(child.pid())
 	if err != nil {
 		return err
 	}
-	logf("relay VmRSS before: %s", mib(before.rss))
+	logf("relay VmRSS before: %s", mib(before.RSS))
 
 	start := time.Now()
 	conns, err := dialAll(ctx, o, "ws://"+addr+"/ws")
@@ -183,7 +184,7 @@ func run(o options) error {
 	if err := child.alive(); err != nil {
 		return err
 	}
-	after, err := readStatus(child.pid())
+	after, err := procstat.ReadStatus(child.pid())
 	if err != nil {
 		return err
 	}
@@ -192,25 +193,25 @@ func run(o options) error {
 	}
 	fds, _ := countFDs(child.pid())
 
-	growth := after.rss - before.rss
+	growth := after.RSS - before.RSS
 	per := float64(growth) / float64(o.conns)
 	res := result{
 		Conns:           o.conns,
 		Rooms:           o.rooms,
 		SourceIPs:       min(o.srcIPs, o.conns),
-		RSSBeforeBytes:  before.rss,
-		RSSAfterBytes:   after.rss,
+		RSSBeforeBytes:  before.RSS,
+		RSSAfterBytes:   after.RSS,
 		RSSGrowthBytes:  growth,
 		BytesPerConn:    per,
 		KiBPerConn:      per / 1024,
 		RelayFDs:        fds,
-		RelayThreads:    after.threads,
+		RelayThreads:    after.Threads,
 		DialSeconds:     dialTime.Seconds(),
 		SettleSeconds:   o.settle.Seconds(),
 		RelayListenAddr: addr,
 	}
 	fmt.Printf("relay VmRSS %s -> %s with %d idle connections: %.0f bytes (%.2f KiB) per connection\n",
-		mib(before.rss), mib(after.rss), o.conns, per, per/1024)
+		mib(before.RSS), mib(after.RSS), o.conns, per, per/1024)
 	js, _ := json.Marshal(res)
 	fmt.Println(string(js))
 
@@ -483,50 +484,6 @@ func closeAll(cs *clientConns) {
 	cs.ws = nil
 	cs.mu.Unlock()
 	cs.wg.Wait()
-}
-
-type procStatus struct {
-	rss     int64 // bytes
-	threads int
-}
-
-// readStatus reads VmRSS and Threads from /proc/<pid>/status.
-func readStatus(pid int) (procStatus, error) {
-	var st procStatus
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return st, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	found := false
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		fields := strings.Fields(v)
-		if len(fields) == 0 {
-			continue
-		}
-		switch k {
-		case "VmRSS": // "VmRSS:	  123456 kB"
-			kb, err := strconv.ParseInt(fields[0], 10, 64)
-			if err != nil {
-				return st, fmt.Errorf("VmRSS %q: %w", v, err)
-			}
-			st.rss, found = kb*1024, true
-		case "Threads":
-			st.threads, _ = strconv.Atoi(fields[0])
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return st, err
-	}
-	if !found {
-		return st, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
-	}
-	return st, nil
 }
 
 // childNoFile reads the soft "Max open files" limit of pid.

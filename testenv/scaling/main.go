@@ -45,6 +45,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/roomlog/roomlog/internal/procstat"
 	"github.com/roomlog/roomlog/testenv/internal/fleet"
 )
 
@@ -226,7 +227,7 @@ func measure(ctx context.Context, o options, n int, dir string) (*row, error) {
 	if err != nil {
 		return nil, err
 	}
-	selfBefore, _ := cpuSeconds(os.Getpid())
+	selfBefore, _ := procstat.CPUSeconds(os.Getpid())
 	acked0, deliv0, t0 := prod.acked.Load(), delivered.Load(), time.Now()
 	if err := sleep(ctx, o.window); err != nil {
 		return nil, err
@@ -235,7 +236,7 @@ func measure(ctx context.Context, o options, n int, dir string) (*row, error) {
 	if err != nil {
 		return nil, err
 	}
-	selfAfter, _ := cpuSeconds(os.Getpid())
+	selfAfter, _ := procstat.CPUSeconds(os.Getpid())
 	secs := time.Since(t0).Seconds()
 	r := &row{Relays: n, Placement: o.placement, Partitions: o.partitions, Rooms: o.rooms, WindowSeconds: secs,
 		RecordsPerSec: float64(prod.acked.Load()-acked0) / secs,
@@ -248,11 +249,11 @@ func measure(ctx context.Context, o options, n int, dir string) (*row, error) {
 			continue
 		}
 		r.RelayCPU = append(r.RelayCPU, c)
-		rss, err := rssMiB(p.Pid())
+		st, err := procstat.ReadStatus(p.Pid())
 		if err != nil {
 			return nil, err
 		}
-		r.RelayRSSMiB = append(r.RelayRSSMiB, rss)
+		r.RelayRSSMiB = append(r.RelayRSSMiB, float64(st.RSS)/(1<<20))
 	}
 	if err := prod.failed(); err != nil {
 		return nil, err
@@ -416,53 +417,13 @@ func cpuOf(procs []*fleet.Proc) ([]float64, error) {
 		if pid == 0 {
 			return nil, fmt.Errorf("%s is down (see %s)", p.Name, p.Log())
 		}
-		c, err := cpuSeconds(pid)
+		c, err := procstat.CPUSeconds(pid)
 		if err != nil {
 			return nil, err
 		}
 		out[i] = c
 	}
 	return out, nil
-}
-
-// clockTicks is USER_HZ, 100 on every Linux the tools run on.
-const clockTicks = 100
-
-// cpuSeconds is utime+stime of pid from /proc/pid/stat.
-func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) may hold spaces; fields resume after ')'.
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: bad utime or stime", pid)
-	}
-	return float64(ut+st) / clockTicks, nil
-}
-
-func rssMiB(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-			if err != nil {
-				return 0, fmt.Errorf("/proc/%d/status VmRSS %q", pid, v)
-			}
-			return kb / 1024, nil
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
