@@ -130,12 +130,7 @@ func (s *Session) flushClosedUpgrade(ws *websocket.Conn) {
 	s.mu.Unlock()
 	s.srv.remove(s)
 	deadline := time.Now().Add(s.srv.cfg.WriteTimeout)
-	_ = ws.SetWriteDeadline(deadline)
-	for _, p := range batch {
-		if s.writePacket(p) != nil {
-			break
-		}
-	}
+	_ = s.writeBatch(batch, deadline) // the close follows either way
 	closeWebSocket(ws, reason, deadline)
 }
 
@@ -243,24 +238,28 @@ func (s *Session) writeLoop() {
 			deadline = s.closedAt.Add(cfg.CloseFlush)
 		}
 		s.mu.Unlock()
-		// One deadline for the batch: it bounds the batch's writes together,
-		// as a poll's WriteTimeout bounds its whole payload.
-		_ = s.ws.SetWriteDeadline(deadline) // gorilla only stores it
-		corked := s.async != nil && len(batch) > 1
-		if corked {
-			s.async.Cork() // the batch in one system call
-		}
-		for _, p := range batch {
-			if err := s.writePacket(p); err != nil {
-				s.fail(writeErrorReason(err))
-				break
-			}
-		}
-		if corked {
-			s.async.Uncork()
+		if err := s.writeBatch(batch, deadline); err != nil {
+			s.fail(writeErrorReason(err))
 		}
 		clear(batch)
 	}
+}
+
+// writeBatch writes packets in order until one fails. One deadline for the
+// batch: it bounds the batch's writes together, as a poll's WriteTimeout
+// bounds its whole payload. The caller is the session's only writer.
+func (s *Session) writeBatch(batch []Packet, deadline time.Time) error {
+	_ = s.ws.SetWriteDeadline(deadline) // gorilla only stores it
+	if s.async != nil && len(batch) > 1 {
+		s.async.Cork() // the batch in one system call
+		defer s.async.Uncork()
+	}
+	for _, p := range batch {
+		if err := s.writePacket(p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writePacket writes one packet as one WebSocket message: its type, Data
