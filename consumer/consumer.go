@@ -97,6 +97,13 @@ type Config struct {
 	FetchMaxWait time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Partitions, when not nil, are the partitions Start follows; the
+	// others are followed on demand (Follow, follow.go) and may be dropped
+	// (Unfollow). nil: every partition, from Start, always.
+	Partitions []int32
+	// LoadSnapshot returns partition p's newest snapshot (nil: none) for
+	// Follow. nil: a followed partition is replayed from its log's start.
+	LoadSnapshot func(ctx context.Context, p int32) (*Partition, error)
 }
 
 // replayGCPercent is GOGC while the consumer replays the log at start.
@@ -141,7 +148,15 @@ type Consumer struct {
 	ends      map[int32]int64
 
 	cancel context.CancelFunc
+	runCtx context.Context
 	wg     sync.WaitGroup
+
+	// Following on demand (follow.go).
+	changes  chan change   // run on the folder goroutine between batches
+	gen      atomic.Uint64 // follow generation: bumped by each add
+	followed []atomic.Bool // by partition: followed and caught up
+	fmu      sync.Mutex    // guards follows' loading fields
+	follows  []follow      // by partition
 
 	records, skipped, misplaced atomic.Uint64
 	skippedBy                   [6]atomic.Uint64 // by index in record.SkipReasons
@@ -163,7 +178,7 @@ func New(cfg Config) (*Consumer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Consumer{cfg: cfg, state: NewState(cfg.HistoryWindow), ready: make(chan struct{}),
+	return &Consumer{cfg: cfg, state: NewState(cfg.HistoryWindow), ready: make(chan struct{}), changes: make(chan change, 16),
 		warnMisplaced: warnLimiter{every: WarnInterval}, warnSkipped: warnLimiter{every: WarnInterval}}, nil
 }
 
@@ -192,14 +207,26 @@ func (c *Consumer) Start(ctx context.Context) error {
 	}
 	c.ends = make(map[int32]int64)
 	start := make(map[int32]kgo.Offset)
+	var only map[int32]bool
+	if c.cfg.Partitions != nil {
+		only = make(map[int32]bool, len(c.cfg.Partitions))
+		for _, p := range c.cfg.Partitions {
+			only[p] = true
+		}
+	}
+	topicParts := 0
 	ends.Each(func(o kadm.ListedOffset) {
-		c.ends[o.Partition] = o.Offset
-		start[o.Partition] = kgo.NewOffset().AtStart()
+		topicParts = max(topicParts, int(o.Partition)+1)
 		p := c.state.Partition(o.Partition)
 		p.next = 0
 		p.hwm.Store(o.Offset)
+		if only != nil && !only[o.Partition] {
+			return
+		}
+		c.ends[o.Partition] = o.Offset
+		start[o.Partition] = kgo.NewOffset().AtStart()
 	})
-	if len(start) == 0 {
+	if topicParts == 0 {
 		cl.Close()
 		return fmt.Errorf("consumer: topic %q has no partitions", c.cfg.Topic)
 	}
@@ -218,8 +245,14 @@ func (c *Consumer) Start(ctx context.Context) error {
 	starts.Each(func(o kadm.ListedOffset) {
 		p := c.state.Partition(o.Partition)
 		p.next, p.floor = o.Offset, o.Offset
+		if only != nil && !only[o.Partition] {
+			p.hwm.Store(o.Offset) // not followed: no lag to report
+		}
 	})
 	for pn, rp := range c.cfg.Restore {
+		if only != nil && !only[pn] {
+			continue
+		}
 		end, ok := c.ends[pn]
 		if !ok || rp.next > end {
 			c.cfg.Logger.Warn("ignoring a snapshot beyond the log's end", "partition", pn, "snapshot", rp.next, "end", end)
@@ -233,12 +266,20 @@ func (c *Consumer) Start(ctx context.Context) error {
 		c.state.parts[pn] = rp
 		start[pn] = kgo.NewOffset().At(rp.next)
 	}
-	c.state.SetTopicPartitions(int32(len(c.ends)))
-	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{c.cfg.Topic: start})
+	c.state.SetTopicPartitions(int32(topicParts))
+	c.followed = make([]atomic.Bool, topicParts)
+	c.follows = make([]follow, topicParts)
+	for p := range start {
+		c.follows[p].on = true
+		c.follows[p].liveFrom = c.ends[p]
+	}
+	if len(start) > 0 {
+		cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{c.cfg.Topic: start})
+	}
 	c.cl = cl
 	c.checkReady()
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c.cancel = cancel
+	c.cancel, c.runCtx = cancel, runCtx
 	c.wg.Add(1)
 	go c.run(runCtx)
 	return nil
@@ -297,7 +338,12 @@ func (c *Consumer) checkReady() {
 			return
 		}
 	}
-	c.readyOnce.Do(func() { close(c.ready) })
+	c.readyOnce.Do(func() {
+		for p := range c.ends {
+			c.followed[p].Store(true)
+		}
+		close(c.ready)
+	})
 }
 
 // run polls the log on one goroutine and folds on another, so the next
@@ -305,7 +351,7 @@ func (c *Consumer) checkReady() {
 // broker's next fetch only once the buffered one has been polled).
 func (c *Consumer) run(ctx context.Context) {
 	defer c.wg.Done()
-	fetched := make(chan kgo.Fetches, 2)
+	fetched := make(chan fetchBatch, 2)
 	go func() {
 		defer close(fetched)
 		for {
@@ -314,7 +360,7 @@ func (c *Consumer) run(ctx context.Context) {
 				return
 			}
 			select {
-			case fetched <- fs:
+			case fetched <- fetchBatch{fs, c.gen.Load()}:
 			case <-ctx.Done():
 				return
 			}
@@ -346,22 +392,46 @@ func (c *Consumer) run(ctx context.Context) {
 			}()
 		}
 	}
-	for fetches := range fetched {
+	for {
+		var batch fetchBatch
+		select {
+		case fn := <-c.changes:
+			fn()
+			continue
+		case b, ok := <-fetched:
+			if !ok {
+				return
+			}
+			batch = b
+		}
 		if ctx.Err() != nil {
 			continue // drain, so the poller can end
 		}
+		fetches := batch.fetches
 		fetches.EachError(func(topic string, p int32, err error) {
 			if !errors.Is(err, context.Canceled) {
 				c.cfg.Logger.Warn("consumer fetch error", "topic", topic, "partition", p, "err", err)
 			}
 		})
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-			part := c.state.Partition(fp.Partition)
-			part.hwm.Store(fp.HighWatermark)
-			for _, r := range fp.Records {
-				c.handle(part, r, &d, &res, live)
+			if fp.Partition < 0 || int(fp.Partition) >= len(c.follows) {
+				return
 			}
-			if len(fp.Records) > 0 {
+			f := &c.follows[fp.Partition]
+			if !f.on || batch.gen < f.gen {
+				return // fetched for a follow that has ended (follow.go)
+			}
+			part := c.state.parts[fp.Partition]
+			part.hwm.Store(fp.HighWatermark)
+			folded := false
+			for _, r := range fp.Records {
+				if r.Offset < part.next {
+					continue // folded already
+				}
+				c.handle(part, r, &d, &res, live && r.Offset >= f.liveFrom)
+				folded = true
+			}
+			if folded {
 				part.Advance()
 			}
 		})

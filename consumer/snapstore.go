@@ -81,6 +81,12 @@ func (st *SnapshotStore) Ensure(ctx context.Context, adm *kadm.Client, rf int16)
 // checksum and version good. Bad ones are logged and skipped (falling back
 // to the other slot, or to no snapshot: the full log).
 func (st *SnapshotStore) Load(ctx context.Context, window int) (map[int32]*Partition, error) {
+	return st.LoadOnly(ctx, window, nil)
+}
+
+// LoadOnly is Load for the partitions only accepts (nil: every one). It
+// still reads the whole snapshots topic, but decodes only those.
+func (st *SnapshotStore) LoadOnly(ctx context.Context, window int, only func(int32) bool) (map[int32]*Partition, error) {
 	manifests := map[string]*Manifest{}
 	chunks := map[string][]byte{}
 	prefix := st.EventsTopic + "/"
@@ -88,6 +94,12 @@ func (st *SnapshotStore) Load(ctx context.Context, window int) (map[int32]*Parti
 		k := string(r.Key)
 		if !strings.HasPrefix(k, prefix) {
 			return
+		}
+		if only != nil {
+			pn, _, _ := strings.Cut(k[len(prefix):], "/")
+			if n, err := strconv.Atoi(pn); err != nil || !only(int32(n)) {
+				return
+			}
 		}
 		if r.Value == nil { // tombstone
 			delete(manifests, k)
@@ -161,7 +173,13 @@ func (st *SnapshotStore) Load(ctx context.Context, window int) (map[int32]*Parti
 	}
 	wg.Wait()
 	st.mu.Lock()
-	st.known = known
+	if only == nil || st.known == nil {
+		st.known = known
+	} else {
+		for pn, slots := range known {
+			st.known[pn] = slots
+		}
+	}
 	st.mu.Unlock()
 	return out, nil
 }

@@ -132,7 +132,25 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, endpoint strin
 		httpError(w, http.StatusBadRequest, string(ferr.Code), ferr.Message)
 		return
 	}
+	if !s.apiEnsure(w, r.Context(), f.Room) {
+		return
+	}
 	s.apiAppend(w, r.Context(), &f)
+}
+
+// apiEnsure follows room's partition before an API request appends to it
+// (follow.go); it answers 504 itself when that fails.
+func (s *Server) apiEnsure(w http.ResponseWriter, ctx context.Context, room string) bool {
+	if s.fol == nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+	defer cancel()
+	if err := s.ensureRoom(ctx, room); err != nil {
+		httpError(w, http.StatusGatewayTimeout, string(CodeTimeout), "this relay could not load the room's partition: "+err.Error())
+		return false
+	}
+	return true
 }
 
 func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {

@@ -59,6 +59,9 @@ func (s *Server) serveControl(w http.ResponseWriter, ctx context.Context, endpoi
 	if ferr == nil {
 		var ev *record.Event
 		if ev, ferr = s.controlEvent(endpoint, &req, time.Now()); ferr == nil {
+			if !s.apiEnsure(w, ctx, ev.Room) {
+				return
+			}
 			s.commitControl(w, ctx, ev)
 			return
 		}

@@ -42,7 +42,7 @@ func (s *Server) Deliver(d *consumer.Delivery) {
 	s.deliverLeft(d)
 	if ended := d.Result.Ended; ended != "" {
 		s.peers.drop(ended)
-		if ended == s.currentSession() {
+		if ended == s.currentSession() && s.ownLeaseCurrent(d.Pos.Partition, d.Event.Version) {
 			s.sessionEnded(d.Pos)
 		}
 	}

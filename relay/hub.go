@@ -58,6 +58,19 @@ func newHub() *hub {
 	return h
 }
 
+// eachRoom calls fn with the name of every room with a local subscriber,
+// under each shard's read lock in turn (fn must not call the hub).
+func (h *hub) eachRoom(fn func(room string)) {
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		for name := range sh.rooms {
+			fn(name)
+		}
+		sh.mu.RUnlock()
+	}
+}
+
 func (h *hub) shard(room string) *hubShard {
 	return &h.shards[maphash.String(h.seed, room)%hubShards]
 }

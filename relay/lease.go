@@ -159,8 +159,9 @@ func (l *leases) kick() {
 func (s *Server) writeLeases(ctx context.Context) error {
 	session := s.currentSession()
 	var wg sync.WaitGroup
-	errs := make(chan error, s.partitions)
-	for p := int32(0); p < s.partitions; p++ {
+	parts := s.leasedPartitions()
+	errs := make(chan error, len(parts))
+	for _, p := range parts {
 		r := record.Encode(&record.Event{Type: record.TypeLease, Room: record.RelayKeyPrefix + s.cfg.RelayName, Relay: s.cfg.RelayName, Session: session, Addr: s.cfg.AdvertiseAddr})
 		record.ManualPartition(r, p)
 		wg.Add(1)
@@ -193,6 +194,13 @@ func (s *Server) leaseLoop(ctx context.Context) {
 			s.cfg.Logger.Warn("renewing this relay's lease", "err", err)
 		}
 		s.expireStale()
+		if s.fol != nil {
+			s.bg.Add(1)
+			go func() {
+				defer s.bg.Done()
+				s.followPass(ctx)
+			}()
+		}
 	}
 }
 
@@ -201,7 +209,7 @@ func (s *Server) leaseLoop(ctx context.Context) {
 // ago: its members leave, and its entry leaves the lease table.
 func (s *Server) expireStale() {
 	now := time.Now()
-	for p := int32(0); p < s.partitions; p++ {
+	for _, p := range s.leasedPartitions() {
 		part := s.cons.State().Partition(p)
 		leases := part.Leases()
 		s.leases.prune(p, leases)

@@ -158,5 +158,14 @@ func (c *conn) run(f *clientFrame) {
 		c.sendError(f.ID, errorf(CodeNotJoined, "not in room %q: join it first", f.Room))
 		return
 	}
+	if !spec.roomless && c.s.fol != nil {
+		ctx, cancel := c.s.readDeadline()
+		err := c.s.ensureRoom(ctx, f.Room)
+		cancel()
+		if err != nil {
+			c.sendError(f.ID, errorf(CodeTimeout, "this relay could not load the room's partition: %v", err))
+			return
+		}
+	}
 	spec.serve(c, f)
 }

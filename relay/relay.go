@@ -91,6 +91,13 @@ type Config struct {
 	// HistoryWindow is how many recent publishes per room stay in memory
 	// for recovery and history (default consumer.DefaultHistoryWindow).
 	HistoryWindow int
+	// Follow is which partitions the relay folds: FollowAll (the default)
+	// or FollowInterest, the ones its rooms and reads need, plus the
+	// control partition and the partitions it keeps (follow.go,
+	// docs/scaling.md). FollowIdle is how long a partition no local room is
+	// in stays followed after its last use (default DefaultFollowIdle).
+	Follow     string
+	FollowIdle time.Duration
 	// SIOMaxDisconnection is how long after its connection went (in record
 	// time: the leave, or the end of its relay's session) a Socket.IO
 	// session can be recovered on any relay (default 2m, at most
@@ -184,6 +191,14 @@ func (c *Config) setDefaults() error {
 	}
 	defDur(&c.LeaseTimeout, DefaultLeaseTimeout)
 	defDur(&c.ReadTimeout, DefaultReadTimeout)
+	defDur(&c.FollowIdle, DefaultFollowIdle)
+	switch c.Follow {
+	case "":
+		c.Follow = FollowAll
+	case FollowAll, FollowInterest:
+	default:
+		return fmt.Errorf("relay: follow %q: want %q or %q", c.Follow, FollowAll, FollowInterest)
+	}
 	defDur(&c.RevocationTTL, DefaultRevocationTTL)
 	if c.RevocationTTL > maxRevocationTTL {
 		return fmt.Errorf("relay: revocation TTL %v is over the most, %v", c.RevocationTTL, maxRevocationTTL)
@@ -271,6 +286,7 @@ type Server struct {
 
 	prod *kgo.Client
 	cons *consumer.Consumer
+	fol  *follower // nil unless Config.Follow is FollowInterest (follow.go)
 	// started holds the consumer once Start has started it: what HTTP
 	// handlers (metrics) and Stats read, so a scrape during Start never
 	// touches the consumer while Start still builds it. Nil until then,
@@ -395,6 +411,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.epoch, s.partitions = info.Epoch, info.Partitions
+	if s.cfg.Follow == FollowInterest {
+		s.fol = newFollower(s.partitions)
+	}
 	if info.Partitions != s.cfg.Partitions {
 		s.cfg.Logger.Info("events topic exists with another partition count; using it", "topic", s.cfg.Topic, "partitions", info.Partitions)
 	}
@@ -406,10 +425,16 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := s.ensure(ctx, s.controlPartitionID()); err != nil {
+		return fmt.Errorf("following the control partition: %w", err)
+	}
 	if err := s.writeLeases(ctx); err != nil {
 		return fmt.Errorf("taking the relay lease: %w", err)
 	}
 	s.startBackground(ctx)
+	if s.fol != nil {
+		s.leases.kick() // the first keeper pass now, not a lease period later
+	}
 	s.started.Store(s.cons)
 	s.ready.Store(true)
 	s.cfg.Logger.Info("relay started", "relay", s.cfg.RelayName, "session", s.currentSession(), "listen", s.ln.Addr().String(),
@@ -473,7 +498,7 @@ func (s *Server) startConsumer(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	s.cons, err = consumer.New(consumer.Config{
+	cc := consumer.Config{
 		ClientOpts:    s.clientOpts(),
 		Topic:         s.cfg.Topic,
 		Epoch:         s.epoch,
@@ -481,7 +506,14 @@ func (s *Server) startConsumer(ctx context.Context) (int, error) {
 		HistoryWindow: s.cfg.HistoryWindow,
 		Restore:       restore,
 		Logger:        s.cfg.Logger,
-	})
+	}
+	if s.fol != nil {
+		cc.Partitions = []int32{s.controlPartitionID()}
+		if s.snaps != nil {
+			cc.LoadSnapshot = s.loadSnapshot
+		}
+	}
+	s.cons, err = consumer.New(cc)
 	if err == nil {
 		err = s.cons.Start(ctx)
 	}

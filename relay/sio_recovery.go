@@ -366,6 +366,17 @@ func (s *Server) resumeSIO(pid, offset, user string) (*sioResume, string) {
 		}
 		off = o
 	}
+	if s.fol != nil {
+		// The session's parts can be in any partition: follow them all
+		// (the idle ones are dropped again later).
+		ctx, cancel := s.readDeadline()
+		err := s.ensureAll(ctx)
+		cancel()
+		if err != nil {
+			s.cfg.Logger.Warn("loading partitions for a Socket.IO recovery", "err", err)
+			return nil, "log_unavailable"
+		}
+	}
 	plan := &sioResume{}
 	found, held := false, false
 	var gone int64

@@ -41,7 +41,12 @@ func (s *Server) loadSnapshots(ctx context.Context, adm *kadm.Client) (map[int32
 		return nil, err
 	}
 	began := time.Now()
-	parts, err := s.snaps.Load(ctx, s.historyWindow())
+	var only func(int32) bool
+	if s.fol != nil {
+		control := s.controlPartitionID()
+		only = func(p int32) bool { return p == control }
+	}
+	parts, err := s.snaps.LoadOnly(ctx, s.historyWindow(), only)
 	if err != nil {
 		return nil, err
 	}
@@ -49,6 +54,16 @@ func (s *Server) loadSnapshots(ctx context.Context, adm *kadm.Client) (map[int32
 		s.cfg.Logger.Info("loaded snapshots", "partitions", len(parts), "took", time.Since(began).Round(time.Millisecond))
 	}
 	return parts, nil
+}
+
+// loadSnapshot returns partition p's newest valid snapshot, or nil: for a
+// partition followed on demand (follow.go).
+func (s *Server) loadSnapshot(ctx context.Context, p int32) (*consumer.Partition, error) {
+	parts, err := s.snaps.LoadOnly(ctx, s.historyWindow(), func(q int32) bool { return q == p })
+	if err != nil {
+		return nil, err
+	}
+	return parts[p], nil
 }
 
 func (s *Server) historyWindow() int { return consumer.HistoryWindowFor(s.cfg.HistoryWindow) }
