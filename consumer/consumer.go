@@ -4,10 +4,12 @@
 // with the fold's result to a Sink (the relay's hub, which fans it out to the
 // local sockets of the room).
 //
-// It reads every partition directly, without a consumer group: each relay must
-// see every record, because any of its sockets may be in any room. At start it
-// replays every partition from the beginning of the log, so that the state of
-// every room is a pure function of the log prefix: every relay that has folded
+// It reads partitions directly, without a consumer group: by default every
+// partition, because any of a relay's sockets may be in any room; with
+// Config.Partitions, those and the ones added on demand (Follow, follow.go).
+// At start it replays each followed partition from its snapshot or the
+// beginning of the log, so that the state of every room is a pure function
+// of the log prefix: every relay that has folded
 // the same offsets holds the same state, and a replay reproduces it. Records
 // written to another partition than their key's (a third-party producer with
 // another partitioner) are misplaced: the fold skips them and takes the
@@ -27,6 +29,9 @@
 //     Sink.Deliver, in offset order per partition, and advances the
 //     partition's Progress once per batch. It is the only writer of the
 //     state; Deliver runs on it and must not block.
+//
+// Follow loads a partition on a goroutine of its own; the add and the drop
+// of a partition run on the folder goroutine, between batches.
 //
 // While the first replay runs, a third goroutine waits for readiness (or
 // Stop) to restore the garbage collector's setting. SnapshotStore.Load

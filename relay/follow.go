@@ -68,7 +68,9 @@ func newFollower(partitions int32) *follower {
 }
 
 // controlPartitionID is the partition of record.ControlKey.
-func (s *Server) controlPartitionID() int32 { return record.PartitionOf(record.ControlKey, s.partitions) }
+func (s *Server) controlPartitionID() int32 {
+	return record.PartitionOf(record.ControlKey, s.partitions)
+}
 
 // ensureRoom follows room's partition (FollowInterest); see ensure.
 func (s *Server) ensureRoom(ctx context.Context, room string) error {

@@ -106,8 +106,8 @@ func TestFollowInterest(t *testing.T) {
 		pc := newRelayProc(t, bin, b, topic, "follow-c", "--follow", "interest", "--lease-timeout", "1500ms",
 			"--snapshot-topic", snapTopic)
 		cc := dialURL(t, "ws://"+pc.addr+"/ws", true)
-		cc.join(room)
-		if pres := ca.do(map[string]any{"op": "presence", "room": room, "id": "pr2"}); len(pres.Members) != 3 {
+		j := cc.join(room)
+		if pres := ca.do(map[string]any{"op": "presence", "room": room, "after": j.Pos, "id": "pr2"}); len(pres.Members) != 3 {
 			t.Fatalf("presence on A with C's client: %+v, want 3", pres.Members)
 		}
 		pc.kill()

@@ -106,6 +106,12 @@ func newMetrics(s *Server) *metrics {
 		func() float64 { return float64(s.rehome.appended.Load()) }))
 	f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "roomlog_rehome_dropped_total", Help: "Misplaced records this relay did not keep to re-home because too many were waiting (left to their partition's owner)."},
 		func() float64 { return float64(s.rehome.dropped.Load()) }))
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomlog_partitions_followed", Help: "Partitions of the events topic this relay folds (all of them unless --follow interest)."}, func() float64 {
+		if cons := s.started.Load(); cons != nil {
+			return float64(len(cons.FollowedPartitions()))
+		}
+		return 0
+	}))
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomlog_rehome_pending", Help: "Misplaced records whose re-homed copy this relay has not folded yet."},
 		func() float64 { return float64(s.rehome.len()) }))
 	f(lagCollector{s})

@@ -18,6 +18,10 @@
 //     socket, so their CPU is what reading the log costs a relay.
 //   - share: room i's member is on relay i mod N, so each relay delivers 1/N
 //     of the traffic, as behind a load balancer.
+//   - keeper: room i's member is on the relay that keeps the room's
+//     partition (relay.KeeperOf over the fleet's names): routing by room,
+//     the placement under which relays run with `-- --follow interest`
+//     read only their own share of the log (docs/scaling.md).
 //   - none: no clients at all.
 //
 // Linux only: it reads /proc. CPU is utime+stime of each process (the
@@ -46,6 +50,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/roomlog/roomlog/internal/procstat"
+	"github.com/roomlog/roomlog/record"
+	"github.com/roomlog/roomlog/relay"
 	"github.com/roomlog/roomlog/testenv/internal/fleet"
 )
 
@@ -89,7 +95,7 @@ func main() {
 	flag.IntVar(&o.rate, "rate", 4000, "records produced per second")
 	flag.IntVar(&o.rooms, "rooms", 1024, "rooms the records are spread over (keys room-0 ...)")
 	flag.IntVar(&o.partitions, "partitions", 16, "the topic's partitions (roomlog relay --partitions)")
-	flag.StringVar(&o.placement, "placement", "one", "where the rooms' members connect: one, share or none (see the package comment)")
+	flag.StringVar(&o.placement, "placement", "one", "where the rooms' members connect: one, share, keeper or none (see the package comment)")
 	flag.DurationVar(&o.warmup, "warmup", 10*time.Second, "traffic before the measurement")
 	flag.DurationVar(&o.window, "window", 20*time.Second, "the measurement window")
 	flag.StringVar(&o.brokers, "brokers", "", "an external Kafka (host:port,...) instead of a roomlog broker process; each run uses a topic of its own")
@@ -124,8 +130,8 @@ func run(o options) error {
 	switch {
 	case o.rate < 1 || o.rooms < 1 || o.partitions < 1 || o.valueBytes < 10:
 		return errors.New("--rate, --rooms and --partitions must be positive, --value-bytes at least 10")
-	case o.placement != "one" && o.placement != "share" && o.placement != "none":
-		return fmt.Errorf("--placement %q: want one, share or none", o.placement)
+	case o.placement != "one" && o.placement != "share" && o.placement != "keeper" && o.placement != "none":
+		return fmt.Errorf("--placement %q: want one, share, keeper or none", o.placement)
 	case o.window < time.Second:
 		return errors.New("--window: at least 1s")
 	}
@@ -273,10 +279,18 @@ func joinAll(ctx context.Context, o options, fl *fleet.Fleet, delivered *atomic.
 	}
 	const roomsPerConn = 500
 	byRelay := make([][]string, len(fl.Relays))
+	names := make([]string, len(fl.Relays))
+	index := map[string]int{}
+	for i, r := range fl.Relays {
+		names[i], index[r.Name] = r.Name, i
+	}
 	for i := 0; i < o.rooms; i++ {
 		r := 0
-		if o.placement == "share" {
+		switch o.placement {
+		case "share":
 			r = i % len(fl.Relays)
+		case "keeper":
+			r = index[relay.KeeperOf(record.PartitionOf(roomName(i), int32(o.partitions)), names)]
 		}
 		byRelay[r] = append(byRelay[r], roomName(i))
 	}
