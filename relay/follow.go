@@ -185,11 +185,24 @@ func keeperOf(p int32, relays []string) string {
 		h.Write([]byte(r))
 		h.Write([]byte{0})
 		h.Write([]byte(strconv.Itoa(int(p))))
-		if sc := h.Sum64(); best == "" || sc > bestScore || (sc == bestScore && r < best) {
+		if sc := mix64(h.Sum64()); best == "" || sc > bestScore || (sc == bestScore && r < best) {
 			best, bestScore = r, sc
 		}
 	}
 	return best
+}
+
+// mix64 spreads every input bit over the whole word (MurmurHash3's
+// finalizer): FNV alone leaves the high bits of names that differ only in
+// their last bytes alike, and the highest score would go to one relay for
+// most partitions.
+func mix64(x uint64) uint64 {
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
 }
 
 // KeeperOf is keeperOf for tools that place clients by room (testenv).

@@ -151,3 +151,31 @@ func waitFollowing(t *testing.T, s *relay.Server, want []int32) {
 	}
 	t.Fatalf("%s follows %v, want %v", s.Name(), got, want)
 }
+
+// TestKeeperSpread: rendezvous hashing gives each relay a fair share of the
+// partitions, and a relay leaving moves only its own.
+func TestKeeperSpread(t *testing.T) {
+	for _, n := range []int{2, 4, 8, 16} {
+		names := make([]string, n)
+		for i := range names {
+			names[i] = fmt.Sprintf("relay-%d", i+1)
+		}
+		const parts = 1024
+		count := map[string]int{}
+		for p := range int32(parts) {
+			count[relay.KeeperOf(p, names)]++
+		}
+		fair := parts / n
+		for _, name := range names {
+			if c := count[name]; c < fair/2 || c > fair*3/2 {
+				t.Errorf("%d relays: %s keeps %d of %d partitions, want about %d", n, name, c, parts, fair)
+			}
+		}
+		for p := range int32(parts) {
+			before, after := relay.KeeperOf(p, names), relay.KeeperOf(p, names[:n-1])
+			if before != names[n-1] && before != after {
+				t.Fatalf("%d relays: partition %d moved from %s to %s when %s left", n, p, before, after, names[n-1])
+			}
+		}
+	}
+}
