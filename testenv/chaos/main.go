@@ -102,7 +102,7 @@ func run() int {
 	fs.DurationVar(&o.churn, "churn", 0, "clients churn: each subscriber and publisher leaves its relay about this often and resumes through another (0: only when a relay fails)")
 	fs.IntVar(&o.dropEvery, "self-test-drop", 0, "self-test of the checker: subscribers ignore every Nth message, so the run must FAIL with losses (0: off)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: go run ./testenv/chaos [flags]\n\nKills and restarts relays of a local roomlog fleet while publishers and subscribers run,\nthen reports acked messages lost, duplicated or out of order.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: go run ./testenv/chaos [flags] [-- roomlog relay flags]\n\nKills and restarts relays of a local roomlog fleet while publishers and subscribers run,\nthen reports acked messages lost, duplicated or out of order.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -174,7 +174,7 @@ func run() int {
 		// kfake acknowledges from the page cache unless --fsync; a SIGKILL
 		// then loses nothing the page cache had, but syncing keeps the
 		// broker honest even if the kernel's view is all that survives.
-		Fsync: o.killBroker || o.fsync})
+		Fsync: o.killBroker || o.fsync, RelayArgs: fs.Args()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		return 2

@@ -1,0 +1,225 @@
+package consumer_test
+
+import (
+	"context"
+	"reflect"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/roomlog/roomlog/consumer"
+	"github.com/roomlog/roomlog/record"
+)
+
+// liveSink records, per partition, how many records were delivered live
+// and during a replay.
+type liveSink struct {
+	mu           sync.Mutex
+	live, replay map[int32]int
+}
+
+func (s *liveSink) Deliver(d *consumer.Delivery) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d.Live {
+		s.live[d.Pos.Partition]++
+	} else {
+		s.replay[d.Pos.Partition]++
+	}
+}
+
+func (s *liveSink) counts(p int32) (live, replay int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.live[p], s.replay[p]
+}
+
+// TestFollowOnDemand: a consumer started with one partition follows
+// another when asked, from its log's start or from a snapshot, with the
+// state a full replay gives; its replayed records are not live, the ones
+// after are; concurrent Follows share one load; Unfollow forgets the state,
+// and a later Follow rebuilds it.
+func TestFollowOnDemand(t *testing.T) {
+	const parts = 4
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, "events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+	prod, err := kgo.NewClient(append(opts, kgo.DefaultProduceTopic("events"), kgo.RecordPartitioner(record.NewPartitioner()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// Rooms of partitions 0 and 1.
+	var room0, room1 string
+	for i := 0; room0 == "" || room1 == ""; i++ {
+		r := "room-" + strconv.Itoa(i)
+		switch record.PartitionOf(r, parts) {
+		case 0:
+			room0 = r
+		case 1:
+			room1 = r
+		}
+	}
+	n := 0
+	write := func(room string, count int) {
+		t.Helper()
+		for range count {
+			n++
+			ev := &record.Event{Type: record.TypeIncr, Room: room, Key: "k" + strconv.Itoa(n%3), Delta: 1}
+			if err := prod.ProduceSync(ctx, record.Encode(ev)).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(room0, 5)
+	write(room1, 20)
+
+	var loads atomic.Int32
+	var snapshot []byte // set below
+	sink := &liveSink{live: map[int32]int{}, replay: map[int32]int{}}
+	cons, err := consumer.New(consumer.Config{ClientOpts: opts, Topic: "events", Sink: sink, Partitions: []int32{0},
+		LoadSnapshot: func(_ context.Context, p int32) (*consumer.Partition, error) {
+			loads.Add(1)
+			if snapshot == nil {
+				return nil, nil
+			}
+			return consumer.DecodeSnapshot(snapshot, consumer.DefaultHistoryWindow)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cons.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Stop()
+	<-cons.Ready()
+	if !cons.Following(0) || cons.Following(1) {
+		t.Fatalf("after Start: following 0 %v, 1 %v; want only 0", cons.Following(0), cons.Following(1))
+	}
+	if got := cons.FollowedPartitions(); !reflect.DeepEqual(got, []int32{0}) {
+		t.Fatalf("FollowedPartitions = %v, want [0]", got)
+	}
+
+	// Ten concurrent Follows, one load, the log's state.
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for range 10 {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs <- cons.Follow(ctx, 1) }()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l := loads.Load(); l != 1 {
+		t.Fatalf("%d loads for 10 concurrent Follows, want 1", l)
+	}
+	same(t, cons, opts, 1)
+	if live, replay := sink.counts(1); live != 0 || replay != 20 {
+		t.Fatalf("partition 1 delivered %d live and %d replayed, want 0 and 20", live, replay)
+	}
+	write(room1, 3)
+	waitFolded(t, ctx, cons, opts, 1)
+	if live, _ := sink.counts(1); live != 3 {
+		t.Fatalf("partition 1 delivered %d live records after the follow, want 3", live)
+	}
+
+	// A snapshot now, then Unfollow: the state goes.
+	part := cons.State().Partition(1)
+	snapshot, _, err = part.EncodeSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons.Unfollow(1)
+	for deadline := time.Now().Add(30 * time.Second); len(part.Dump().Rooms) > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("partition 1 still holds rooms after Unfollow")
+		}
+	}
+	if cons.Following(1) {
+		t.Fatal("still following partition 1 after Unfollow")
+	}
+
+	// Records while unfollowed; then a follow from the snapshot and the
+	// log after it gives the full replay's state again.
+	write(room1, 7)
+	write(room0, 2)
+	if err := cons.Follow(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	same(t, cons, opts, 1)
+	same(t, cons, opts, 0)
+	if live, replay := sink.counts(1); live != 3 || replay != 20+7 {
+		t.Fatalf("partition 1 delivered %d live and %d replayed, want 3 and 27 (the snapshot's records are not delivered again)", live, replay)
+	}
+	if err := cons.Follow(ctx, 7); err == nil {
+		t.Fatal("Follow of a partition the topic does not have succeeded")
+	}
+}
+
+// endOf is partition p's end offset.
+func endOf(t *testing.T, ctx context.Context, opts []kgo.Opt, p int32) int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, "events")
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _ := ends.Lookup("events", p)
+	return o.Offset
+}
+
+// waitFolded waits until cons has folded partition p to the log's end.
+func waitFolded(t *testing.T, ctx context.Context, cons *consumer.Consumer, opts []kgo.Opt, p int32) {
+	t.Helper()
+	if err := cons.WaitFor(ctx, p, endOf(t, ctx, opts, p)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// same checks that cons's partition p holds what a replay of the log from
+// scratch gives.
+func same(t *testing.T, cons *consumer.Consumer, opts []kgo.Opt, p int32) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	end := endOf(t, ctx, opts, p)
+	st := consumer.NewState(consumer.DefaultHistoryWindow)
+	part := st.Partition(p)
+	var res consumer.Result
+	if _, err := consumer.ReadRange(ctx, opts, "events", p, 0, end, func(r *kgo.Record) bool {
+		_, _ = part.Apply(r, &res)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cons.WaitFor(ctx, p, end); err != nil {
+		t.Fatal(err)
+	}
+	got, want := cons.State().Partition(p).Dump(), part.Dump()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("partition %d:\ngot  %+v\nwant %+v", p, got, want)
+	}
+}
