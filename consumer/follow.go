@@ -155,27 +155,13 @@ func (c *Consumer) load(p int32, done chan struct{}) {
 // it to the fetch from there; it returns the log's end when the add began:
 // the fold has caught up once it reaches it.
 func (c *Consumer) addPartition(ctx context.Context, p int32) (int64, error) {
-	adm := kadm.NewClient(c.cl)
-	ends, err := adm.ListEndOffsets(ctx, c.cfg.Topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return 0, fmt.Errorf("list end offsets: %w", err)
-	}
-	starts, err := adm.ListStartOffsets(ctx, c.cfg.Topic)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return 0, fmt.Errorf("list start offsets: %w", err)
-	}
-	eo, ok1 := ends.Lookup(c.cfg.Topic, p)
-	so, ok2 := starts.Lookup(c.cfg.Topic, p)
-	if !ok1 || !ok2 {
+	if int(p) >= len(c.follows) || p < 0 {
 		return 0, fmt.Errorf("no partition %d in topic %q", p, c.cfg.Topic)
 	}
-	end, start := eo.Offset, so.Offset
+	start, end, err := c.bounds(ctx, p)
+	if err != nil {
+		return 0, err
+	}
 	var base *Partition
 	if c.cfg.LoadSnapshot != nil {
 		snap, err := c.cfg.LoadSnapshot(ctx, p)
@@ -220,6 +206,46 @@ func (c *Consumer) addPartition(ctx context.Context, p int32) (int64, error) {
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
+}
+
+// bounds lists partition p's log start and end offsets, retrying while the
+// log is unreachable (a broker restarting) until ctx ends.
+func (c *Consumer) bounds(ctx context.Context, p int32) (start, end int64, err error) {
+	adm := kadm.NewClient(c.cl)
+	for {
+		start, end, err = c.listBounds(ctx, adm, p)
+		if err == nil {
+			return start, end, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Consumer) listBounds(ctx context.Context, adm *kadm.Client, p int32) (start, end int64, err error) {
+	ends, err := adm.ListEndOffsets(ctx, c.cfg.Topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("list end offsets: %w", err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, c.cfg.Topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("list start offsets: %w", err)
+	}
+	eo, ok1 := ends.Lookup(c.cfg.Topic, p)
+	so, ok2 := starts.Lookup(c.cfg.Topic, p)
+	if !ok1 || !ok2 {
+		return 0, 0, fmt.Errorf("no partition %d in topic %q", p, c.cfg.Topic)
+	}
+	return so.Offset, eo.Offset, nil
 }
 
 // Unfollow stops following p and forgets its state (reads of it see an

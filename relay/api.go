@@ -147,7 +147,7 @@ func (s *Server) apiEnsure(w http.ResponseWriter, ctx context.Context, room stri
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
 	defer cancel()
 	if err := s.ensureRoom(ctx, room); err != nil {
-		httpError(w, http.StatusGatewayTimeout, string(CodeTimeout), "this relay could not load the room's partition: "+err.Error())
+		httpError(w, http.StatusServiceUnavailable, string(CodeLogUnavailable), "this relay could not load the room's partition from the log; retry: "+err.Error())
 		return false
 	}
 	return true

@@ -163,7 +163,7 @@ func (c *conn) run(f *clientFrame) {
 		err := c.s.ensureRoom(ctx, f.Room)
 		cancel()
 		if err != nil {
-			c.sendError(f.ID, errorf(CodeTimeout, "this relay could not load the room's partition: %v", err))
+			c.sendError(f.ID, errorf(CodeLogUnavailable, "this relay could not load the room's partition from the log; retry: %v", err))
 			return
 		}
 	}
