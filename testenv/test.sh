@@ -7,8 +7,9 @@
 # Socket.IO migration example (examples/socketio-chat, in Chromium). The
 # real-broker run is required: it fails, never skips, when the broker or kcat
 # is missing. Then the fault tests on a three-broker cluster (testenv/faults.sh),
-# every fuzz target for 4000 inputs on top of its corpus, and a 60-second soak
-# (make soak: chaos with relay and broker kills and churning clients).
+# every fuzz target for 4000 inputs on top of its corpus, and two 60-second soaks
+# (make soak: chaos with relay and broker kills and churning clients; the second
+# with --follow interest).
 #
 # Usage: testenv/test.sh [go test flags...]   (default: -race -count=1 ./...)
 set -euo pipefail
@@ -50,4 +51,7 @@ else
   # deadline, golang/go#75804), and a one-minute soak.
   make fuzz FUZZTIME="${ROOMLOG_CI_FUZZTIME:-4000x}"
   make soak SOAK_DURATION="${ROOMLOG_CI_SOAK:-60s}"
+  # The same with relays that follow only their rooms' partitions (loads and
+  # drops under kills: --follow interest, docs/scaling.md).
+  make soak SOAK_DURATION="${ROOMLOG_CI_SOAK:-60s}" SOAK_FLAGS="-- --follow interest --follow-idle 5s"
 fi
