@@ -10,4 +10,5 @@
 export { Client } from "./client.js";
 export { Room, type RoomOptions } from "./room.js";
 export { RoomlogError, type ErrorCode } from "./errors.js";
+export { partitionOf } from "./partition.js";
 export type * from "./types.js";
