@@ -16,6 +16,10 @@ import (
 // startProducer makes the producer client. Nothing is sent until the first
 // record.
 func (s *Server) startProducer() error {
+	codec, err := compressionCodec(s.cfg.Compression)
+	if err != nil {
+		return fmt.Errorf("relay: producer: %w", err)
+	}
 	prod, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.ClientID("roomlog-relay"),
 		kgo.DefaultProduceTopic(s.cfg.Topic),
@@ -24,12 +28,33 @@ func (s *Server) startProducer() error {
 		kgo.RecordDeliveryTimeout(s.cfg.ProduceTimeout),
 		kgo.ProducerBatchMaxBytes(int32(MaxMessageBytesLimit + 16<<10)),
 		kgo.RecordPartitioner(record.NewPartitioner()),
+		kgo.ProducerBatchCompression(codec),
 	}, s.clientOpts()...)...)
 	if err != nil {
 		return fmt.Errorf("relay: producer: %w", err)
 	}
 	s.prod = prod
 	return nil
+}
+
+// compressionCodec is the franz-go codec named by Config.Compression.
+// franz-go's own default is Snappy, which kafkajs (and other clients
+// without a Snappy codec) cannot read: a backend's consumer crashed on the
+// first batch that compressed well. So none unless asked.
+func compressionCodec(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case "", "none":
+		return kgo.NoCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	}
+	return kgo.NoCompression(), fmt.Errorf("compression %q: want none, gzip, snappy, lz4 or zstd", name)
 }
 
 // produce appends ev to the events topic; done (if not nil) runs on a

@@ -69,8 +69,13 @@ type Config struct {
 	PongTimeout       time.Duration // how long after a ping the pong may come
 	ProduceTimeout    time.Duration // how long a record may wait for the log before the client gets log_unavailable
 	ProduceLinger     time.Duration // how long a publish waits for others to share its produce request; negative: none
-	MaxInflight       int           // unacknowledged records per connection
-	MaxRoomsPerConn   int
+	// Compression is the codec of the record batches the relay appends:
+	// "none" (the default: every Kafka client reads them; kafkajs, for
+	// one, cannot read Snappy without a plugin), "gzip", "snappy", "lz4"
+	// or "zstd" (see producer.go).
+	Compression     string
+	MaxInflight     int // unacknowledged records per connection
+	MaxRoomsPerConn int
 	// RelayName identifies this relay across restarts; it must be unique
 	// in the fleet (default: host name and listen port). A relay that
 	// starts under a name drops the members its previous run left.
@@ -192,6 +197,12 @@ func (c *Config) setDefaults() error {
 	defDur(&c.LeaseTimeout, DefaultLeaseTimeout)
 	defDur(&c.ReadTimeout, DefaultReadTimeout)
 	defDur(&c.FollowIdle, DefaultFollowIdle)
+	if c.Compression == "" {
+		c.Compression = "none"
+	}
+	if _, err := compressionCodec(c.Compression); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
 	switch c.Follow {
 	case "":
 		c.Follow = FollowAll

@@ -195,7 +195,8 @@ func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(src.brokers...), kgo.DefaultProduceTopic(src.topic),
-		kgo.RecordPartitioner(record.NewPartitioner()), kgo.ProducerBatchMaxBytes(int32(relay.MaxMessageBytesLimit + 16<<10))}, extra...)...)
+		kgo.RecordPartitioner(record.NewPartitioner()), kgo.ProducerBatchMaxBytes(int32(relay.MaxMessageBytesLimit + 16<<10)),
+		kgo.ProducerBatchCompression(kgo.NoCompression())}, extra...)...) // what every backend's client reads, as the relay
 	if err != nil {
 		return err
 	}
