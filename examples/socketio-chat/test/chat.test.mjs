@@ -5,7 +5,7 @@
 // refused (original) or struck out for everyone (roomlog). Screenshots go to test-artifacts/ (gitignored).
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -69,14 +69,27 @@ async function startRun(mode) {
     url: "http://127.0.0.1:" + env.WEB_PORT + "/",
     dir,
     async stop() {
-      process.kill(child.pid, "SIGTERM"); // run.sh stops what it started, in order
+      // run.sh ends by itself only when one of its processes exits: that is a failure of the run, with their logs.
+      const early = child.exitCode !== null || child.signalCode !== null;
+      if (!early) process.kill(child.pid, "SIGTERM"); // run.sh stops what it started, in order
       const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r("timeout"), 20000))]);
       if (code === "timeout") process.kill(-child.pid, "SIGKILL");
       runs.delete(child);
+      const logs = early ? processLogs(dir) : "";
       rmSync(dir, { recursive: true, force: true });
+      if (early) throw new Error("run.sh " + mode + " exited during the test (" + code + "):\n" + out + logs);
       return out;
     },
   };
+}
+
+/** The last lines of each process log run.sh kept in dir. */
+function processLogs(dir) {
+  const logs = join(dir, "logs");
+  if (!existsSync(logs)) return "";
+  return readdirSync(logs)
+    .map((f) => "\n--- " + f + " ---\n" + readFileSync(join(logs, f), "utf8").split("\n").slice(-20).join("\n"))
+    .join("");
 }
 
 const lines = (page) =>
