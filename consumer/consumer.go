@@ -259,13 +259,9 @@ func (c *Consumer) Start(ctx context.Context) error {
 			continue
 		}
 		end, ok := c.ends[pn]
-		if !ok || rp.next > end {
-			c.cfg.Logger.Warn("ignoring a snapshot beyond the log's end", "partition", pn, "snapshot", rp.next, "end", end)
+		cur := c.state.parts[pn]
+		if !ok || cur == nil || !c.usableSnapshot(pn, rp, cur.next, end) {
 			continue
-		}
-		if cur := c.state.parts[pn]; cur != nil && rp.next < cur.next {
-			c.cfg.Logger.Warn("snapshot is older than the log's start: the records between are gone (retention shorter than the snapshot interval?)",
-				"partition", pn, "snapshot", rp.next, "log_start", cur.next)
 		}
 		rp.hwm.Store(end)
 		c.state.parts[pn] = rp
@@ -288,6 +284,22 @@ func (c *Consumer) Start(ctx context.Context) error {
 	c.wg.Add(1)
 	go c.run(runCtx)
 	return nil
+}
+
+// usableSnapshot reports whether a snapshot of partition p may start its
+// fold, given the log's start and end offsets: not if it is beyond the
+// end; with a warning if it is older than the start (records between are
+// gone).
+func (c *Consumer) usableSnapshot(p int32, snap *Partition, start, end int64) bool {
+	if snap.next > end {
+		c.cfg.Logger.Warn("ignoring a snapshot beyond the log's end", "partition", p, "snapshot", snap.next, "end", end)
+		return false
+	}
+	if snap.next < start {
+		c.cfg.Logger.Warn("snapshot is older than the log's start: the records between are gone (retention shorter than the snapshot interval?)",
+			"partition", p, "snapshot", snap.next, "log_start", start)
+	}
+	return true
 }
 
 // Ready is closed once the fold has caught up with the log's end as it was

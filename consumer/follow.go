@@ -24,8 +24,9 @@ import (
 // drop). The poller stamps each batch with the generation counter after
 // PollFetches returns.
 
-// ErrNotFollowed is returned by WaitFor's callers' checks and by Follow
-// after a failed load.
+// ErrNotFollowed is returned by Follow for a partition it cannot follow
+// (none such, or every partition is followed from Start), and wraps the
+// error of a follow dropped while it loaded.
 var ErrNotFollowed = errors.New("consumer: partition not followed")
 
 // follow is one partition's follow state. The folder goroutine writes it;
@@ -168,13 +169,7 @@ func (c *Consumer) addPartition(ctx context.Context, p int32) (int64, error) {
 		switch {
 		case err != nil:
 			c.cfg.Logger.Warn("loading a partition's snapshot failed; replaying its log from the start", "partition", p, "err", err)
-		case snap != nil && snap.next > end:
-			c.cfg.Logger.Warn("ignoring a snapshot beyond the log's end", "partition", p, "snapshot", snap.next, "end", end)
-		case snap != nil && snap.next < start:
-			c.cfg.Logger.Warn("snapshot is older than the log's start: the records between are gone (retention shorter than the snapshot interval?)",
-				"partition", p, "snapshot", snap.next, "log_start", start)
-			base = snap
-		default:
+		case snap != nil && c.usableSnapshot(p, snap, start, end):
 			base = snap
 		}
 	}

@@ -135,9 +135,7 @@ func (s *Server) ensureAll(ctx context.Context) error {
 // writeLease appends this relay's lease to partition p and returns its
 // offset once the log has it.
 func (s *Server) writeLease(ctx context.Context, p int32) (int64, error) {
-	r := record.Encode(&record.Event{Type: record.TypeLease, Room: record.RelayKeyPrefix + s.cfg.RelayName, Relay: s.cfg.RelayName, Session: s.currentSession(), Addr: s.cfg.AdvertiseAddr})
-	record.ManualPartition(r, p)
-	res := s.prod.ProduceSync(ctx, r)
+	res := s.prod.ProduceSync(ctx, s.leaseRecord(p, s.currentSession()))
 	if err := res.FirstErr(); err != nil {
 		return 0, err
 	}
@@ -176,9 +174,10 @@ func (s *Server) ownLeaseCurrent(p int32, leaseOffset int64) bool {
 	return at >= 0 && leaseOffset >= at
 }
 
-// keeperOf is the relay that keeps partition p among relays: the highest
+// KeeperOf is the relay that keeps partition p among relays: the highest
 // rendezvous score, so a relay joining or leaving moves only its own share.
-func keeperOf(p int32, relays []string) string {
+// Tools that place clients by partition (testenv/scaling) call it too.
+func KeeperOf(p int32, relays []string) string {
 	best, bestScore := "", uint64(0)
 	for _, r := range relays {
 		h := fnv.New64a()
@@ -205,9 +204,6 @@ func mix64(x uint64) uint64 {
 	return x
 }
 
-// KeeperOf is keeperOf for tools that place clients by room (testenv).
-func KeeperOf(p int32, relays []string) string { return keeperOf(p, relays) }
-
 // liveRelays are the relays with a live lease in the control partition,
 // this one included.
 func (s *Server) liveRelays() []string {
@@ -231,7 +227,7 @@ func (s *Server) followPass(ctx context.Context) {
 	relays := s.liveRelays()
 	kept := map[int32]bool{}
 	for p := range s.partitions {
-		if keeperOf(p, relays) == s.cfg.RelayName {
+		if KeeperOf(p, relays) == s.cfg.RelayName {
 			kept[p] = true
 		}
 	}

@@ -154,6 +154,13 @@ func (l *leases) kick() {
 	}
 }
 
+// leaseRecord is this relay's lease for session, written to partition p.
+func (s *Server) leaseRecord(p int32, session string) *kgo.Record {
+	r := record.Encode(&record.Event{Type: record.TypeLease, Room: record.RelayKeyPrefix + s.cfg.RelayName, Relay: s.cfg.RelayName, Session: session, Addr: s.cfg.AdvertiseAddr})
+	record.ManualPartition(r, p)
+	return r
+}
+
 // writeLeases appends this relay's lease to every partition and waits for
 // the log to take them.
 func (s *Server) writeLeases(ctx context.Context) error {
@@ -162,10 +169,8 @@ func (s *Server) writeLeases(ctx context.Context) error {
 	parts := s.leasedPartitions()
 	errs := make(chan error, len(parts))
 	for _, p := range parts {
-		r := record.Encode(&record.Event{Type: record.TypeLease, Room: record.RelayKeyPrefix + s.cfg.RelayName, Relay: s.cfg.RelayName, Session: session, Addr: s.cfg.AdvertiseAddr})
-		record.ManualPartition(r, p)
 		wg.Add(1)
-		s.prod.Produce(ctx, r, func(_ *kgo.Record, err error) {
+		s.prod.Produce(ctx, s.leaseRecord(p, session), func(_ *kgo.Record, err error) {
 			if err != nil {
 				errs <- err
 			}
