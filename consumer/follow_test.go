@@ -2,6 +2,7 @@ package consumer_test
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"strconv"
 	"sync"
@@ -221,5 +222,119 @@ func same(t *testing.T, cons *consumer.Consumer, opts []kgo.Opt, p int32) {
 	got, want := cons.State().Partition(p).Dump(), part.Dump()
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("partition %d:\ngot  %+v\nwant %+v", p, got, want)
+	}
+}
+
+// TestFollowChurn: partitions followed, dropped and followed again many
+// times, concurrently, while records keep coming to every partition, keep
+// folding after every follow, and so do the partitions followed throughout;
+// each ends with the state a replay gives.
+func TestFollowChurn(t *testing.T) {
+	const parts = 8
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, "events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+	prod, err := kgo.NewClient(append(opts, kgo.DefaultProduceTopic("events"), kgo.RecordPartitioner(record.NewPartitioner()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rooms := make([]string, parts)
+	for i, found := 0, 0; found < parts; i++ {
+		r := "room-" + strconv.Itoa(i)
+		if p := record.PartitionOf(r, parts); rooms[p] == "" {
+			rooms[p] = r
+			found++
+		}
+	}
+	cons, err := consumer.New(consumer.Config{ClientOpts: opts, Topic: "events", Sink: &liveSink{live: map[int32]int{}, replay: map[int32]int{}}, Partitions: []int32{0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cons.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Stop()
+	<-cons.Ready()
+	if err := cons.Follow(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+
+	// A steady stream to every partition, so fetches are in flight at
+	// every add and drop.
+	wctx, stop := context.WithCancel(ctx)
+	var writers sync.WaitGroup
+	for _, room := range rooms {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for n := 0; wctx.Err() == nil; n++ {
+				ev := &record.Event{Type: record.TypeIncr, Room: room, Key: "k" + strconv.Itoa(n%3), Delta: 1}
+				if err := prod.ProduceSync(wctx, record.Encode(ev)).FirstErr(); err != nil && wctx.Err() == nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	caughtUp := func(p int32, what string) error {
+		wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+		defer wcancel()
+		if err := cons.WaitFor(wctx, p, endOf(t, ctx, opts, p)); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	}
+	// Partitions 2-7 churn, each on its own goroutine; 0 and 1 are
+	// followed throughout.
+	var churn sync.WaitGroup
+	errs := make(chan error, parts)
+	for p := int32(2); p < parts; p++ {
+		churn.Add(1)
+		go func() {
+			defer churn.Done()
+			for i := range 25 {
+				if err := cons.Follow(ctx, p); err != nil {
+					errs <- fmt.Errorf("partition %d, follow %d: %w", p, i, err)
+					return
+				}
+				if err := caughtUp(p, fmt.Sprintf("partition %d after follow %d", p, i)); err != nil {
+					errs <- err
+					return
+				}
+				cons.Unfollow(p)
+				time.Sleep(time.Duration(int(p)*i%7) * time.Millisecond)
+			}
+			errs <- cons.Follow(ctx, p)
+		}()
+	}
+	churn.Add(1)
+	go func() {
+		defer churn.Done()
+		for i := 0; wctx.Err() == nil && i < 200; i++ {
+			for _, p := range []int32{0, 1} {
+				if err := caughtUp(p, fmt.Sprintf("partition %d (followed throughout), check %d", p, i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}
+	}()
+	churn.Wait()
+	stop()
+	writers.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p := range int32(parts) {
+		same(t, cons, opts, p)
 	}
 }

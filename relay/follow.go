@@ -110,6 +110,10 @@ func (s *Server) ensure(ctx context.Context, p int32) error {
 		return err
 	}
 	f.leaseAt[p].Store(off)
+	// Used from now on too: a load can take longer than FollowIdle, and
+	// the op that asked for it has yet to run (a join's room is local only
+	// once the fold has taken the join).
+	f.usedAt[p].Store(time.Now().UnixNano())
 	return nil
 }
 
@@ -247,21 +251,50 @@ func (s *Server) followPass(ctx context.Context) {
 
 // dropIdle stops following partitions that no local room is in, that this
 // relay does not keep, and that no op used for FollowIdle.
+//
+// The local rooms are listed again after a partition is found idle and
+// locked: an ensure marks its partition used when it ends, and its op
+// (a join) makes the room local soon after, so a partition idle at the
+// check has its rooms in the second list.
 func (s *Server) dropIdle(now time.Time) {
 	f := s.fol
-	local := map[int32]bool{s.controlPartitionID(): true}
-	s.hub.eachRoom(func(room string) { local[record.PartitionOf(room, s.partitions)] = true })
+	idle := func(p int32, now time.Time) bool {
+		return now.Sub(time.Unix(0, f.usedAt[p].Load())) >= s.cfg.FollowIdle
+	}
+	local := s.localPartitions()
 	kept := *f.kept.Load()
+	var locked []int32
 	for _, p := range s.cons.FollowedPartitions() {
-		if local[p] || kept[p] || now.Sub(time.Unix(0, f.usedAt[p].Load())) < s.cfg.FollowIdle {
+		if local[p] || kept[p] || !idle(p, now) {
 			continue
 		}
 		if !f.locks[p].TryLock() {
 			continue // an ensure is running
 		}
-		f.leaseAt[p].Store(-1)
-		s.cons.Unfollow(p)
-		f.locks[p].Unlock()
-		s.cfg.Logger.Debug("dropped an idle partition", "partition", p)
+		if !idle(p, time.Now()) {
+			f.locks[p].Unlock()
+			continue
+		}
+		locked = append(locked, p)
 	}
+	if len(locked) == 0 {
+		return
+	}
+	local = s.localPartitions()
+	for _, p := range locked {
+		if !local[p] {
+			f.leaseAt[p].Store(-1)
+			s.cons.Unfollow(p)
+			s.cfg.Logger.Debug("dropped an idle partition", "partition", p)
+		}
+		f.locks[p].Unlock()
+	}
+}
+
+// localPartitions are the control partition and the partitions of the
+// rooms this relay's connections are in.
+func (s *Server) localPartitions() map[int32]bool {
+	local := map[int32]bool{s.controlPartitionID(): true}
+	s.hub.eachRoom(func(room string) { local[record.PartitionOf(room, s.partitions)] = true })
+	return local
 }
