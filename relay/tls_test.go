@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/mod/semver"
 
 	"github.com/roomlog/roomlog/internal/tlsconf"
 	"github.com/roomlog/roomlog/relay"
@@ -33,7 +34,7 @@ import (
 
 // TLS tests (internal/tlsconf serving relays): a real ACME server (Pebble, started here on 127.0.0.1) issues
 // the relay's certificates. Pebble is installed by testenv/setup.sh
-// (go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1); the
+// (go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3); the
 // tests find it on PATH or in $(go env GOPATH)/bin, and under CI=true a
 // missing pebble fails them.
 
@@ -46,10 +47,33 @@ type pebble struct {
 	issuing   *x509.CertPool // the root Pebble issues certificates under
 }
 
+// pebbleVersionOK returns p if it is Pebble v2.10.3 or later, and fails
+// the test otherwise: earlier ones refuse about one ARI renewal in 256 (they
+// look the replaced certificate up by its serial without DER's leading
+// zero byte), which made TestACMERenewalKeepsConnections flaky.
+func pebbleVersionOK(t *testing.T, p string) string {
+	t.Helper()
+	out, err := exec.Command("go", "version", "-m", p).Output()
+	if err != nil {
+		t.Fatalf("go version -m %s: %v", p, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[0] == "mod" && f[1] == "github.com/letsencrypt/pebble/v2" {
+			if semver.Compare(f[2], "v2.10.3") < 0 {
+				t.Fatalf("%s is Pebble %s; the TLS tests need v2.10.3 or later (testenv/setup.sh installs it)", p, f[2])
+			}
+			return p
+		}
+	}
+	t.Fatalf("%s: not a Pebble build (go version -m says %q)", p, out)
+	return ""
+}
+
 func pebbleBin(t *testing.T) string {
 	t.Helper()
 	if p, err := exec.LookPath("pebble"); err == nil {
-		return p
+		return pebbleVersionOK(t, p)
 	}
 	gopath := os.Getenv("GOPATH")
 	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
@@ -57,10 +81,10 @@ func pebbleBin(t *testing.T) string {
 	}
 	for _, dir := range filepath.SplitList(gopath) {
 		if p := filepath.Join(dir, "bin", "pebble"); fileExists(p) {
-			return p
+			return pebbleVersionOK(t, p)
 		}
 	}
-	msg := "pebble is not installed: go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1"
+	msg := "pebble is not installed: go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3"
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}

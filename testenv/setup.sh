@@ -46,10 +46,16 @@ command -v go >/dev/null 2>&1 || { echo "setup: Go 1.26 is required (https://go.
 go version | grep -Eq 'go1\.(2[6-9]|[3-9][0-9])' || { echo "setup: Go 1.26 or newer is required, found $(go version)" >&2; exit 1; }
 
 # Pebble, a real ACME server, for the TLS tests (from the Go module proxy).
+# v2.10.3 or later: earlier ones look up an ARI renewal's certificate by a
+# serial without DER's leading zero byte, so about one renewal in 256 (a
+# short serial with its high bit set) was refused, and the renewal test
+# failed.
 gobin="$(go env GOPATH)/bin"
-if ! command -v pebble >/dev/null 2>&1 && [ ! -x "$gobin/pebble" ]; then
-  echo "setup: installing pebble" >&2
-  go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1
+pebble_version=v2.10.3
+pebble_bin="$(command -v pebble 2>/dev/null || echo "$gobin/pebble")"
+if ! go version -m "$pebble_bin" 2>/dev/null | grep -q "github.com/letsencrypt/pebble/v2[[:space:]]*$pebble_version"; then
+  echo "setup: installing pebble $pebble_version" >&2
+  GOBIN="$(dirname "$pebble_bin")" go install "github.com/letsencrypt/pebble/v2/cmd/pebble@$pebble_version"
 fi
 
 # npm packages, exactly as locked: npm ci in a folder whose lockfile changed
