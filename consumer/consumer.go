@@ -157,8 +157,11 @@ type Consumer struct {
 	wg     sync.WaitGroup
 
 	// Following on demand (follow.go).
-	changes  chan change   // run on the folder goroutine between batches
-	gen      atomic.Uint64 // follow generation: bumped by each add
+	changes  chan change    // run on the folder goroutine between batches
+	fetched  chan fetchItem // poller → folder: batches, and changes in their order
+	pmu      sync.Mutex     // guards preqs and pcancel
+	preqs    []func()       // run on the poller goroutine between polls
+	pcancel  context.CancelFunc
 	followed []atomic.Bool // by partition: followed and caught up
 	fmu      sync.Mutex    // guards follows' loading fields
 	follows  []follow      // by partition
@@ -183,7 +186,7 @@ func New(cfg Config) (*Consumer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Consumer{cfg: cfg, state: NewState(cfg.HistoryWindow), ready: make(chan struct{}), changes: make(chan change, 16),
+	return &Consumer{cfg: cfg, state: NewState(cfg.HistoryWindow), ready: make(chan struct{}), changes: make(chan change, 16), fetched: make(chan fetchItem, 2),
 		warnMisplaced: warnLimiter{every: WarnInterval}, warnSkipped: warnLimiter{every: WarnInterval}}, nil
 }
 
@@ -368,21 +371,7 @@ func (c *Consumer) checkReady() {
 // broker's next fetch only once the buffered one has been polled).
 func (c *Consumer) run(ctx context.Context) {
 	defer c.wg.Done()
-	fetched := make(chan fetchBatch, 2)
-	go func() {
-		defer close(fetched)
-		for {
-			fs := c.cl.PollFetches(ctx)
-			if ctx.Err() != nil {
-				return
-			}
-			select {
-			case fetched <- fetchBatch{fs, c.gen.Load()}:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	go c.poll(ctx)
 	var (
 		d   Delivery
 		res Result
@@ -410,12 +399,12 @@ func (c *Consumer) run(ctx context.Context) {
 		}
 	}
 	for {
-		var batch fetchBatch
+		var batch fetchItem
 		select {
 		case fn := <-c.changes:
 			fn()
 			continue
-		case b, ok := <-fetched:
+		case b, ok := <-c.fetched:
 			if !ok {
 				return
 			}
@@ -423,6 +412,10 @@ func (c *Consumer) run(ctx context.Context) {
 		}
 		if ctx.Err() != nil {
 			continue // drain, so the poller can end
+		}
+		if batch.fn != nil {
+			batch.fn()
+			continue
 		}
 		fetches := batch.fetches
 		fetches.EachError(func(topic string, p int32, err error) {
@@ -435,7 +428,7 @@ func (c *Consumer) run(ctx context.Context) {
 				return
 			}
 			f := &c.follows[fp.Partition]
-			if !f.on || batch.gen < f.gen {
+			if !f.on {
 				return // fetched for a follow that has ended (follow.go)
 			}
 			part := c.state.parts[fp.Partition]

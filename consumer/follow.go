@@ -15,14 +15,16 @@ import (
 // each from its newest snapshot (Config.LoadSnapshot) and the log after it,
 // as Start does for all of them; Unfollow drops one and forgets its state.
 //
-// Every change to the followed set runs on the folder goroutine, between two
-// batches (a request over c.changes), so the fold never races it. A
-// partition's follow generation tells the folder which fetched batches
-// belong to the current follow: a batch polled before a partition was
-// (re)added is skipped for that partition (franz-go drops its own buffered
-// fetches when a partition is removed; the ones already polled are ours to
-// drop). The poller stamps each batch with the generation counter after
-// PollFetches returns.
+// Every decision about the followed set runs on the folder goroutine,
+// between two batches (a request over c.changes), so the fold never races
+// it. Dropping a partition also has to be ordered with the polls: the
+// folder stops folding it (follow.on), then asks the poller to remove it
+// from the fetch between two polls (onPoller, which interrupts a poll that
+// is waiting), and the poller sends the folder the rest of the drop (the
+// state reset) behind every batch polled before the removal; franz-go
+// returns no record of a removed partition after that. A partition being
+// dropped is added again only once its reset has run (follow.pendingAdd),
+// so no batch polled for an earlier follow is folded into a later one.
 
 // ErrNotFollowed is returned by Follow for a partition it cannot follow
 // (none such, or every partition is followed from Start), and wraps the
@@ -32,9 +34,11 @@ var ErrNotFollowed = errors.New("consumer: partition not followed")
 // follow is one partition's follow state. The folder goroutine writes it;
 // following is read from any goroutine.
 type follow struct {
-	on       bool   // in the fetch (the folder's)
-	gen      uint64 // the generation it was added at (the folder's)
-	liveFrom int64  // records from here on are live (the folder's)
+	on       bool  // folded (the folder's)
+	removing bool  // on its way out of the fetch; reset pending (the folder's)
+	liveFrom int64 // records from here on are live (the folder's)
+	// pendingAdd is an add that waits for the reset (the folder's).
+	pendingAdd func()
 
 	// loading is closed when a Follow's load ends (under c.fmu).
 	loading chan struct{}
@@ -44,10 +48,64 @@ type follow struct {
 // change is a request run on the folder goroutine.
 type change func()
 
-// fetchBatch is a polled batch and the follow generation after it.
-type fetchBatch struct {
+// fetchItem is a polled batch, or a change to run on the folder in its
+// place among the batches.
+type fetchItem struct {
 	fetches kgo.Fetches
-	gen     uint64
+	fn      func()
+}
+
+// poll polls the log and hands the folder each batch, running the
+// requests queued by onPoller between two polls. It closes c.fetched when
+// ctx ends.
+func (c *Consumer) poll(ctx context.Context) {
+	defer close(c.fetched)
+	var pctx context.Context
+	for {
+		c.pmu.Lock()
+		reqs := c.preqs
+		c.preqs = nil
+		if pctx == nil || pctx.Err() != nil {
+			pctx, c.pcancel = context.WithCancel(ctx)
+		}
+		c.pmu.Unlock()
+		for _, fn := range reqs {
+			fn()
+		}
+		fs := c.cl.PollFetches(pctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if pctx.Err() != nil && fs.NumRecords() == 0 {
+			continue // interrupted by onPoller
+		}
+		select {
+		case c.fetched <- fetchItem{fetches: fs}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// onPoller runs fn on the poller goroutine, between two polls, at once if
+// it is waiting for records.
+func (c *Consumer) onPoller(fn func()) {
+	c.pmu.Lock()
+	c.preqs = append(c.preqs, fn)
+	cancel := c.pcancel
+	c.pmu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// toFolder sends fn to the folder behind the batches polled so far. Call
+// on the poller goroutine.
+func (c *Consumer) toFolder(fn func()) {
+	select {
+	case c.fetched <- fetchItem{fn: fn}:
+	case <-c.runCtx.Done():
+	}
 }
 
 // Following reports whether p is followed and caught up with the log's end
@@ -179,18 +237,26 @@ func (c *Consumer) addPartition(ctx context.Context, p int32) (int64, error) {
 	}
 	added := make(chan struct{})
 	err = c.onFolder(ctx, func() {
-		defer close(added)
 		f := &c.follows[p]
 		if f.on {
-			return // added meanwhile (cannot happen: one load at a time)
+			close(added) // still followed: an Unfollow found this load running
+			return
 		}
-		part := c.state.parts[p]
-		part.mu.Lock()
-		part.adopt(base, c.state.topicParts)
-		part.hwm.Store(end)
-		part.mu.Unlock()
-		f.on, f.gen, f.liveFrom = true, c.gen.Add(1), end
-		c.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{c.cfg.Topic: {p: kgo.NewOffset().At(base.next)}})
+		add := func() {
+			defer close(added)
+			part := c.state.parts[p]
+			part.mu.Lock()
+			part.adopt(base, c.state.topicParts)
+			part.hwm.Store(end)
+			part.mu.Unlock()
+			f.on, f.liveFrom = true, end
+			c.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{c.cfg.Topic: {p: kgo.NewOffset().At(base.next)}})
+		}
+		if f.removing {
+			f.pendingAdd = add
+			return
+		}
+		add()
 	})
 	if err != nil {
 		return 0, err
@@ -267,15 +333,24 @@ func (c *Consumer) Unfollow(p int32) {
 		if !f.on || busy {
 			return
 		}
-		f.on = false
-		c.cl.RemoveConsumePartitions(map[string][]int32{c.cfg.Topic: {p}})
-		part := c.state.parts[p]
-		part.mu.Lock()
-		empty := newPartition(p, c.cfg.HistoryWindow)
-		empty.next, empty.floor = part.next, part.next
-		part.adopt(empty, c.state.topicParts)
-		part.hwm.Store(empty.next)
-		part.mu.Unlock()
+		f.on, f.removing = false, true
+		c.onPoller(func() {
+			c.cl.RemoveConsumePartitions(map[string][]int32{c.cfg.Topic: {p}})
+			c.toFolder(func() {
+				part := c.state.parts[p]
+				part.mu.Lock()
+				empty := newPartition(p, c.cfg.HistoryWindow)
+				empty.next, empty.floor = part.next, part.next
+				part.adopt(empty, c.state.topicParts)
+				part.hwm.Store(empty.next)
+				part.mu.Unlock()
+				f.removing = false
+				if add := f.pendingAdd; add != nil {
+					f.pendingAdd = nil
+					add()
+				}
+			})
+		})
 	})
 }
 
