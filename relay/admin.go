@@ -177,10 +177,31 @@ func mustTime(s string) time.Time {
 func (s *Server) adminSelf() map[string]any {
 	st := s.Stats()
 	parts := make([]map[string]any, 0, s.partitions)
+	var relays []string
+	kept := map[int32]bool{}
+	if s.fol != nil {
+		relays, kept = s.liveRelays(), *s.fol.kept.Load()
+	}
 	for p := int32(0); p < s.partitions; p++ {
 		part := s.cons.State().Partition(p)
 		next, _ := part.Progress()
-		parts = append(parts, map[string]any{"partition": p, "next": next, "lag": part.Lag()})
+		// follow: "kept" (this relay keeps it, --follow interest),
+		// "followed", or "not followed" (its next offset is where the
+		// fold stopped, and it has no lag).
+		follow, keeper := "followed", ""
+		switch following := s.cons.Following(p); {
+		case s.fol == nil && !following:
+			follow = "loading" // before the replay has caught up
+		case s.fol == nil:
+		case !following:
+			follow = "not followed"
+		case kept[p]:
+			follow = "kept"
+		}
+		if s.fol != nil {
+			keeper = KeeperOf(p, relays)
+		}
+		parts = append(parts, map[string]any{"partition": p, "next": next, "lag": part.Lag(), "follow": follow, "keeper": keeper})
 	}
 	var hm dto.Metric
 	_ = s.metrics.produceLatency.Write(&hm)

@@ -110,7 +110,12 @@
       el("td", {}, r.name, r.self ? el("small", {}, " (this relay)") : ""), mono(r.session), mono(time(r.last_lease)), ms(r.silent_ms),
       el("td", {}, el("span", { class: "pill", dataset: { state: r.status } }, r.status)), r.members, r.partitions,
     ], { dataset: { relay: r.name, status: r.status, members: r.members } })));
-    fill($("#partitions tbody"), s.partitions.map((p) => row([p.partition, mono(p.next), p.lag])));
+    // With --follow interest a relay folds some partitions only: "kept" (it is their keeper), "followed" (its
+    // rooms need them) or "not followed" (next offset: where its fold stopped; no lag).
+    fill($("#partitions tbody"), s.partitions.map((p) => row([
+      p.partition, el("td", {}, el("span", { class: "pill", dataset: { state: p.follow } }, p.follow)), p.keeper || "–",
+      mono(p.next), p.follow === "not followed" ? "–" : p.lag,
+    ], { dataset: { partition: p.partition, follow: p.follow } })));
   }
 
   // Rooms.

@@ -3,13 +3,16 @@
 // shows a room's members and messages; its timeline slider's state equals `roomlog state --at` and its diff
 // `roomlog state --diff` (the built binary, run here); relay B is SIGKILLed and the open fleet view shows its lease
 // expiring and its members leaving without a reload; requests without a token, with a wrong one or with bad
-// parameters get 401 or 400, never a 500, and the relay keeps serving. Screenshots go to test-artifacts/.
+// parameters get 401 or 400, never a 500, and the relay keeps serving; a relay C with --follow interest shows in its
+// partitions table the ones it keeps, a partition it follows once a client joins a room there, and drops after the
+// leave. Screenshots go to test-artifacts/.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
+import { partitionOf } from "../dist/index.js";
 import { artifacts, backends, bin, hs256, launchChromium, startLog, WS } from "./helpers.mjs";
 
 const run = promisify(execFile);
@@ -49,8 +52,8 @@ async function client(ws, token) {
 
 for (const backend of backends()) {
   describe("operator console in Chromium (" + backend.name + ")", () => {
-    let log, a, b, page, jwt, topic, alice;
-    const get = (path, token) => fetch(a.http + path.replace(/^\//, ""), { headers: token ? { Authorization: "Bearer " + token } : {} });
+    let log, a, b, page, jwt, topic, alice, flags;
+    const get = (path, token, r = a) => fetch(r.http + path.replace(/^\//, ""), { headers: token ? { Authorization: "Bearer " + token } : {} });
     const shot = (name) => page.screenshot({ path: join(artifacts, "console-" + name + "-" + backend.name + ".png") });
     const cli = async (...args) => {
       const { stdout } = await run(bin, ["state", "--brokers", log.brokers, "--topic", topic, "--no-snapshot", "--quiet", ...args]);
@@ -62,7 +65,7 @@ for (const backend of backends()) {
       jwt = hs256(log.dir);
       const tokens = join(log.dir, "admin-tokens");
       writeFileSync(tokens, "# console tokens\nsome-other-token\n" + TOKEN + "\n");
-      const flags = ["--jwt-hs256-secret-file", jwt.file, "--admin-token-file", tokens, "--lease-timeout", "2s", "--snapshot-interval=-1s"];
+      flags = ["--jwt-hs256-secret-file", jwt.file, "--admin-token-file", tokens, "--lease-timeout", "2s", "--snapshot-interval=-1s"];
       a = await log.relay(flags);
       b = await log.relay(flags);
       topic = (await (await get("/admin/api/fleet", TOKEN)).json()).relay.topic;
@@ -239,6 +242,59 @@ for (const backend of backends()) {
       assert.equal((await carol.send({ op: "join", room: "chat:lobby" })).op, "ack");
       carol.close();
       assert.equal((await get("/admin/api/fleet", TOKEN)).status, 200);
+    });
+
+    test("a relay that follows on demand: its partitions table shows what it keeps, and a partition followed for a join and dropped after the leave", async () => {
+      // Relay C folds the control partition, the ones it keeps (rendezvous over the live relays: A and C) and the
+      // ones its rooms need. It must leave a partition to A: a new C (another name) until it does.
+      const nameA = await relayName(a);
+      let c, self, p;
+      for (let i = 0; p === undefined; i++) {
+        assert.ok(i < 20, "twenty relays in a row kept every partition");
+        c?.kill();
+        c = await log.relay([...flags, "--follow", "interest", "--follow-idle", "1s"]);
+        const name = await relayName(c);
+        // Settled: C's keeper pass has run over A and C only (B and any earlier C have expired), and C folds the
+        // partitions it keeps.
+        for (const deadline = Date.now() + 30000; ; await new Promise((r) => setTimeout(r, 200))) {
+          self = (await (await get("/admin/api/fleet", TOKEN, c)).json()).relay;
+          const ps = self.partitions;
+          if (ps.every((x) => (x.keeper === nameA || x.keeper === name) && (x.keeper === name) === (x.follow === "kept"))) break;
+          assert.ok(Date.now() < deadline, "C's partitions never settled: " + JSON.stringify(ps));
+        }
+        p = self.partitions.find((x) => x.follow === "not followed")?.partition;
+      }
+      const room = Array.from({ length: 200 }, (_, i) => "game:follow-" + i).find((r) => partitionOf(r, 4) === p);
+      const view = await browser.newPage({ viewport: { width: 1200, height: 760 } });
+      view.errors = [];
+      view.on("pageerror", (e) => view.errors.push(e));
+      try {
+        await view.goto(c.http + "admin/");
+        await view.waitForSelector("#login:not([hidden])", wait);
+        await view.fill("#token", TOKEN);
+        await view.click("#login button");
+        const row = `#partitions tr[data-partition="${p}"]`;
+        const followOf = (want) => view.waitForFunction(([r, w]) => document.querySelector(r)?.dataset.follow === w, [row, want], wait);
+        await followOf("not followed");
+        assert.equal(await view.textContent(row + " td:nth-child(5)"), "–"); // no lag where it does not fold
+        const kept = await view.$$eval("#partitions tr[data-follow=kept]", (rs) => rs.map((r) => +r.dataset.partition));
+        assert.deepEqual(kept, self.partitions.filter((x) => x.follow === "kept").map((x) => x.partition));
+        assert.equal(await view.textContent(row + " td:nth-child(3)"), nameA); // A keeps it
+
+        // A client of C joins a room there: C follows the partition; the leave, and --follow-idle later, C drops it.
+        const carol = await client(c.ws, userToken("carol"));
+        await carol.send({ op: "join", room });
+        await followOf("followed");
+        await view.waitForFunction((r) => /^\d+$/.test(document.querySelector(r + " td:nth-child(5)").textContent), row, wait);
+        await view.screenshot({ path: join(artifacts, "console-fleet-follow-" + backend.name + ".png") });
+        await carol.send({ op: "leave", room });
+        await followOf("not followed");
+        carol.close();
+        assert.deepEqual(view.errors, []);
+      } finally {
+        await view.close();
+        c.kill();
+      }
     });
 
     function userToken(sub) {
