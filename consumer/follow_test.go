@@ -3,6 +3,7 @@ package consumer_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"strconv"
 	"sync"
@@ -336,5 +337,64 @@ func TestFollowChurn(t *testing.T) {
 	}
 	for p := range int32(parts) {
 		same(t, cons, opts, p)
+	}
+}
+
+// BenchmarkFollow: following a partition that holds 200 records, from its
+// log's start, while the consumer's fetch of another partition waits for
+// records (an idle relay's first op on a room of a cold partition), for two
+// FetchMaxWaits: the add waits for the fetch in flight.
+//
+//	go test -run '^$' -bench Follow ./consumer/
+func BenchmarkFollow(b *testing.B) {
+	for _, wait := range []time.Duration{250 * time.Millisecond, 100 * time.Millisecond, 50 * time.Millisecond} {
+		b.Run("FetchMaxWait="+wait.String(), func(b *testing.B) {
+			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "events"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+			prod, err := kgo.NewClient(append(opts, kgo.DefaultProduceTopic("events"), kgo.RecordPartitioner(record.NewPartitioner()))...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer prod.Close()
+			ctx := context.Background()
+			room := ""
+			for i := 0; room == ""; i++ {
+				if r := "room-" + strconv.Itoa(i); record.PartitionOf(r, 2) == 1 {
+					room = r
+				}
+			}
+			for i := range 200 {
+				ev := &record.Event{Type: record.TypeIncr, Room: room, Key: "k" + strconv.Itoa(i%5), Delta: 1}
+				if err := prod.ProduceSync(ctx, record.Encode(ev)).FirstErr(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cons, err := consumer.New(consumer.Config{ClientOpts: opts, Topic: "events", Partitions: []int32{0}, FetchMaxWait: wait,
+				Sink: &liveSink{live: map[int32]int{}, replay: map[int32]int{}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := cons.Start(ctx); err != nil {
+				b.Fatal(err)
+			}
+			defer cons.Stop()
+			<-cons.Ready()
+			time.Sleep(100 * time.Millisecond) // the fetch of partition 0 is waiting
+			for b.Loop() {
+				if err := cons.Follow(ctx, 1); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				cons.Unfollow(1)
+				// A fetch of partition 0 alone in flight again, at a random
+				// point of its wait.
+				time.Sleep(time.Duration(rand.Int64N(int64(wait))))
+				b.StartTimer()
+			}
+		})
 	}
 }

@@ -49,6 +49,16 @@ const (
 // DefaultFollowIdle is Config.FollowIdle's default.
 const DefaultFollowIdle = 2 * time.Minute
 
+// Config.FetchMaxWait's defaults. With FollowInterest a partition's load
+// waits for the fetch in flight: BenchmarkFollow (consumer) loads a
+// 200-record partition in 124 ms on average at 250 ms, 57 ms at 100 ms and
+// 28 ms at 50 ms; an idle relay on the embedded broker spends 0.4%, 0.8% and
+// 1.4% of a core.
+const (
+	DefaultFetchMaxWait         = 250 * time.Millisecond
+	DefaultFetchMaxWaitInterest = 100 * time.Millisecond
+)
+
 type follower struct {
 	locks   []sync.Mutex   // by partition: one ensure at a time
 	leaseAt []atomic.Int64 // by partition: offset of this session's first lease in the current follow; -1: none

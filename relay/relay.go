@@ -103,6 +103,13 @@ type Config struct {
 	// in stays followed after its last use (default DefaultFollowIdle).
 	Follow     string
 	FollowIdle time.Duration
+	// FetchMaxWait is how long the consumer's fetch waits for records
+	// (default DefaultFetchMaxWait, DefaultFetchMaxWaitInterest with
+	// FollowInterest): a partition the relay starts following joins the
+	// fetch after the one in flight ends, so under FollowInterest the first
+	// op on a room of a partition not followed yet waits for up to this
+	// long; each idle relay sends 1/FetchMaxWait fetches a second.
+	FetchMaxWait time.Duration
 	// SIOMaxDisconnection is how long after its connection went (in record
 	// time: the leave, or the end of its relay's session) a Socket.IO
 	// session can be recovered on any relay (default 2m, at most
@@ -202,6 +209,12 @@ func (c *Config) setDefaults() error {
 	}
 	if _, err := compressionCodec(c.Compression); err != nil {
 		return fmt.Errorf("relay: %w", err)
+	}
+	if c.FetchMaxWait <= 0 {
+		c.FetchMaxWait = DefaultFetchMaxWait
+		if c.Follow == FollowInterest {
+			c.FetchMaxWait = DefaultFetchMaxWaitInterest
+		}
 	}
 	switch c.Follow {
 	case "":
@@ -517,6 +530,7 @@ func (s *Server) startConsumer(ctx context.Context) (int, error) {
 		HistoryWindow: s.cfg.HistoryWindow,
 		Restore:       restore,
 		Logger:        s.cfg.Logger,
+		FetchMaxWait:  s.cfg.FetchMaxWait,
 	}
 	if s.fol != nil {
 		cc.Partitions = []int32{s.controlPartitionID()}

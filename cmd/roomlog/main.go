@@ -161,6 +161,7 @@ func runRelay(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.LeaseTimeout, "lease-timeout", relay.DefaultLeaseTimeout, "how long a relay may go silent before the others remove its members")
 	fs.StringVar(&cfg.Compression, "compression", "none", "codec of the record batches the relay appends: none (every Kafka client reads them), gzip, snappy, lz4 or zstd (the backends' clients must read it; kafkajs needs a plugin for all but gzip)")
 	fs.StringVar(&cfg.Follow, "follow", relay.FollowAll, "which partitions this relay folds: all, or interest (the control partition, the ones it keeps, and the ones its rooms and reads need; see docs/scaling.md)")
+	fs.DurationVar(&cfg.FetchMaxWait, "fetch-max-wait", 0, "how long the relay's fetch of the log waits for records (default 250ms, 100ms with --follow interest: the first op on a room of a partition not followed yet waits for the fetch in flight)")
 	fs.DurationVar(&cfg.FollowIdle, "follow-idle", relay.DefaultFollowIdle, "with --follow interest: how long a partition no local room is in stays followed after its last use")
 	fs.IntVar(&cfg.HistoryWindow, "history-window", consumer.DefaultHistoryWindow, "recent messages per room kept in memory for recovery and history (older ones are read from the log)")
 	fs.DurationVar(&sioMaxDisc, "sio-max-disconnection", relay.DefaultSIOMaxDisconnection, "how long after its connection went a Socket.IO session can be recovered on any relay (connection state recovery: socket.recovered); at most 15m, 0 turns recovery off")
