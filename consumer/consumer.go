@@ -31,7 +31,10 @@
 //     state; Deliver runs on it and must not block.
 //
 // Follow loads a partition on a goroutine of its own; the add and the drop
-// of a partition run on the folder goroutine, between batches.
+// of a partition are decided on the folder goroutine, between batches, and
+// a drop's removal from the fetch runs on the poller, between polls, which
+// then hands the folder the state reset behind the batches polled before
+// (follow.go).
 //
 // While the first replay runs, a third goroutine waits for readiness (or
 // Stop) to restore the garbage collector's setting. SnapshotStore.Load
