@@ -16,10 +16,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/roomlog/roomlog/record"
 )
 
-// SnapshotStore keeps partition snapshots in a compacted, single-partition
-// topic (default roomlog.snapshots). Each events partition has two slots, A
+// SnapshotStore keeps partition snapshots in a compacted topic (default
+// roomlog.snapshots). Ensure creates it with as many partitions as the
+// events topic, and events partition p's snapshots go to its partition
+// p mod its partition count, so loading one partition's snapshot reads that
+// partition only (a relay following partitions on demand loads them one by
+// one). A topic created with one partition (before this layout, or shared
+// with other events topics) works the same way, reading all of it. Each
+// events partition has two slots, A
 // and B, written alternately, so the previous snapshot stays as a fallback
 // while the next is written. A snapshot is its chunks (at most ChunkBytes
 // each, so the topic's default max.message.bytes suffices) followed by a
@@ -38,6 +46,7 @@ type SnapshotStore struct {
 
 	mu    sync.Mutex
 	known map[int32][2]*Manifest // the slots as last seen or written
+	parts int32                  // the snapshots topic's partition count; 0: not known yet
 }
 
 // Manifest describes one stored snapshot.
@@ -66,14 +75,56 @@ func (st *SnapshotStore) key(p int32, slot int, suffix string) string {
 
 func (st *SnapshotStore) epochHex() string { return fmt.Sprintf("%016x", st.Epoch) }
 
-// Ensure creates the snapshots topic (compacted, one partition) if missing.
-func (st *SnapshotStore) Ensure(ctx context.Context, adm *kadm.Client, rf int16) error {
+// Ensure creates the snapshots topic (compacted, with partitions
+// partitions: the events topic's count) if missing, and learns how many
+// partitions it has.
+func (st *SnapshotStore) Ensure(ctx context.Context, adm *kadm.Client, partitions int32, rf int16) error {
 	compact := "compact"
-	_, err := adm.CreateTopic(ctx, 1, rf, map[string]*string{"cleanup.policy": &compact}, st.Topic)
+	_, err := adm.CreateTopic(ctx, max(partitions, 1), rf, map[string]*string{"cleanup.policy": &compact}, st.Topic)
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return fmt.Errorf("create snapshots topic %q: %w", st.Topic, err)
 	}
-	return nil
+	_, err = st.partitions(ctx, adm)
+	return err
+}
+
+// partitions returns the snapshots topic's partition count (0: no such
+// topic), asking the log the first time.
+func (st *SnapshotStore) partitions(ctx context.Context, adm *kadm.Client) (int32, error) {
+	st.mu.Lock()
+	n := st.parts
+	st.mu.Unlock()
+	if n > 0 {
+		return n, nil
+	}
+	ends, err := st.ends(ctx, adm)
+	if err != nil || len(ends) == 0 {
+		return 0, err
+	}
+	return int32(len(ends)), nil
+}
+
+// ends lists the snapshots topic's end offsets by partition (none: no such
+// topic), and notes its partition count.
+func (st *SnapshotStore) ends(ctx context.Context, adm *kadm.Client) (map[int32]int64, error) {
+	listed, err := adm.ListEndOffsets(ctx, st.Topic)
+	if err == nil {
+		err = listed.Error()
+	}
+	if err != nil {
+		if errors.Is(err, kerr.UnknownTopicOrPartition) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("snapshots topic %q: %w", st.Topic, err)
+	}
+	out := map[int32]int64{}
+	listed.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	if len(out) > 0 {
+		st.mu.Lock()
+		st.parts = int32(len(out))
+		st.mu.Unlock()
+	}
+	return out, nil
 }
 
 // Load reads the snapshots topic and returns, per events partition, the
@@ -81,16 +132,26 @@ func (st *SnapshotStore) Ensure(ctx context.Context, adm *kadm.Client, rf int16)
 // checksum and version good. Bad ones are logged and skipped (falling back
 // to the other slot, or to no snapshot: the full log).
 func (st *SnapshotStore) Load(ctx context.Context, window int) (map[int32]*Partition, error) {
-	return st.LoadOnly(ctx, window, nil)
+	return st.load(ctx, window, nil, -1)
 }
 
-// LoadOnly is Load for the partitions only accepts (nil: every one). It
-// still reads the whole snapshots topic, but decodes only those.
-func (st *SnapshotStore) LoadOnly(ctx context.Context, window int, only func(int32) bool) (map[int32]*Partition, error) {
+// LoadPartition returns events partition p's newest valid snapshot (nil:
+// none), reading only the snapshots topic's partition that holds it.
+func (st *SnapshotStore) LoadPartition(ctx context.Context, window int, p int32) (*Partition, error) {
+	parts, err := st.load(ctx, window, func(q int32) bool { return q == p }, p)
+	if err != nil {
+		return nil, err
+	}
+	return parts[p], nil
+}
+
+// load reads the snapshots topic (only the partition of events partition
+// one, unless one is -1) and decodes the partitions only accepts.
+func (st *SnapshotStore) load(ctx context.Context, window int, only func(int32) bool, one int32) (map[int32]*Partition, error) {
 	manifests := map[string]*Manifest{}
 	chunks := map[string][]byte{}
 	prefix := st.EventsTopic + "/"
-	err := st.read(ctx, func(r *kgo.Record) {
+	err := st.read(ctx, one, func(r *kgo.Record) {
 		k := string(r.Key)
 		if !strings.HasPrefix(k, prefix) {
 			return
@@ -216,42 +277,52 @@ func (st *SnapshotStore) assemble(pn int32, m *Manifest, chunks map[string][]byt
 	return p, nil
 }
 
-// read reads the whole snapshots topic once.
-func (st *SnapshotStore) read(ctx context.Context, fn func(*kgo.Record)) error {
+// read reads the snapshots topic once: every partition, or (one >= 0)
+// the partition that holds events partition one's snapshots.
+func (st *SnapshotStore) read(ctx context.Context, one int32, fn func(*kgo.Record)) error {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.ClientID("roomlog-snapshots")}, st.ClientOpts...)...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, st.Topic)
-	if err == nil {
-		err = ends.Error()
+	ends, err := st.ends(ctx, kadm.NewClient(cl))
+	if err != nil || len(ends) == 0 {
+		return err
 	}
-	if err != nil {
-		if errors.Is(err, kerr.UnknownTopicOrPartition) {
-			return nil
+	for part := range int32(len(ends)) {
+		if one >= 0 && part != one%int32(len(ends)) {
+			continue
 		}
-		return fmt.Errorf("snapshots topic %q: %w", st.Topic, err)
+		if ends[part] == 0 {
+			continue
+		}
+		if _, err := ReadRange(ctx, st.ClientOpts, st.Topic, part, 0, ends[part], func(r *kgo.Record) bool {
+			fn(r)
+			return true
+		}); err != nil {
+			return err
+		}
 	}
-	end, ok := ends.Lookup(st.Topic, 0)
-	if !ok || end.Offset == 0 {
-		return nil
-	}
-	_, err = ReadRange(ctx, st.ClientOpts, st.Topic, 0, 0, end.Offset, func(r *kgo.Record) bool {
-		fn(r)
-		return true
-	})
-	return err
+	return nil
 }
 
 // Write stores a snapshot of p in its older slot and then, when the new
 // snapshot has fewer chunks than the slot's previous one, deletes the extra
-// chunks. It returns the new manifest.
+// chunks. It returns the new manifest. prod must place records marked with
+// record.ManualPartition where they say (record.NewPartitioner does).
 func (st *SnapshotStore) Write(ctx context.Context, prod *kgo.Client, p *Partition, writer string) (*Manifest, error) {
 	data, next, err := p.EncodeSnapshot()
 	if err != nil {
 		return nil, err
 	}
+	nparts, err := st.partitions(ctx, kadm.NewClient(prod))
+	if err != nil {
+		return nil, err
+	}
+	if nparts == 0 {
+		return nil, fmt.Errorf("write snapshot of partition %d: no snapshots topic %q (Ensure creates it)", p.id, st.Topic)
+	}
+	home := p.id % nparts
 	st.mu.Lock()
 	if st.known == nil {
 		st.known = map[int32][2]*Manifest{}
@@ -285,6 +356,9 @@ func (st *SnapshotStore) Write(ctx context.Context, prod *kgo.Client, p *Partiti
 		for i := m.Chunks; i < old.Chunks; i++ {
 			recs = append(recs, &kgo.Record{Topic: st.Topic, Key: []byte(st.key(p.id, slot, strconv.Itoa(i)))})
 		}
+	}
+	for _, r := range recs {
+		record.ManualPartition(r, home)
 	}
 	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		return nil, fmt.Errorf("write snapshot of partition %d at %d: %w", p.id, next, err)

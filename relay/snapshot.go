@@ -37,18 +37,26 @@ func (s *Server) loadSnapshots(ctx context.Context, adm *kadm.Client) (map[int32
 		ClientOpts:  s.clientOpts(),
 		Logger:      s.cfg.Logger,
 	}
-	if err := s.snaps.Ensure(ctx, adm, s.cfg.ReplicationFactor); err != nil {
+	if err := s.snaps.Ensure(ctx, adm, s.partitions, s.cfg.ReplicationFactor); err != nil {
 		return nil, err
 	}
 	began := time.Now()
-	var only func(int32) bool
+	var parts map[int32]*consumer.Partition
 	if s.fol != nil {
 		control := s.controlPartitionID()
-		only = func(p int32) bool { return p == control }
-	}
-	parts, err := s.snaps.LoadOnly(ctx, s.historyWindow(), only)
-	if err != nil {
-		return nil, err
+		p, err := s.snaps.LoadPartition(ctx, s.historyWindow(), control)
+		if err != nil {
+			return nil, err
+		}
+		parts = map[int32]*consumer.Partition{}
+		if p != nil {
+			parts[control] = p
+		}
+	} else {
+		var err error
+		if parts, err = s.snaps.Load(ctx, s.historyWindow()); err != nil {
+			return nil, err
+		}
 	}
 	if len(parts) > 0 {
 		s.cfg.Logger.Info("loaded snapshots", "partitions", len(parts), "took", time.Since(began).Round(time.Millisecond))
@@ -59,11 +67,7 @@ func (s *Server) loadSnapshots(ctx context.Context, adm *kadm.Client) (map[int32
 // loadSnapshot returns partition p's newest valid snapshot, or nil: for a
 // partition followed on demand (follow.go).
 func (s *Server) loadSnapshot(ctx context.Context, p int32) (*consumer.Partition, error) {
-	parts, err := s.snaps.LoadOnly(ctx, s.historyWindow(), func(q int32) bool { return q == p })
-	if err != nil {
-		return nil, err
-	}
-	return parts[p], nil
+	return s.snaps.LoadPartition(ctx, s.historyWindow(), p)
 }
 
 func (s *Server) historyWindow() int { return consumer.HistoryWindowFor(s.cfg.HistoryWindow) }

@@ -209,11 +209,11 @@ var ErrRetention = errors.New("earlier records were deleted by retention, and no
 // misplaced records.
 func StartingPoint(ctx context.Context, st *consumer.SnapshotStore, pn, partitions int32, logStart int64, pt Point, window int, log *slog.Logger) (*consumer.Partition, int64, error) {
 	if st != nil {
-		snaps, err := st.Load(ctx, window)
+		p, err := st.LoadPartition(ctx, window, pn)
 		if err != nil {
 			log.Warn("cannot read snapshots; folding from the log's start", "err", err)
 		}
-		if p := snaps[pn]; p != nil && (pt.Pos == nil || p.Next() <= pt.Pos.Offset+1) && p.Next() >= logStart {
+		if p != nil && (pt.Pos == nil || p.Next() <= pt.Pos.Offset+1) && p.Next() >= logStart {
 			log.Info("starting from a snapshot", "partition", pn, "offset", p.Next())
 			p.SetTopicPartitions(partitions)
 			return p, p.Next(), nil
