@@ -2,6 +2,8 @@ package consumer
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"math/rand"
@@ -119,6 +121,81 @@ func TestSnapshotStorePartitions(t *testing.T) {
 			if got, err := other.LoadPartition(ctx, 16, events); err != nil || got != nil {
 				t.Fatalf("LoadPartition of a partition with no snapshot: %v, %v", got, err)
 			}
+		})
+	}
+}
+
+// BenchmarkLoadPartition: loading one events partition's snapshot out of 16
+// (each of 2,000 members and 1 MB of random key-value state in 500 rooms),
+// from a snapshots topic of one partition (the earlier layout: the whole
+// topic is read) and of 16.
+//
+//	go test -run '^$' -bench LoadPartition ./consumer/
+func BenchmarkLoadPartition(b *testing.B) {
+	const events = 16
+	parts := make([]*Partition, events)
+	for p := range int32(events) {
+		part := newPartition(p, 16)
+		var recs []*kgo.Record
+		for i := range 4 {
+			relay := "relay-" + strconv.Itoa(i)
+			recs = append(recs, record.Encode(&record.Event{Type: record.TypeLease, Room: record.RelayKeyPrefix + relay, Relay: relay, Session: "s" + strconv.Itoa(i)}))
+		}
+		rng := rand.New(rand.NewSource(int64(p)))
+		for i := range 2_000 {
+			recs = append(recs, record.Encode(&record.Event{Type: record.TypeJoin, Room: "room-" + strconv.Itoa(i%500), From: "conn-" + strconv.Itoa(i),
+				Relay: "relay-" + strconv.Itoa(i%4), Session: "s" + strconv.Itoa(i%4), User: "user-" + strconv.Itoa(i)}))
+			val := make([]byte, 512)
+			rng.Read(val)
+			data, _ := json.Marshal(base64.StdEncoding.EncodeToString(val))
+			recs = append(recs, record.Encode(&record.Event{Type: record.TypeSet, Room: "room-" + strconv.Itoa(i%500), Key: "k" + strconv.Itoa(i), Data: data}))
+		}
+		for i, r := range recs {
+			r.Offset, r.Timestamp = int64(i), time.UnixMilli(1_700_000_000_000)
+		}
+		fold(b, part, recs)
+		if n := len(part.Dump().Rooms); n != 500 {
+			b.Fatalf("%d rooms folded, want 500", n)
+		}
+		parts[p] = part
+	}
+	for _, n := range []int32{1, events} {
+		b.Run("snapshot-partitions="+strconv.Itoa(int(n)), func(b *testing.B) {
+			c, err := kfake.NewCluster(kfake.NumBrokers(1))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+			prod, err := kgo.NewClient(append(opts, kgo.RecordPartitioner(record.NewPartitioner()), kgo.ProducerBatchMaxBytes(1<<20))...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer prod.Close()
+			ctx := context.Background()
+			adm := kadm.NewClient(prod)
+			if _, err := adm.CreateTopic(ctx, n, 1, nil, "snaps"); err != nil {
+				b.Fatal(err)
+			}
+			st := &SnapshotStore{Topic: "snaps", EventsTopic: "events", Epoch: 7, ClientOpts: opts, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			if err := st.Ensure(ctx, adm, events, 1); err != nil {
+				b.Fatal(err)
+			}
+			var bytes int
+			for _, part := range parts {
+				m, err := st.Write(ctx, prod, part, "bench")
+				if err != nil {
+					b.Fatal(err)
+				}
+				bytes += m.Bytes
+			}
+			for b.Loop() {
+				p, err := st.LoadPartition(ctx, 16, 5)
+				if err != nil || p == nil {
+					b.Fatal(p, err)
+				}
+			}
+			b.ReportMetric(float64(bytes)/events, "snapshot-bytes")
 		})
 	}
 }
