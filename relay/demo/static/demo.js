@@ -64,7 +64,17 @@
     $("counter").textContent = String(current.counter);
     const items = [...current.members.values()].map((m) => {
       const li = document.createElement("li");
-      li.textContent = (mine.has(m.conn) ? "you · " : "") + (m.user || m.conn) + " ";
+      // This page's current connection is "you". An earlier one (on a relay that went away) stays a member until
+      // that relay's lease expires in the log: say so rather than listing "you" twice.
+      if (m.conn === client?.conn) {
+        li.className = "you";
+        li.textContent = "you · ";
+      } else if (mine.has(m.conn)) {
+        li.className = "earlier";
+        li.title = "this page's connection before it reconnected; it leaves once its relay's lease expires";
+        li.textContent = "you, before reconnecting · ";
+      }
+      li.append((m.user || m.conn) + " ");
       const relay = document.createElement("span");
       relay.className = "relay";
       relay.textContent = "on " + m.relay;

@@ -72,6 +72,13 @@ for (const backend of backends()) {
       await p2.waitForFunction(() => document.querySelector("#counter").textContent === "3", null, wait);
       await p1.waitForFunction(() => document.querySelector("#counter").textContent === "3", null, wait);
 
+      // "Here now" on the reconnected page: "you" is its current connection only; its connection on the killed
+      // relay, while still a member (until A's lease expires), is marked as the earlier one.
+      const here = await p1.evaluate(() => [...document.querySelectorAll("#members li")].map((li) => [li.className, li.textContent]));
+      const conn = await p1.evaluate(() => window.demo.client.conn);
+      const you = here.filter(([, t]) => t.startsWith("you · "));
+      assert.ok(you.length === 1 && you[0][1].includes(conn), JSON.stringify(here) + " current " + conn);
+      assert.ok(here.every(([cls, t]) => (cls === "earlier") === t.startsWith("you, before reconnecting")), JSON.stringify(here));
       const t1 = await texts(p1);
       const t2 = await texts(p2);
       assert.deepEqual(t1, t2, "both pages show the same messages, in the same order");
