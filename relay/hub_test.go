@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"strconv"
 	"testing"
 
@@ -46,7 +47,18 @@ func TestBroadcastRooms(t *testing.T) {
 				t.Fatalf("delivered %d frames, want %d", got, want)
 			}
 			// One frame per record, shared by every member (a prepared
-			// message), in the same order for all.
+			// message in a room of more than preparedMinMembers, else the
+			// same bytes), in the same order for all.
+			prepared := members > preparedMinMembers
+			frameOf := func(f outFrame) any {
+				if f.pm != nil {
+					return f.pm
+				}
+				if len(f.data) == 0 {
+					return nil
+				}
+				return &f.data[0]
+			}
 			var order []outFrame
 			seen := map[any]bool{}
 			for i, c := range conns {
@@ -60,10 +72,10 @@ func TestBroadcastRooms(t *testing.T) {
 				if order == nil {
 					order = q
 					for _, f := range q {
-						if f.pm == nil || seen[f.pm] {
-							t.Fatalf("member %d: frames not one prepared message per record", i)
+						if (f.pm != nil) != prepared || frameOf(f) == nil || seen[frameOf(f)] {
+							t.Fatalf("member %d: frames not one shared frame per record (prepared: %v, want %v)", i, f.pm != nil, prepared)
 						}
-						seen[f.pm] = true
+						seen[frameOf(f)] = true
 					}
 					continue
 				}
@@ -71,7 +83,7 @@ func TestBroadcastRooms(t *testing.T) {
 					if f.spread != (members > spreadFanout) {
 						t.Fatalf("member %d, frame %d: spread %v in a room of %d", i, off, f.spread, members)
 					}
-					if f.pm != order[off].pm {
+					if frameOf(f) != frameOf(order[off]) {
 						t.Fatalf("member %d, frame %d is not record %d's frame", i, off, off)
 					}
 				}
@@ -97,5 +109,36 @@ func TestBroadcastRooms(t *testing.T) {
 				t.Fatalf("presence broadcast reported %d, want %d", n, presence)
 			}
 		})
+	}
+}
+
+// TestFramePrepared: a native frame is prepared (framed once for every
+// socket) for a room of more than preparedMinMembers local members, or a
+// payload of preparedMinBytes or more with several members; otherwise, and
+// for Socket.IO, the sockets get plain bytes.
+func TestFramePrepared(t *testing.T) {
+	small, big := bytes.Repeat([]byte("a"), 200), bytes.Repeat([]byte("b"), preparedMinBytes)
+	for _, tc := range []struct {
+		enc      codec
+		data     []byte
+		members  int
+		prepared bool
+	}{
+		{jsonCodec{}, small, 1, false},
+		{jsonCodec{}, small, 5, false},
+		{jsonCodec{}, small, preparedMinMembers, false},
+		{jsonCodec{}, small, preparedMinMembers + 1, true},
+		{jsonCodec{}, big, 1, false},
+		{jsonCodec{}, big, 2, true},
+		{sioCodec{}, small, 1000, false},
+	} {
+		fc := &frameCache{room: "r"}
+		f := fc.frame(tc.enc, func(codec) []byte { return tc.data }, tc.members)
+		if got := f.pm != nil; got != tc.prepared {
+			t.Errorf("%T, %d bytes, %d members: prepared %v, want %v", tc.enc, len(tc.data), tc.members, got, tc.prepared)
+		}
+		if !tc.prepared && !bytes.Equal(f.data, tc.data) {
+			t.Errorf("%T, %d bytes, %d members: plain frame holds %d bytes", tc.enc, len(tc.data), tc.members, len(f.data))
+		}
 	}
 }
