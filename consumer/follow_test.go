@@ -49,31 +49,12 @@ func (s *liveSink) counts(p int32) (live, replay int) {
 // and a later Follow rebuilds it.
 func TestFollowOnDemand(t *testing.T) {
 	const parts = 4
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, "events"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
-	prod, err := kgo.NewClient(append(opts, kgo.DefaultProduceTopic("events"), kgo.RecordPartitioner(record.NewPartitioner()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
+	opts, prod := eventsLog(t, parts)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	// Rooms of partitions 0 and 1.
-	var room0, room1 string
-	for i := 0; room0 == "" || room1 == ""; i++ {
-		r := "room-" + strconv.Itoa(i)
-		switch record.PartitionOf(r, parts) {
-		case 0:
-			room0 = r
-		case 1:
-			room1 = r
-		}
-	}
+	rooms := roomPerPartition(parts)
+	room0, room1 := rooms[0], rooms[1]
 	n := 0
 	write := func(room string, count int) {
 		t.Helper()
@@ -174,6 +155,38 @@ func TestFollowOnDemand(t *testing.T) {
 	}
 }
 
+// eventsLog starts an embedded broker with an "events" topic of parts
+// partitions, and returns its client options and a producer that places
+// records as relays do; both end with the test.
+func eventsLog(tb testing.TB, parts int32) ([]kgo.Opt, *kgo.Client) {
+	tb.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, "events"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+	prod, err := kgo.NewClient(append(opts, kgo.DefaultProduceTopic("events"), kgo.RecordPartitioner(record.NewPartitioner()))...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(prod.Close)
+	return opts, prod
+}
+
+// roomPerPartition names a room of each of parts partitions.
+func roomPerPartition(parts int32) []string {
+	rooms := make([]string, parts)
+	for i, found := 0, int32(0); found < parts; i++ {
+		r := "room-" + strconv.Itoa(i)
+		if p := record.PartitionOf(r, parts); rooms[p] == "" {
+			rooms[p] = r
+			found++
+		}
+	}
+	return rooms
+}
+
 // endOf is partition p's end offset.
 func endOf(t *testing.T, ctx context.Context, opts []kgo.Opt, p int32) int64 {
 	t.Helper()
@@ -232,27 +245,10 @@ func same(t *testing.T, cons *consumer.Consumer, opts []kgo.Opt, p int32) {
 // each ends with the state a replay gives.
 func TestFollowChurn(t *testing.T) {
 	const parts = 8
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, "events"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
-	prod, err := kgo.NewClient(append(opts, kgo.DefaultProduceTopic("events"), kgo.RecordPartitioner(record.NewPartitioner()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
+	opts, prod := eventsLog(t, parts)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	rooms := make([]string, parts)
-	for i, found := 0, 0; found < parts; i++ {
-		r := "room-" + strconv.Itoa(i)
-		if p := record.PartitionOf(r, parts); rooms[p] == "" {
-			rooms[p] = r
-			found++
-		}
-	}
+	rooms := roomPerPartition(parts)
 	cons, err := consumer.New(consumer.Config{ClientOpts: opts, Topic: "events", Sink: &liveSink{live: map[int32]int{}, replay: map[int32]int{}}, Partitions: []int32{0}})
 	if err != nil {
 		t.Fatal(err)
@@ -349,24 +345,9 @@ func TestFollowChurn(t *testing.T) {
 func BenchmarkFollow(b *testing.B) {
 	for _, wait := range []time.Duration{250 * time.Millisecond, 100 * time.Millisecond, 50 * time.Millisecond} {
 		b.Run("FetchMaxWait="+wait.String(), func(b *testing.B) {
-			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "events"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
-			prod, err := kgo.NewClient(append(opts, kgo.DefaultProduceTopic("events"), kgo.RecordPartitioner(record.NewPartitioner()))...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer prod.Close()
+			opts, prod := eventsLog(b, 2)
 			ctx := context.Background()
-			room := ""
-			for i := 0; room == ""; i++ {
-				if r := "room-" + strconv.Itoa(i); record.PartitionOf(r, 2) == 1 {
-					room = r
-				}
-			}
+			room := roomPerPartition(2)[1]
 			for i := range 200 {
 				ev := &record.Event{Type: record.TypeIncr, Room: room, Key: "k" + strconv.Itoa(i%5), Delta: 1}
 				if err := prod.ProduceSync(ctx, record.Encode(ev)).FirstErr(); err != nil {

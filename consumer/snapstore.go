@@ -132,22 +132,23 @@ func (st *SnapshotStore) ends(ctx context.Context, adm *kadm.Client) (map[int32]
 // checksum and version good. Bad ones are logged and skipped (falling back
 // to the other slot, or to no snapshot: the full log).
 func (st *SnapshotStore) Load(ctx context.Context, window int) (map[int32]*Partition, error) {
-	return st.load(ctx, window, nil, -1)
+	return st.load(ctx, window, -1)
 }
 
 // LoadPartition returns events partition p's newest valid snapshot (nil:
 // none), reading only the snapshots topic's partition that holds it.
 func (st *SnapshotStore) LoadPartition(ctx context.Context, window int, p int32) (*Partition, error) {
-	parts, err := st.load(ctx, window, func(q int32) bool { return q == p }, p)
+	parts, err := st.load(ctx, window, p)
 	if err != nil {
 		return nil, err
 	}
 	return parts[p], nil
 }
 
-// load reads the snapshots topic (only the partition of events partition
-// one, unless one is -1) and decodes the partitions only accepts.
-func (st *SnapshotStore) load(ctx context.Context, window int, only func(int32) bool, one int32) (map[int32]*Partition, error) {
+// load reads the snapshots topic and decodes every events partition's
+// snapshot, or (one >= 0) reads the partition that holds events partition
+// one's and decodes that one only.
+func (st *SnapshotStore) load(ctx context.Context, window int, one int32) (map[int32]*Partition, error) {
 	manifests := map[string]*Manifest{}
 	chunks := map[string][]byte{}
 	prefix := st.EventsTopic + "/"
@@ -156,9 +157,9 @@ func (st *SnapshotStore) load(ctx context.Context, window int, only func(int32) 
 		if !strings.HasPrefix(k, prefix) {
 			return
 		}
-		if only != nil {
+		if one >= 0 {
 			pn, _, _ := strings.Cut(k[len(prefix):], "/")
-			if n, err := strconv.Atoi(pn); err != nil || !only(int32(n)) {
+			if n, err := strconv.Atoi(pn); err != nil || int32(n) != one {
 				return
 			}
 		}
@@ -234,7 +235,7 @@ func (st *SnapshotStore) load(ctx context.Context, window int, only func(int32) 
 	}
 	wg.Wait()
 	st.mu.Lock()
-	if only == nil || st.known == nil {
+	if one < 0 || st.known == nil {
 		st.known = known
 	} else {
 		for pn, slots := range known {
