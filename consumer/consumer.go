@@ -101,7 +101,8 @@ type Config struct {
 	// at the snapshot's offset instead of the log's start.
 	Restore map[int32]*Partition
 	// FetchMaxWait bounds how long a fetch waits for new records
-	// (default 250ms); records are returned as soon as any arrive.
+	// (default DefaultFetchMaxWait); records are returned as soon as any
+	// arrive.
 	FetchMaxWait time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -174,6 +175,9 @@ type Consumer struct {
 	warnMisplaced, warnSkipped  warnLimiter      // the folder goroutine's
 }
 
+// DefaultFetchMaxWait is Config.FetchMaxWait's default.
+const DefaultFetchMaxWait = 250 * time.Millisecond
+
 // New validates cfg and fills its defaults.
 func New(cfg Config) (*Consumer, error) {
 	switch {
@@ -183,7 +187,7 @@ func New(cfg Config) (*Consumer, error) {
 		return nil, errors.New("consumer: no sink")
 	}
 	if cfg.FetchMaxWait <= 0 {
-		cfg.FetchMaxWait = 250 * time.Millisecond
+		cfg.FetchMaxWait = DefaultFetchMaxWait
 	}
 	cfg.HistoryWindow = HistoryWindowFor(cfg.HistoryWindow)
 	if cfg.Logger == nil {

@@ -55,7 +55,7 @@ const DefaultFollowIdle = 2 * time.Minute
 // 28 ms at 50 ms; an idle relay on the embedded broker spends 0.4%, 0.8% and
 // 1.4% of a core.
 const (
-	DefaultFetchMaxWait         = 250 * time.Millisecond
+	DefaultFetchMaxWait         = consumer.DefaultFetchMaxWait
 	DefaultFetchMaxWaitInterest = 100 * time.Millisecond
 )
 
