@@ -42,6 +42,7 @@ var (
 	DisconnectNormal       = Disconnect{CloseNormal, "", "normal"}
 	DisconnectShutdown     = Disconnect{CloseGoingAway, "relay shutting down; reconnect", "going_away"}
 	DisconnectPingFailed   = Disconnect{CloseGoingAway, "ping failed", "going_away"}
+	DisconnectPongTimeout  = Disconnect{CloseGoingAway, "no pong within the pong timeout", "going_away"}
 	DisconnectBinary       = Disconnect{CloseUnsupportedData, "binary frames are not supported; send JSON text frames", "binary"}
 	DisconnectTooBig       = Disconnect{CloseTooBig, "frame too big", "too_big"}
 	DisconnectSlow         = Disconnect{CloseSlowClient, "send queue full: client too slow", "slow_client"}

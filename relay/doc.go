@@ -5,7 +5,7 @@
 //
 // # The path of a message, by file
 //
-//	handler_websocket.go  serveWS admits and upgrades; conn.readLoop reads a frame
+//	handler_websocket.go  serveWS admits and upgrades; wsReader reads a frame
 //	protocol.go           decodeFrame: JSON → clientFrame, validated
 //	ops.go                the op table: permissions, membership, the record, the handler
 //	conn.go               the op's handler appends its record (appendRecord)
@@ -32,9 +32,12 @@
 // Server methods are safe for concurrent use. What runs, and what may touch a
 // connection:
 //
-//   - The connection's reader (conn.readLoop), one per socket: it reads
-//     frames and runs every op, so ops of one connection run in order. On exit
-//     it leaves the connection's rooms, then waits for the socket to close.
+//   - The connection's reader (wsReader), one per socket: it reads frames
+//     and runs every op, so ops of one connection run in order. On exit it
+//     leaves the connection's rooms, then waits for the socket to close.
+//     Between frames it parks (asyncconn.WaitRead) and its goroutine ends;
+//     asyncconn's poller starts a new one when the socket is readable or
+//     closed. One runs at a time: the park is a run's last act.
 //   - The connection's writer (wsWriter.writeLoop): one goroutine at a time
 //     writes data frames, and none while the queue is empty, so an idle
 //     socket has no writer. The socket is an asyncconn.Conn (listen.go)
@@ -46,7 +49,8 @@
 //     last writer (or a finisher goroutine that shutdown starts when none
 //     runs) flushes, sends the close frame and closes the socket.
 //   - Timers, each calling only WriteControl or shutdown: the pinger
-//     (every PingInterval), and in connsec.go the auth deadline, the token
+//     (every PingInterval; it also closes a client silent for PingInterval +
+//     PongTimeout, since a parked reader has no read deadline running), and in connsec.go the auth deadline, the token
 //     expiry and the idle check.
 //   - The consumer's folder goroutine calls Server.Deliver for every record
 //     (deliver.go): acks to the sender, join subscriptions and recoveries

@@ -362,10 +362,10 @@ func New(cfg Config) (*Server, error) {
 	s.newSession()
 	s.metrics = newMetrics(s)
 	s.up = websocket.Upgrader{
-		// Each connection keeps its read buffer for its whole life: 512
-		// bytes hold a typical client frame whole (a larger one takes a
-		// second read) and cost half of 1024 on every idle connection.
-		ReadBufferSize:   512,
+		// 0: the read buffer is the hijacked one, which serveWS's
+		// bufHijacker makes (wsReadBuffer bytes) so that the reader sees
+		// it.
+		ReadBufferSize:   0,
 		WriteBufferSize:  4096,
 		WriteBufferPool:  &sync.Pool{},
 		HandshakeTimeout: 10 * time.Second,

@@ -3,6 +3,7 @@ package relay
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -55,6 +56,7 @@ type wsWriter struct {
 	space    chan struct{} // cap 1: the writer took the queue
 	finished chan struct{} // closed once the socket is closed
 	pinger   *time.Timer
+	heard    atomic.Int64 // unix nanoseconds of the client's last frame (the reader's stamp)
 }
 
 var _ transport = (*wsWriter)(nil)
@@ -265,6 +267,13 @@ func (w *wsWriter) ping() {
 	case <-w.c.done:
 		return
 	default:
+	}
+	// The reader parks between frames with no read deadline running, so
+	// the liveness check is here: nothing heard, not even the pong of the
+	// last ping, for PingInterval + PongTimeout.
+	if silent := time.Since(time.Unix(0, w.heard.Load())); silent > w.c.s.cfg.PingInterval+w.c.s.cfg.PongTimeout {
+		w.c.shutdown(DisconnectPongTimeout)
+		return
 	}
 	if err := w.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(w.c.s.cfg.WriteTimeout)); err != nil {
 		w.c.shutdown(DisconnectPingFailed)

@@ -18,10 +18,15 @@
 // entirely or fails. Cork and Uncork gather several Writes into one
 // system call (writev).
 //
-// Concurrency: Write, SetWriteDeadline, Cork, Uncork and Close are safe for
-// concurrent use; one mutex orders them (it is held across the
-// non-blocking write, never across a blocking one). Reads and read
-// deadlines go straight to the inner connection. The flusher is the only
+// A reader need not hold a goroutine while its client is silent either:
+// WaitRead (wait.go) runs a function once the socket has bytes to read, or
+// once the connection is closed, from one poller shared by every Conn. An
+// idle WebSocket then costs no goroutine stack.
+//
+// Concurrency: Write, SetWriteDeadline, Cork, Uncork, WaitRead and Close are
+// safe for concurrent use; one mutex orders them (it is held across the
+// non-blocking write and WaitRead's arming, never across a blocking call).
+// Reads and read deadlines go straight to the inner connection. The flusher is the only
 // goroutine that blocks writing; it ends when nothing is pending, after
 // closing the inner connection if a Close came while it ran.
 package asyncconn
@@ -88,6 +93,12 @@ type Conn struct {
 	err      error     // the first failure: every later Write returns it
 	failed   bool      // the fail callback (SetOnFail) has run
 	onFail   func(error)
+
+	// WaitRead's state (wait.go), under mu.
+	wake       func() // armed: runs once the socket is readable or closed
+	waitID     uint64 // the poller's key for this Conn; 0: not registered
+	inPoller   bool   // the socket is in the poller's set (armed or not)
+	readClosed bool   // the inner connection is closed: WaitRead wakes at once
 }
 
 // New wraps c. Enable works only if c has a file descriptor (a TCP or
@@ -290,7 +301,7 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.mu.Unlock()
-	return c.Conn.Close()
+	return c.closeInner()
 }
 
 // CloseWrite shuts down the writing side, if the inner connection can
@@ -342,7 +353,7 @@ func (c *Conn) flush() {
 			if report && onFail != nil {
 				onFail(err)
 			}
-			_ = c.Conn.Close()
+			_ = c.closeInner()
 			return
 		}
 		if len(c.pending) == 0 {
@@ -354,7 +365,7 @@ func (c *Conn) flush() {
 			_ = c.Conn.SetWriteDeadline(time.Time{})
 			c.mu.Unlock()
 			if closing {
-				_ = c.Conn.Close()
+				_ = c.closeInner()
 			}
 			return
 		}
