@@ -229,8 +229,14 @@ func (c *conn) throttle(id func() []byte) bool {
 	cs.lastRead.Store(now.UnixNano())
 	if ok, abuse := cs.limiter.allow(&c.s.cfg.Limits, now); !ok {
 		if abuse {
-			c.s.countLimit("close_rate_limited")
-			c.shutdown(DisconnectRateLimited)
+			select {
+			case <-c.done:
+				// Already closing: a frame read after the close began
+				// counts no second close.
+			default:
+				c.s.countLimit("close_rate_limited")
+				c.shutdown(DisconnectRateLimited)
+			}
 			return false
 		}
 		c.s.countLimit("rate_limited")
