@@ -119,8 +119,17 @@ func (c *conn) sendError(id json.RawMessage, e *frameError) {
 
 // shutdown ends the connection with d. The first call wins; it never
 // blocks.
-func (c *conn) shutdown(d Disconnect) {
+func (c *conn) shutdown(d Disconnect) { c.closeFor("", d) }
+
+// closeFor is shutdown for a limit's close (close_idle, close_revoked, ...):
+// the limit is counted (Server.LimitCounts) only when this close is the one
+// that wins, before the close frame can go out, so a connection closed twice
+// over counts once.
+func (c *conn) closeFor(limit string, d Disconnect) {
 	c.closeOnce.Do(func() {
+		if limit != "" {
+			c.s.countLimit(limit)
+		}
 		if d.Code == CloseSlowClient {
 			c.s.stats.slowCloses.Add(1)
 		}

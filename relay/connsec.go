@@ -102,8 +102,7 @@ func (c *conn) startConnSec() {
 	if p := cs.p.Load(); p == nil {
 		cs.authTimer = time.AfterFunc(c.s.cfg.Auth.Timeout, func() {
 			if cs.p.Load() == nil {
-				c.s.countLimit("close_auth_timeout")
-				c.shutdown(DisconnectAuthTimeout)
+				c.closeFor("close_auth_timeout", DisconnectAuthTimeout)
 			}
 		})
 	} else {
@@ -114,8 +113,7 @@ func (c *conn) startConnSec() {
 		check = func() {
 			since := time.Since(time.Unix(0, cs.lastRead.Load()))
 			if since >= idle {
-				c.s.countLimit("close_idle")
-				c.shutdown(DisconnectIdle.With("idle: no frame for " + idle.String()))
+				c.closeFor("close_idle", DisconnectIdle.With("idle: no frame for "+idle.String()))
 				return
 			}
 			cs.mu.Lock()
@@ -153,8 +151,7 @@ func (c *conn) armExpiry(p *auth.Principal) {
 	}
 	cs.expTimer = time.AfterFunc(wait+c.s.cfg.Auth.Leeway, func() {
 		if cur := cs.p.Load(); cur == p {
-			c.s.countLimit("close_token_expired")
-			c.shutdown(DisconnectTokenExpired)
+			c.closeFor("close_token_expired", DisconnectTokenExpired)
 		}
 	})
 }
@@ -229,14 +226,7 @@ func (c *conn) throttle(id func() []byte) bool {
 	cs.lastRead.Store(now.UnixNano())
 	if ok, abuse := cs.limiter.allow(&c.s.cfg.Limits, now); !ok {
 		if abuse {
-			select {
-			case <-c.done:
-				// Already closing: a frame read after the close began
-				// counts no second close.
-			default:
-				c.s.countLimit("close_rate_limited")
-				c.shutdown(DisconnectRateLimited)
-			}
+			c.closeFor("close_rate_limited", DisconnectRateLimited)
 			return false
 		}
 		c.s.countLimit("rate_limited")

@@ -157,15 +157,13 @@ func (s *Server) deliverControl(d *consumer.Delivery) {
 		}
 		for _, c := range s.localConns() {
 			if s.revoked(c.sec.p.Load()) {
-				s.countLimit("close_revoked")
-				c.shutdown(DisconnectRevoked)
+				c.closeFor("close_revoked", DisconnectRevoked)
 			}
 		}
 	case record.TypeDisconnect:
 		for _, c := range s.localConns() {
 			if p := c.sec.p.Load(); p != nil && !p.Anonymous && p.User == d.Event.User {
-				s.countLimit("close_disconnected")
-				c.shutdown(DisconnectByServer)
+				c.closeFor("close_disconnected", DisconnectByServer)
 			}
 		}
 	case record.TypeRemove:
@@ -184,8 +182,7 @@ func (s *Server) deliverControl(d *consumer.Delivery) {
 // later by deliverControl.
 func (c *conn) closeIfRevoked() {
 	if c.s.revoked(c.sec.p.Load()) {
-		c.s.countLimit("close_revoked")
-		c.shutdown(DisconnectRevoked)
+		c.closeFor("close_revoked", DisconnectRevoked)
 	}
 }
 
