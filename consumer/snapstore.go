@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/roomlog/roomlog/internal/logtopic"
 	"github.com/roomlog/roomlog/record"
 )
 
@@ -76,16 +77,20 @@ func (st *SnapshotStore) key(p int32, slot int, suffix string) string {
 func (st *SnapshotStore) epochHex() string { return fmt.Sprintf("%016x", st.Epoch) }
 
 // Ensure creates the snapshots topic (compacted, with partitions
-// partitions: the events topic's count) if missing, and learns how many
-// partitions it has.
-func (st *SnapshotStore) Ensure(ctx context.Context, adm *kadm.Client, partitions int32, rf int16) error {
+// partitions: the events topic's count) if missing, waits until the brokers
+// report it, and learns how many partitions it has. cl is the client that
+// writes snapshots: its cached metadata is refreshed by the wait.
+func (st *SnapshotStore) Ensure(ctx context.Context, cl *kgo.Client, partitions int32, rf int16) error {
 	compact := "compact"
-	_, err := adm.CreateTopic(ctx, max(partitions, 1), rf, map[string]*string{"cleanup.policy": &compact}, st.Topic)
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		return fmt.Errorf("create snapshots topic %q: %w", st.Topic, err)
+	info, err := logtopic.Ensure(ctx, cl, logtopic.Spec{Topic: st.Topic, Partitions: partitions, ReplicationFactor: rf,
+		Configs: map[string]*string{"cleanup.policy": &compact}}, st.Logger)
+	if err != nil {
+		return fmt.Errorf("snapshots topic: %w", err)
 	}
-	_, err = st.partitions(ctx, adm)
-	return err
+	st.mu.Lock()
+	st.parts = info.Partitions
+	st.mu.Unlock()
+	return nil
 }
 
 // partitions returns the snapshots topic's partition count (0: no such

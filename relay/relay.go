@@ -15,7 +15,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/roomlog/roomlog/consumer"
@@ -430,7 +429,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			err = fmt.Errorf("relay: %w", err)
 		}
 	}()
-	info, err := ensureTopic(ctx, kadm.NewClient(s.prod), s.cfg.Topic, s.cfg.Partitions, s.cfg.ReplicationFactor, s.cfg.Logger)
+	info, err := ensureTopic(ctx, s.prod, s.cfg.Topic, s.cfg.Partitions, s.cfg.ReplicationFactor, s.cfg.Logger)
 	if err != nil {
 		return err
 	}
@@ -518,7 +517,7 @@ func (s *Server) startHTTP(ctx context.Context) error {
 // waits until it has replayed the log. It returns how many snapshots it
 // restored.
 func (s *Server) startConsumer(ctx context.Context) (int, error) {
-	restore, err := s.loadSnapshots(ctx, kadm.NewClient(s.prod))
+	restore, err := s.loadSnapshots(ctx)
 	if err != nil {
 		return 0, err
 	}

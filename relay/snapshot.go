@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-
 	"github.com/roomlog/roomlog/consumer"
 )
 
@@ -26,7 +24,7 @@ const (
 
 // loadSnapshots creates the snapshots topic when missing and returns the
 // newest valid snapshot of each partition (none when snapshots are off).
-func (s *Server) loadSnapshots(ctx context.Context, adm *kadm.Client) (map[int32]*consumer.Partition, error) {
+func (s *Server) loadSnapshots(ctx context.Context) (map[int32]*consumer.Partition, error) {
 	if s.cfg.SnapshotInterval < 0 {
 		return nil, nil
 	}
@@ -37,7 +35,7 @@ func (s *Server) loadSnapshots(ctx context.Context, adm *kadm.Client) (map[int32
 		ClientOpts:  s.clientOpts(),
 		Logger:      s.cfg.Logger,
 	}
-	if err := s.snaps.Ensure(ctx, adm, s.partitions, s.cfg.ReplicationFactor); err != nil {
+	if err := s.snaps.Ensure(ctx, s.prod, s.partitions, s.cfg.ReplicationFactor); err != nil {
 		return nil, err
 	}
 	began := time.Now()

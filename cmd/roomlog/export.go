@@ -202,7 +202,7 @@ func runRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	defer cl.Close()
 	if create {
-		if _, err := relay.EnsureTopic(ctx, kadmClient(cl), src.topic, int32(partitions), -1); err != nil {
+		if _, err := relay.EnsureTopic(ctx, cl, src.topic, int32(partitions), -1); err != nil {
 			return err
 		}
 	}

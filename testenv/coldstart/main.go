@@ -65,7 +65,7 @@ func main() {
 	if *brokers != "" {
 		rf = 1
 	}
-	if _, err := relay.EnsureTopic(ctx, kadm(cl), topic, int32(*partitions), rf); err != nil {
+	if _, err := relay.EnsureTopic(ctx, cl, topic, int32(*partitions), rf); err != nil {
 		fail(err)
 	}
 	began := time.Now()
