@@ -55,7 +55,7 @@ fuzz:
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeAuthFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeAPIRequest$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzSkipPongs$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/wsread/ -run '^$$' -fuzz '^FuzzSkipPongs$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./relay/ -run '^$$' -fuzz '^FuzzDecodeControlRequest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzParseSIORef$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./record/ -run '^$$' -fuzz '^FuzzDecodeLease$$' -fuzztime $(FUZZTIME)

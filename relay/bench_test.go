@@ -189,16 +189,22 @@ func BenchmarkSIOFanout(b *testing.B) {
 }
 
 // benchEngineIO starts an Engine.IO server (served in-process, no socket)
-// with n polling sessions whose handlers wait for the session's end. Its
-// queue is far longer than the benchmark lets one grow, and it never pings
-// within a benchmark.
+// with n polling sessions whose handlers take every message and do nothing.
+// Its queue is far longer than the benchmark lets one grow, and it never
+// pings within a benchmark.
+// ignore is an Engine.IO handler that takes every message and does nothing.
+type ignore struct{}
+
+func (ignore) Message(engineio.Message) bool { return true }
+func (ignore) Closed()                       {}
+
 func benchEngineIO(b *testing.B, n int) (*engineio.Server, []*engineio.Session) {
 	b.Helper()
 	opened := make(chan *engineio.Session, n)
 	eio, err := engineio.NewServer(engineio.Config{
-		OnSession: func(sess *engineio.Session) {
+		OnOpen: func(sess *engineio.Session) engineio.Handler {
 			opened <- sess
-			<-sess.Done()
+			return ignore{}
 		},
 		PingInterval: time.Hour,
 		PingTimeout:  time.Hour,

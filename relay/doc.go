@@ -79,13 +79,15 @@
 //     consumer's folder notes (and clears when their copy is folded);
 //     franz-go's produce callbacks mark a failed copy for a retry.
 //   - A Socket.IO connection (handler_socketio.go) has the Engine.IO
-//     session's goroutines instead of the WebSocket reader and writer: its
-//     OnSession handler is the connection's reader (sioReader: it reads
-//     packets and runs every op, and on exit leaves the rooms); the writer
-//     is engineio's (a WebSocket writer goroutine that runs only while the
+//     session's goroutines instead of the WebSocket reader and writer: the
+//     connection's reader (sioReader: it runs every op, and its Closed
+//     leaves the rooms) is the session's Handler, called one message at a
+//     time by a polling POST's handler or the session's WebSocket reader
+//     (which parks between messages, as wsReader does); the writer is
+//     engineio's (a WebSocket writer goroutine that runs only while the
 //     session's queue is non-empty, or the pending poll's HTTP handler);
-//     polling POST handlers hand messages to the reader; engineio's
-//     heartbeat timer and, during an upgrade, the probe's HTTP handler.
+//     engineio's heartbeat timer and, during an upgrade, the probe's HTTP
+//     handler.
 //     sioTransport.enqueue and push call Session.Send, which never blocks
 //     (a full queue closes the session as a slow client); enqueueWait calls
 //     Session.SendWait, which waits for room, from recovery goroutines only.

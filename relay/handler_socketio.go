@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"sync/atomic"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/roomlog/roomlog/internal/engineio"
 	"github.com/roomlog/roomlog/internal/socketio"
 	"github.com/roomlog/roomlog/relay/auth"
@@ -25,7 +23,7 @@ import (
 // to the owner (peers.go).
 func (s *Server) newSIOServer() (*engineio.Server, error) {
 	return engineio.NewServer(engineio.Config{
-		OnSession:    s.serveSIOSession,
+		OnOpen:       s.openSIOSession,
 		PingInterval: s.cfg.PingInterval,
 		PingTimeout:  s.cfg.PongTimeout,
 		MaxPayload:   s.cfg.MaxMessageBytes,
@@ -34,11 +32,6 @@ func (s *Server) newSIOServer() (*engineio.Server, error) {
 		CheckOrigin:  s.checkOrigin,
 		NewSID:       func() (string, error) { return engineio.RandomSID(s.currentSession() + ".") },
 		Forward:      s.forwardSIO,
-		OnRefuse: func(r *http.Request, _ int, _ engineio.ErrorCode) {
-			if a, ok := r.Context().Value(sioAdmissionKey{}).(*sioAdmission); ok {
-				a.refused.Store(true)
-			}
-		},
 	})
 }
 
@@ -47,7 +40,7 @@ func (s *Server) newSIOServer() (*engineio.Server, error) {
 type sioAdmission struct {
 	ip      string
 	release func()
-	refused atomic.Bool // engineio refused the handshake: no session took the slot
+	taken   atomic.Bool // a session took the slot: its connection releases it
 }
 
 type sioAdmissionKey struct{}
@@ -71,20 +64,22 @@ func (s *Server) serveSocketIO(w http.ResponseWriter, r *http.Request) {
 	}
 	adm := &sioAdmission{ip: ip, release: release}
 	s.sio.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sioAdmissionKey{}, adm)))
-	// A polling session outlives its handshake and releases the slot when
-	// it ends; a WebSocket session has ended by now (engineio serves it on
-	// this goroutine). release runs once.
-	if adm.refused.Load() || websocket.IsWebSocketUpgrade(r) {
+	// A session outlives its handshake, and its connection releases the
+	// slot when it ends; a handshake refused, or a WebSocket upgrade that
+	// failed, opened no session (engineio opens it before it answers).
+	if !adm.taken.Load() {
 		release()
 	}
 }
 
-// serveSIOSession is the Engine.IO OnSession handler: the connection's
-// reader, on the session's goroutine, for the session's whole life.
-func (s *Server) serveSIOSession(sess *engineio.Session) {
+// openSIOSession is the Engine.IO OnOpen handler: it makes the session a
+// connection of the relay, whose reader (sioReader) is the session's
+// Handler. It holds no goroutine: engineio calls the reader for each
+// message, on a POST's goroutine or the WebSocket's reader's.
+func (s *Server) openSIOSession(sess *engineio.Session) engineio.Handler {
 	adm, _ := sess.Request().Context().Value(sioAdmissionKey{}).(*sioAdmission)
-	if adm == nil { // every handshake passes serveSocketIO
-		return
+	if adm == nil || !adm.taken.CompareAndSwap(false, true) { // every handshake passes serveSocketIO, once
+		return nil
 	}
 	session := s.currentSession()
 	c := newConn(s, session+"-"+strconv.FormatUint(s.nextConn.Add(1), 36), session, sioCodec{})
@@ -97,19 +92,16 @@ func (s *Server) serveSIOSession(sess *engineio.Session) {
 	if !s.addConn(c) {
 		adm.release()
 		sess.Close(engineio.ReasonShutdown)
-		return
+		return nil
 	}
-	defer s.wg.Done()
-	defer c.shutdown(DisconnectNormal)
-	defer c.cleanup()
 	s.metrics.connsTotal.Inc()
 	c.startConnSec() // the auth timer: CONNECT must come within --auth-timeout
-	r := &sioReader{c: c, sess: sess}
-	for r.next() {
-	}
+	return &sioReader{c: c, sess: sess}
 }
 
-// sioReader reads one session's packets and serves them.
+// sioReader is a session's Handler: it serves the session's packets, one
+// at a time (engineio never calls it concurrently), and ends the connection
+// when the session closes.
 type sioReader struct {
 	c         *conn
 	sess      *engineio.Session
@@ -117,13 +109,19 @@ type sioReader struct {
 	connected bool // the main namespace is connected
 }
 
-// next reads and serves one message; false ends the connection.
-func (r *sioReader) next() bool {
+var _ engineio.Handler = (*sioReader)(nil)
+
+// Closed: the session has closed and no message follows. The connection
+// leaves its rooms and ends.
+func (r *sioReader) Closed() {
+	r.c.cleanup()
+	r.c.shutdown(DisconnectNormal)
+	r.c.s.wg.Done()
+}
+
+// Message serves one message; false ends the connection.
+func (r *sioReader) Message(m engineio.Message) bool {
 	c := r.c
-	m, err := r.sess.ReadMessage()
-	if err != nil {
-		return false
-	}
 	p, err := r.dec.Decode(m.Binary, m.Data)
 	if err != nil {
 		// As the reference server: a malformed packet closes the session.

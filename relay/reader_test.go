@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,6 +144,62 @@ func TestReaderParks(t *testing.T) {
 			t.Fatalf("after traffic, %d idle connections: %d more goroutines, want fewer than %d", n, extra, n/2)
 		}
 	})
+}
+
+// TestSocketIOReaderParks: Socket.IO sessions on a WebSocket hold no
+// goroutine while their clients are silent either (engineio's reader parks
+// the same way), and answer once they send.
+func TestSocketIOReaderParks(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("readers park on Linux only")
+	}
+	b := kfakeBackend(t)
+	r := startRelay(t, b, newTopic(t), func(c *relay.Config) { c.PingInterval = time.Hour })
+	url := "ws://" + r.Addr().String() + "/socket.io/?EIO=4&transport=websocket"
+	read := func(ws *websocket.Conn) string {
+		t.Helper()
+		_ = ws.SetReadDeadline(time.Now().Add(waitLimit))
+		_, b, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("reading: %v", err)
+		}
+		return string(b)
+	}
+	const n = 100
+	base := runtime.NumGoroutine()
+	conns := make([]*websocket.Conn, n)
+	for i := range conns {
+		ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ws.Close() })
+		if got := read(ws); !strings.HasPrefix(got, "0{") {
+			t.Fatalf("open packet %q", got)
+		}
+		if err := ws.WriteMessage(websocket.TextMessage, []byte("40")); err != nil { // CONNECT, anonymous
+			t.Fatal(err)
+		}
+		if got := read(ws); !strings.HasPrefix(got, "40{") {
+			t.Fatalf("CONNECT answered %q", got)
+		}
+		conns[i] = ws
+	}
+	deadline := time.Now().Add(waitLimit)
+	for runtime.NumGoroutine()-base >= n/2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if extra := runtime.NumGoroutine() - base; extra >= n/2 {
+		t.Fatalf("%d idle Socket.IO sessions: %d more goroutines, want fewer than %d", n, extra, n/2)
+	}
+	for i, ws := range conns {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte("40")); err != nil { // CONNECT again: answered again
+			t.Fatal(err)
+		}
+		if got := read(ws); !strings.HasPrefix(got, "40{") {
+			t.Fatalf("session %d: CONNECT answered %q", i, got)
+		}
+	}
 }
 
 // TestPongTimeout: a client that answers no ping is closed after

@@ -362,8 +362,8 @@ func New(cfg Config) (*Server, error) {
 	s.metrics = newMetrics(s)
 	s.up = websocket.Upgrader{
 		// 0: the read buffer is the hijacked one, which serveWS's
-		// bufHijacker makes (wsReadBuffer bytes) so that the reader sees
-		// it.
+		// wsread.Hijacker makes (wsread.BufferSize bytes) so that the
+		// reader sees it.
 		ReadBufferSize:   0,
 		WriteBufferSize:  4096,
 		WriteBufferPool:  &sync.Pool{},

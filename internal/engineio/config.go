@@ -30,13 +30,13 @@ const (
 )
 
 // Config configures a Server. Zero values take the defaults noted on each
-// field; OnSession is required.
+// field; OnOpen is required.
 type Config struct {
-	// OnSession runs once per session, on its own goroutine, for the
-	// session's whole life: it is the session's reader (it calls
-	// ReadMessage until that fails). When it returns, the session is
-	// closed if it is not already.
-	OnSession func(*Session)
+	// OnOpen is called once per session, when it opens, and returns the
+	// session's Handler (nil: close the session at once). It must not
+	// block: it runs on the handshake's goroutine, before the client
+	// learns the session id.
+	OnOpen func(*Session) Handler
 
 	// PingInterval is how often the server pings (default
 	// DefaultPingInterval); PingTimeout is how long it then waits for the
@@ -98,15 +98,15 @@ type Config struct {
 	// error (for metrics and logs): the HTTP status and the error code.
 	OnRefuse func(r *http.Request, status int, code ErrorCode)
 
-	// ReadBufferSize and WriteBufferSize size the WebSocket buffers
-	// (gorilla's defaults when zero).
-	ReadBufferSize  int
+	// WriteBufferSize sizes the buffer a WebSocket holds while it writes a
+	// message (gorilla's default when zero). The read buffer is always
+	// wsread.BufferSize bytes, one the reader sees, so that it can park.
 	WriteBufferSize int
 }
 
 func (c *Config) setDefaults() error {
-	if c.OnSession == nil {
-		return errors.New("engineio: Config.OnSession is required")
+	if c.OnOpen == nil {
+		return errors.New("engineio: Config.OnOpen is required")
 	}
 	if c.DisablePolling && c.DisableWebSocket {
 		return errors.New("engineio: both transports are disabled")

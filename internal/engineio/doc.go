@@ -14,10 +14,14 @@
 // # Concurrency
 //
 // A Session has one reader and one writer:
-//   - the reader is the Config.OnSession handler, on its own goroutine: only
-//     it calls ReadMessage. On polling, POST handlers hand it the client's
-//     messages one at a time (a POST is answered once its messages are
-//     taken); on a WebSocket it reads the socket itself.
+//   - the reader hands the client's messages to the session's Handler
+//     (from Config.OnOpen), one call at a time, never concurrently (the
+//     session's readMu): on polling, each POST's handler, message by
+//     message (a POST is answered once its messages are served); on a
+//     WebSocket, a reader that parks between messages without a goroutine
+//     (internal/wsread), so an idle session holds no goroutine at all. The
+//     Handler's Closed runs once, after the close and the last Message, on
+//     a goroutine of its own.
 //   - the writer: on a WebSocket, one writer that runs only while the send
 //     queue is non-empty (started by Send, exiting when it has drained it):
 //     a goroutine of its own, or, when the socket's writes never block (an
@@ -34,7 +38,8 @@
 // session that closes between two polls, a timer that drops it after
 // Config.CloseFlush.
 //
-// Lock order: Session.mu, then Server.mu. No lock is held while calling
-// the caller's code or writing to a socket (a writer run by Send holds the
-// caller's locks, if any, but its writes never block).
+// Lock order: Session.readMu, then Session.mu, then Server.mu. Only readMu
+// is held while calling the caller's Handler, and no lock while writing to
+// a socket (a writer run by Send holds the caller's locks, if any, but its
+// writes never block).
 package engineio

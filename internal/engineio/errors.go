@@ -54,7 +54,7 @@ type CloseReason struct {
 // Reasons the package closes sessions with, and a few for callers.
 var (
 	// ReasonServerClose: the server closed the session (Close, or the
-	// OnSession handler returned).
+	// handler's Message returned false).
 	ReasonServerClose = CloseReason{1000, "server close"}
 	// ReasonShutdown: the server is draining. Only the transport closes:
 	// a Socket.IO client sees "transport close" and reconnects by itself.

@@ -87,8 +87,9 @@ func writePoll(w http.ResponseWriter, r *http.Request, body []byte, timeout time
 }
 
 // servePost reads the client's packets and hands its messages to the
-// reader, one at a time: the POST is answered once the reader has taken
-// them all, so a slow reader slows the client's sending, not memory.
+// handler, one at a time, on this goroutine: the POST is answered once the
+// handler has served them all, so a slow handler slows the client's
+// sending, not memory.
 func (s *Session) servePost(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.ws != nil || s.closed {
@@ -128,16 +129,15 @@ func (s *Session) servePost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	errStop := errors.New("stop")
+	errServed := errors.New("served") // the handler took the message and closed the session
 	err = DecodePayload(body, func(p Packet) error {
 		switch p.Type {
 		case PacketMessage:
-			select {
-			case s.in <- Message{Binary: p.Binary, Data: p.Data}:
+			switch taken, more := s.deliver(Message{Binary: p.Binary, Data: p.Data}); {
+			case more:
 				return nil
-			case <-s.done:
-			case <-s.upgraded:
-			case <-r.Context().Done():
-				s.fail(ReasonTransportError)
+			case taken:
+				return errServed // the rest is dropped; the POST is answered
 			}
 			return errStop
 		case PacketPong:
@@ -157,7 +157,7 @@ func (s *Session) servePost(w http.ResponseWriter, r *http.Request) {
 		s.fail(ReasonParseError)
 		s.srv.refuse(w, r, http.StatusBadRequest, CodeBadRequest)
 		return
-	case err != nil && !s.isClosedBy(ReasonClientClose):
+	case err != nil && err != errServed && !s.isClosedBy(ReasonClientClose):
 		s.srv.refuse(w, r, http.StatusBadRequest, CodeBadRequest)
 		return
 	}

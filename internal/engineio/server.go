@@ -20,7 +20,7 @@ type Server struct {
 	sessions map[string]*Session
 	closing  bool
 
-	wg sync.WaitGroup // OnSession handlers and WebSocket writers
+	wg sync.WaitGroup // sessions until their handler's Closed returns, and WebSocket writers
 }
 
 // NewServer checks cfg, fills its defaults and returns a server.
@@ -30,7 +30,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, sessions: make(map[string]*Session)}
 	s.up = websocket.Upgrader{
-		ReadBufferSize:  cfg.ReadBufferSize,
+		// 0: the read buffer is the hijacked one wsread.Hijacker makes,
+		// which the reader sees (internal/wsread).
+		ReadBufferSize:  0,
 		WriteBufferSize: cfg.WriteBufferSize,
 		// A session holds a write buffer only while writing a message, not
 		// for its whole life: an idle session keeps none.
@@ -50,7 +52,8 @@ func (s *Server) Len() int {
 
 // Shutdown refuses new sessions (HTTP 503), closes every session with
 // ReasonShutdown (the transport only: clients reconnect, elsewhere) and
-// waits until every OnSession handler and writer has returned, or ctx ends.
+// waits until every handler's Closed and every writer has returned, or ctx
+// ends.
 // Call it before the http.Server's Shutdown, which waits for pending polls:
 // closing the sessions is what answers them.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -83,8 +86,9 @@ func (s *Server) lookup(sid string) *Session {
 	return s.sessions[sid]
 }
 
-// add registers sess and counts its handler in wg, unless the server is
-// shutting down. Under mu, so Shutdown's Wait never races an Add.
+// add registers sess and counts it in wg until its handler's Closed has
+// returned (finishLater), unless the server is shutting down. Under mu, so
+// Shutdown's Wait never races an Add.
 func (s *Server) add(sess *Session) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -102,15 +106,6 @@ func (s *Server) remove(sess *Session) {
 	if s.sessions[sess.id] == sess {
 		delete(s.sessions, sess.id)
 	}
-}
-
-// run starts the session's heartbeat and its OnSession handler.
-func (s *Server) run(sess *Session) {
-	sess.mu.Lock()
-	sess.armLocked(s.cfg.PingInterval)
-	sess.mu.Unlock()
-	s.cfg.OnSession(sess)
-	sess.Close(ReasonServerClose)
 }
 
 // ServeHTTP serves one Engine.IO request: a handshake, a poll, a POST of
@@ -199,11 +194,8 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, isWS bool) {
 		s.refuse(w, r, http.StatusServiceUnavailable, CodeBadRequest)
 		return
 	}
+	sess.open()
 	open := AppendPacket(nil, Packet{Type: PacketOpen, Data: s.openData(sid, !s.cfg.DisableWebSocket)})
-	go func() {
-		defer s.wg.Done()
-		s.run(sess)
-	}()
 	writePoll(w, r, open, s.cfg.WriteTimeout)
 }
 

@@ -10,9 +10,11 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,16 +23,71 @@ import (
 	"github.com/roomlog/roomlog/internal/asyncconn"
 )
 
-// echo is an OnSession handler that sends every message back.
+// echoer is a Handler that sends every message back before it returns: by
+// the time a POST is answered, its echo is queued.
+type echoer struct{ s *Session }
+
+func (e echoer) Message(m Message) bool { return e.s.Send(m) == nil }
+func (e echoer) Closed()                {}
+
+// echo is a script that sends every message back.
 func echo(sess *Session) {
 	for {
-		m, err := sess.ReadMessage()
+		m, err := next(sess)
 		if err != nil {
 			return
 		}
 		if sess.Send(m) != nil {
 			return
 		}
+	}
+}
+
+// script makes an OnOpen that runs fn on a goroutine of its own per session:
+// a session's side of a test, written in the blocking style that reads best,
+// reading the client's messages with next.
+func script(fn func(*Session)) func(*Session) Handler {
+	return func(s *Session) Handler {
+		in := &inbox{s: s, in: make(chan Message)}
+		inboxes.Store(s, in)
+		go fn(s)
+		return in
+	}
+}
+
+// inbox is a script's Handler: Message waits until the script takes the
+// message (or the session closes).
+type inbox struct {
+	s  *Session
+	in chan Message
+}
+
+var inboxes sync.Map // *Session → *inbox
+
+func (b *inbox) Message(m Message) bool {
+	select {
+	case b.in <- m:
+		return true
+	case <-b.s.Done():
+		return false
+	}
+}
+
+func (b *inbox) Closed() { inboxes.Delete(b.s) }
+
+// next returns the client's next message to a script, or the session's
+// CloseError once it has closed.
+func next(s *Session) (Message, error) {
+	v, ok := inboxes.Load(s)
+	if !ok { // Closed has run
+		return Message{}, &CloseError{s.Reason()}
+	}
+	b := v.(*inbox)
+	select {
+	case m := <-b.in:
+		return m, nil
+	case <-s.Done():
+		return Message{}, &CloseError{s.Reason()}
 	}
 }
 
@@ -69,20 +126,31 @@ func TestPlainListener(t *testing.T) {
 	}
 }
 
+// recorder is a Handler that notes the reason its session ended, once its
+// Closed has run.
+type recorder struct {
+	Handler
+	ts *testServer
+	s  *Session
+}
+
+func (r recorder) Closed() {
+	r.Handler.Closed()
+	r.ts.mu.Lock()
+	r.ts.ended[r.s.ID()] = r.s.Reason()
+	r.ts.mu.Unlock()
+	r.ts.endedCh <- struct{}{}
+}
+
 func newTestServer(t *testing.T, cfg Config) *testServer {
 	t.Helper()
 	ts := &testServer{ended: map[string]CloseReason{}, endedCh: make(chan struct{}, 100)}
-	handler := cfg.OnSession
-	if handler == nil {
-		handler = echo
+	open := cfg.OnOpen
+	if open == nil {
+		open = func(s *Session) Handler { return echoer{s} }
 	}
-	cfg.OnSession = func(s *Session) {
-		handler(s)
-		<-s.Done()
-		ts.mu.Lock()
-		ts.ended[s.ID()] = s.Reason()
-		ts.mu.Unlock()
-		ts.endedCh <- struct{}{}
+	cfg.OnOpen = func(s *Session) Handler {
+		return recorder{open(s), ts, s}
 	}
 	srv, err := NewServer(cfg)
 	if err != nil {
@@ -404,7 +472,7 @@ func TestHeartbeatPolling(t *testing.T) {
 
 func TestSendQueueOverflow(t *testing.T) {
 	errs := make(chan error, 1)
-	ts := newTestServer(t, Config{SendQueue: 2, OnSession: func(s *Session) {
+	ts := newTestServer(t, Config{SendQueue: 2, OnOpen: script(func(s *Session) {
 		for range 3 {
 			if err := s.Send(Message{Data: []byte("x")}); err != nil {
 				errs <- err
@@ -412,7 +480,7 @@ func TestSendQueueOverflow(t *testing.T) {
 			}
 		}
 		errs <- nil
-	}})
+	})})
 	op, _ := handshake(t, ts)
 	err := <-errs
 	var ce *CloseError
@@ -425,13 +493,13 @@ func TestSendQueueOverflow(t *testing.T) {
 }
 
 func TestCloseFlushesPolling(t *testing.T) {
-	ts := newTestServer(t, Config{OnSession: func(s *Session) {
-		m, err := s.ReadMessage()
+	ts := newTestServer(t, Config{OnOpen: script(func(s *Session) {
+		m, err := next(s)
 		if err == nil {
 			s.Send(Message{Data: append([]byte("bye "), m.Data...)})
 			s.Close(ReasonServerClose)
 		}
-	}})
+	})})
 	op, u := handshake(t, ts)
 	send(t, u, "4alice")
 	if got := poll(t, u); got != "4bye alice\x1e1" {
@@ -448,14 +516,14 @@ func TestCloseFlushesPolling(t *testing.T) {
 // why it was closed.
 func TestCloseFlushesLatePoll(t *testing.T) {
 	closed := make(chan struct{})
-	ts := newTestServer(t, Config{CloseFlush: 50 * time.Millisecond, PingTimeout: 5 * time.Second, OnSession: func(s *Session) {
-		m, err := s.ReadMessage()
+	ts := newTestServer(t, Config{CloseFlush: 50 * time.Millisecond, PingTimeout: 5 * time.Second, OnOpen: script(func(s *Session) {
+		m, err := next(s)
 		if err == nil {
 			s.Send(Message{Data: append([]byte("refused "), m.Data...)})
 			s.Close(ReasonServerClose)
 			close(closed)
 		}
-	}})
+	})})
 	op, u := handshake(t, ts)
 	send(t, u, "4alice")
 	<-closed
@@ -720,12 +788,12 @@ func TestForward(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	if _, err := NewServer(Config{}); err == nil {
-		t.Fatal("no OnSession: no error")
+		t.Fatal("no OnOpen: no error")
 	}
-	if _, err := NewServer(Config{OnSession: echo, DisablePolling: true, DisableWebSocket: true}); err == nil {
+	if _, err := NewServer(Config{OnOpen: script(echo), DisablePolling: true, DisableWebSocket: true}); err == nil {
 		t.Fatal("no transport: no error")
 	}
-	if _, err := NewServer(Config{OnSession: echo, PingInterval: -1}); err == nil {
+	if _, err := NewServer(Config{OnOpen: script(echo), PingInterval: -1}); err == nil {
 		t.Fatal("negative interval: no error")
 	}
 }
@@ -735,7 +803,7 @@ func TestConfigErrors(t *testing.T) {
 // WebSocket after.
 func TestUpgradeUnderLoad(t *testing.T) {
 	const n = 2000
-	ts := newTestServer(t, Config{SendQueue: n, OnSession: func(s *Session) {
+	ts := newTestServer(t, Config{SendQueue: n, OnOpen: script(func(s *Session) {
 		go func() {
 			for i := range n {
 				if s.Send(Message{Data: []byte(strconv.Itoa(i))}) != nil {
@@ -747,7 +815,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 			}
 		}()
 		echo(s)
-	}})
+	})})
 	op, u := handshake(t, ts)
 	next := 0
 	take := func(data string) {
@@ -797,11 +865,11 @@ func TestUpgradeUnderLoad(t *testing.T) {
 
 func TestCloseFlushesWebSocket(t *testing.T) {
 	reqs := make(chan *http.Request, 1)
-	ts := newTestServer(t, Config{OnSession: func(s *Session) {
+	ts := newTestServer(t, Config{OnOpen: script(func(s *Session) {
 		reqs <- s.Request()
 		s.Send(Message{Data: []byte("a")}, Message{Binary: true, Data: []byte{7}})
 		s.Close(ReasonServerClose)
-	}})
+	})})
 	ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket&token=x", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -832,7 +900,7 @@ func TestCloseFlushesWebSocket(t *testing.T) {
 // packet never comes, is closed.
 func TestCloseDuringProbe(t *testing.T) {
 	refuse := func(s *Session) {
-		if m, err := s.ReadMessage(); err == nil {
+		if m, err := next(s); err == nil {
 			s.Send(Message{Data: append([]byte("refused "), m.Data...)})
 			s.Close(ReasonServerClose)
 		}
@@ -863,7 +931,7 @@ func TestCloseDuringProbe(t *testing.T) {
 	}
 
 	t.Run("upgrade after the close", func(t *testing.T) {
-		ts := newTestServer(t, Config{CloseFlush: 50 * time.Millisecond, PingTimeout: 100 * time.Millisecond, OnSession: refuse})
+		ts := newTestServer(t, Config{CloseFlush: 50 * time.Millisecond, PingTimeout: 100 * time.Millisecond, OnOpen: script(refuse)})
 		op, u := handshake(t, ts)
 		ws := probe(t, ts, op.SID, true)
 		send(t, u, "4alice")
@@ -881,7 +949,7 @@ func TestCloseDuringProbe(t *testing.T) {
 		}
 	})
 	t.Run("a poll took the queue", func(t *testing.T) {
-		ts := newTestServer(t, Config{OnSession: refuse})
+		ts := newTestServer(t, Config{OnOpen: script(refuse)})
 		op, u := handshake(t, ts)
 		ws := probe(t, ts, op.SID, true)
 		send(t, u, "4bob")
@@ -895,7 +963,7 @@ func TestCloseDuringProbe(t *testing.T) {
 		}
 	})
 	t.Run("no upgrade packet", func(t *testing.T) {
-		ts := newTestServer(t, Config{UpgradeTimeout: 200 * time.Millisecond, OnSession: refuse})
+		ts := newTestServer(t, Config{UpgradeTimeout: 200 * time.Millisecond, OnOpen: script(refuse)})
 		op, u := handshake(t, ts)
 		ws := probe(t, ts, op.SID, true)
 		send(t, u, "4carol")
@@ -923,7 +991,7 @@ func TestCloseDuringProbe(t *testing.T) {
 func TestSendWait(t *testing.T) {
 	const n = 20
 	errs := make(chan error, 2)
-	ts := newTestServer(t, Config{SendQueue: 4, OnSession: func(s *Session) {
+	ts := newTestServer(t, Config{SendQueue: 4, OnOpen: script(func(s *Session) {
 		msgs := make([]Message, n)
 		for i := range msgs {
 			msgs[i] = Message{Data: []byte(strconv.Itoa(i))}
@@ -938,7 +1006,7 @@ func TestSendWait(t *testing.T) {
 		}
 		errs <- s.SendWait(done, full...)
 		echo(s)
-	}})
+	})})
 	op, u := handshake(t, ts)
 	var got []string
 	for len(got) < n {
@@ -980,10 +1048,10 @@ func TestSendWait(t *testing.T) {
 func TestRequestKeepsContextValues(t *testing.T) {
 	type key struct{}
 	got := make(chan any, 1)
-	srv, err := NewServer(Config{OnSession: func(s *Session) {
+	srv, err := NewServer(Config{OnOpen: script(func(s *Session) {
 		got <- s.Request().Context().Value(key{})
 		<-s.Done()
-	}})
+	})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1010,7 +1078,7 @@ func TestTrySend(t *testing.T) {
 		err error
 	}
 	results := make(chan result, 3)
-	ts := newTestServer(t, Config{SendQueue: 2, OnSession: func(s *Session) {
+	ts := newTestServer(t, Config{SendQueue: 2, OnOpen: script(func(s *Session) {
 		ok, err := s.TrySend(Message{Data: []byte("a")}, Message{Data: []byte("b")})
 		results <- result{ok, err}
 		ok, err = s.TrySend(Message{Data: []byte("c")})
@@ -1023,7 +1091,7 @@ func TestTrySend(t *testing.T) {
 		}
 		results <- result{ok, err}
 		echo(s)
-	}})
+	})})
 	op, u := handshake(t, ts)
 	for i, want := range []result{{true, nil}, {false, nil}} {
 		if got := <-results; got != want {
@@ -1091,7 +1159,7 @@ func TestSendTail(t *testing.T) {
 		<-s.Done()
 	}
 	t.Run("polling", func(t *testing.T) {
-		ts := newTestServer(t, Config{OnSession: sendAll})
+		ts := newTestServer(t, Config{OnOpen: script(sendAll)})
 		_, u := handshake(t, ts)
 		var got []Packet
 		for len(got) < len(want) {
@@ -1105,7 +1173,7 @@ func TestSendTail(t *testing.T) {
 		check(t, got)
 	})
 	t.Run("websocket", func(t *testing.T) {
-		ts := newTestServer(t, Config{OnSession: sendAll})
+		ts := newTestServer(t, Config{OnOpen: script(sendAll)})
 		ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket", nil)
 		if err != nil {
 			t.Fatal(err)
@@ -1133,7 +1201,7 @@ func TestSendTail(t *testing.T) {
 // the caller's) arrive whole and in order, mixed with Send's.
 func TestQueue(t *testing.T) {
 	const n = 200
-	ts := newTestServer(t, Config{OnSession: func(s *Session) {
+	ts := newTestServer(t, Config{OnOpen: script(func(s *Session) {
 		for i := range n {
 			m := Message{Data: []byte(strconv.Itoa(i)), Tail: []byte("!")}
 			var err error
@@ -1147,7 +1215,7 @@ func TestQueue(t *testing.T) {
 				return
 			}
 		}
-	}})
+	})})
 	ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -1157,6 +1225,136 @@ func TestQueue(t *testing.T) {
 	for i := range n {
 		if got, want := readText(t, ws), "4"+strconv.Itoa(i)+"!"; got != want {
 			t.Fatalf("message %d: %q, want %q", i, got, want)
+		}
+	}
+}
+
+// stopper is a Handler that answers "bye <message>" to the message "stop"
+// and ends the session (Message returns false), echoes every other one, and
+// checks that its calls never overlap and that none follows Closed.
+type stopper struct {
+	s       *Session
+	t       *testing.T
+	running atomic.Bool
+	closed  atomic.Bool
+	got     chan string
+	ended   chan struct{}
+}
+
+func (h *stopper) Message(m Message) bool {
+	if !h.running.CompareAndSwap(false, true) {
+		h.t.Error("two Message calls at once")
+	}
+	defer h.running.Store(false)
+	if h.closed.Load() {
+		h.t.Error("Message after Closed")
+	}
+	h.got <- string(m.Data)
+	if string(m.Data) == "stop" {
+		h.s.Send(Message{Data: []byte("bye")})
+		return false
+	}
+	h.s.Send(m)
+	return true
+}
+
+func (h *stopper) Closed() {
+	if h.running.Load() {
+		h.t.Error("Closed while Message runs")
+	}
+	h.closed.Store(true)
+	close(h.ended)
+}
+
+// TestHandlerEndsSession: a Handler's Message that returns false closes the
+// session (ReasonServerClose) after what it sent: on polling the POST that
+// carried the message is answered ok, the rest of its payload is dropped,
+// and the next poll gets the reply and the close; on a WebSocket the reply
+// comes, then the close. Closed runs once, after the last Message.
+func TestHandlerEndsSession(t *testing.T) {
+	var h *stopper
+	newStopper := func(t *testing.T) *testServer {
+		return newTestServer(t, Config{OnOpen: func(s *Session) Handler {
+			h = &stopper{s: s, t: t, got: make(chan string, 10), ended: make(chan struct{})}
+			return h
+		}})
+	}
+	t.Run("polling", func(t *testing.T) {
+		ts := newStopper(t)
+		op, u := handshake(t, ts)
+		send(t, u, "4a\x1e4stop\x1e4dropped")
+		if got := poll(t, u); got != "4a\x1e4bye\x1e1" {
+			t.Fatalf("poll = %q, want the echo, the reply and the close", got)
+		}
+		if r := ts.endReason(t, op.SID); r != ReasonServerClose {
+			t.Fatalf("reason %v", r)
+		}
+		<-h.ended
+		if n := len(h.got); n != 2 {
+			t.Fatalf("the handler got %d messages, want 2 (none after stop)", n)
+		}
+	})
+	t.Run("websocket", func(t *testing.T) {
+		ts := newStopper(t)
+		ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		readText(t, ws) // open
+		for _, m := range []string{"4a", "4stop", "4dropped"} {
+			if err := ws.WriteMessage(websocket.TextMessage, []byte(m)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, want := range []string{"4a", "4bye"} {
+			if got := readText(t, ws); got != want {
+				t.Fatalf("got %q, want %q", got, want)
+			}
+		}
+		if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, ReasonServerClose.Code) {
+			t.Fatalf("after the reply: %v, want close %d", err, ReasonServerClose.Code)
+		}
+		<-h.ended
+		if n := len(h.got); n != 2 {
+			t.Fatalf("the handler got %d messages, want 2 (none after stop)", n)
+		}
+	})
+}
+
+// TestIdleWebSocketHoldsNoGoroutine: WebSocket sessions that are open but
+// silent hold no goroutine (their readers park: internal/wsread), and still
+// answer at once when their client sends. On a listener without asyncconn
+// (TLS, say) each holds a reader goroutine instead.
+func TestIdleWebSocketHoldsNoGoroutine(t *testing.T) {
+	if listenPlain {
+		t.Skip("readers park only on asyncconn connections")
+	}
+	const n = 50
+	ts := newTestServer(t, Config{OnOpen: func(s *Session) Handler {
+		return &stopper{s: s, t: t, got: make(chan string, 10), ended: make(chan struct{})}
+	}})
+	base := runtime.NumGoroutine()
+	conns := make([]*websocket.Conn, n)
+	for i := range conns {
+		ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		readText(t, ws) // open
+		conns[i] = ws
+	}
+	// The client side holds n goroutines of its own at most (none: the
+	// dialer's connections are read here); the server none per session. A
+	// few may still be ending.
+	waitFor(t, "idle sessions to hold no goroutine", func() bool { return runtime.NumGoroutine()-base < n/2 })
+	for i, ws := range conns {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte("4hi")); err != nil {
+			t.Fatal(err)
+		}
+		if got := readText(t, ws); got != "4hi" {
+			t.Fatalf("session %d answered %q", i, got)
 		}
 	}
 }

@@ -43,11 +43,15 @@ type Session struct {
 	id  string
 	req *http.Request
 
-	in       chan Message  // polling POSTs hand messages to the reader
-	upgraded chan struct{} // closed once ws is the transport
-	done     chan struct{} // closed on close
+	done chan struct{} // closed on close
+
+	// readMu is held while the handler runs (Message, Closed): one call at
+	// a time, whichever transport the message came on.
+	readMu sync.Mutex
 
 	mu       sync.Mutex
+	h        Handler // set once by open; nil before
+	opened   bool    // open has set h (or found none)
 	closed   bool
 	reason   CloseReason
 	closedAt time.Time
@@ -76,14 +80,12 @@ func newSession(srv *Server, id string, r *http.Request) *Session {
 	req := r.Clone(context.WithoutCancel(r.Context()))
 	req.Body = http.NoBody
 	return &Session{
-		srv:      srv,
-		id:       id,
-		req:      req,
-		in:       make(chan Message),
-		upgraded: make(chan struct{}),
-		done:     make(chan struct{}),
-		wake:     make(chan struct{}, 1),
-		space:    make(chan struct{}, 1),
+		srv:   srv,
+		id:    id,
+		req:   req,
+		done:  make(chan struct{}),
+		wake:  make(chan struct{}, 1),
+		space: make(chan struct{}, 1),
 	}
 }
 
@@ -251,6 +253,9 @@ func (s *Session) closeLocked(reason CloseReason, flush bool) {
 	if s.timer != nil {
 		s.timer.Stop()
 	}
+	if s.opened {
+		defer s.finishLater() // after a WebSocket writer has started: the session is still counted in wg
+	}
 	if !flush {
 		clear(s.queue)
 		s.queue = s.queue[:0]
@@ -323,30 +328,69 @@ func (s *Session) notifyLocked() {
 	}
 }
 
-// ReadMessage returns the client's next message. Only one goroutine may
-// call it (the OnSession handler). Engine.IO's own packets (pong, close,
-// upgrade) are handled inside. Once the session has closed it returns a
-// *CloseError.
-func (s *Session) ReadMessage() (Message, error) {
-	select {
-	case <-s.upgraded:
-		return s.readWebSocket()
+// Handler serves one session's messages. The session calls it one call at
+// a time, never concurrently, on whatever goroutine has the message: a
+// polling POST's handler, or the WebSocket's reader. It must not block on
+// the client (Send never does; SendWait returns when the session closes).
+type Handler interface {
+	// Message serves one client message; false closes the session (with
+	// ReasonServerClose, unless the handler closed it already).
+	Message(Message) bool
+	// Closed runs once, after the session has closed and the last Message
+	// has returned; no Message follows it.
+	Closed()
+}
+
+// open asks Config.OnOpen for the session's handler and starts its
+// heartbeat. A nil handler closes the session (ReasonServerClose). Called
+// once, after the session is added and before any message can reach it.
+func (s *Session) open() {
+	h := s.srv.cfg.OnOpen(s)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.h, s.opened = h, true
+	switch {
+	case s.closed: // OnOpen closed it, or Shutdown did meanwhile
+		s.finishLater()
+	case h == nil:
+		s.closeLocked(ReasonServerClose, true)
 	default:
-	}
-	select {
-	case m := <-s.in:
-		return m, nil
-	case <-s.upgraded:
-		return s.readWebSocket()
-	case <-s.done:
-		return Message{}, s.closeErr()
+		s.armLocked(s.srv.cfg.PingInterval)
 	}
 }
 
-func (s *Session) closeErr() error {
+// finishLater runs the handler's Closed once no Message runs, then counts
+// the session out of the server's wait group. Called once, under mu, when
+// the session is both opened and closed.
+func (s *Session) finishLater() {
+	h := s.h
+	go func() {
+		defer s.srv.wg.Done()
+		if h == nil {
+			return
+		}
+		s.readMu.Lock()
+		defer s.readMu.Unlock()
+		h.Closed()
+	}()
+}
+
+// deliver hands m to the handler, one call at a time. taken: the handler
+// had it (not: the session had closed); more: the session goes on.
+func (s *Session) deliver(m Message) (taken, more bool) {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return &CloseError{s.reason}
+	h, closed := s.h, s.closed
+	s.mu.Unlock()
+	if closed || h == nil {
+		return false, false
+	}
+	if h.Message(m) {
+		return true, true
+	}
+	s.Close(ReasonServerClose)
+	return true, false
 }
 
 // Heartbeats: the server pings every PingInterval and closes the session

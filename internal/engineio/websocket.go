@@ -1,6 +1,7 @@
 package engineio
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -11,13 +12,16 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/roomlog/roomlog/internal/asyncconn"
+	"github.com/roomlog/roomlog/internal/wsread"
 )
 
 // openWebSocket serves a session that starts on a WebSocket
-// (transports: ['websocket']): the open packet, then the handler, on this
-// goroutine.
+// (transports: ['websocket']): the open packet, then the session's reader,
+// parked until the client sends (internal/wsread). This goroutine, the HTTP
+// server's, ends.
 func (s *Server) openWebSocket(w http.ResponseWriter, r *http.Request, sess *Session) {
-	ws, err := s.up.Upgrade(w, r, nil)
+	hj := &wsread.Hijacker{ResponseWriter: w}
+	ws, err := s.up.Upgrade(hj, r, nil)
 	if err != nil {
 		return // Upgrade has answered
 	}
@@ -30,13 +34,12 @@ func (s *Server) openWebSocket(w http.ResponseWriter, r *http.Request, sess *Ses
 	}
 	sess.ws = ws
 	sess.useAsync()
-	close(sess.upgraded)
 	if !s.add(sess) {
 		closeWebSocket(ws, ReasonShutdown, time.Now().Add(s.cfg.WriteTimeout))
 		return
 	}
-	defer s.wg.Done()
-	s.run(sess)
+	sess.open()
+	sess.startReader(hj.Buffer())
 }
 
 // serveUpgrade moves a polling session to a WebSocket: the client probes
@@ -62,7 +65,8 @@ func (s *Session) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 			ws.Close()
 		}
 	}
-	ws, err := s.srv.up.Upgrade(w, r, nil)
+	hj := &wsread.Hijacker{ResponseWriter: w}
+	ws, err := s.srv.up.Upgrade(hj, r, nil)
 	if err != nil {
 		abort(nil)
 		return
@@ -105,14 +109,14 @@ func (s *Session) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		s.flushClosedUpgrade(ws) // unlocks
 		return
 	}
-	defer s.mu.Unlock()
 	s.ws, s.upgrading, s.probe, s.probed = ws, false, nil, false
 	s.useAsync()
-	close(s.upgraded)
 	s.notifyLocked() // a pending poll ends with a noop
 	if len(s.queue) > 0 && !s.writing {
 		s.startWriterLocked()
 	}
+	s.mu.Unlock()
+	s.startReader(hj.Buffer())
 }
 
 // flushClosedUpgrade ends an upgrade whose session closed after the probe
@@ -145,32 +149,40 @@ func readPacket(ws *websocket.Conn, t PacketType, data string) bool {
 	return err == nil && p.Type == t && string(p.Data) == data
 }
 
-// readWebSocket reads the next message from the WebSocket transport.
-func (s *Session) readWebSocket() (Message, error) {
-	for {
-		typ, b, err := s.ws.ReadMessage()
-		if err != nil {
-			s.fail(readErrorReason(err))
-			return Message{}, s.closeErr()
-		}
-		p, err := DecodePacket(b, typ == websocket.BinaryMessage)
-		if err != nil {
-			s.fail(ReasonParseError)
-			return Message{}, s.closeErr()
-		}
-		switch p.Type {
-		case PacketMessage:
-			return Message{Binary: p.Binary, Data: p.Data}, nil
-		case PacketPong:
-			s.onPong()
-		case PacketClose:
-			s.fail(ReasonClientClose)
-			return Message{}, s.closeErr()
-		case PacketPing:
-			s.fail(ReasonParseError) // in v4 only the server pings
-			return Message{}, s.closeErr()
-		}
+// startReader starts reading the WebSocket transport: between messages the
+// reader parks without a goroutine when the socket allows it (internal/wsread).
+// Silence is the heartbeat's to judge: no read deadline.
+func (s *Session) startReader(br *bufio.Reader) {
+	wsread.Start(s.ws, br, wsread.Config{Frame: s.readFrame, End: func() {}})
+}
+
+// readFrame reads one WebSocket message and serves its packet; false: the
+// session is closed.
+func (s *Session) readFrame() bool {
+	typ, b, err := s.ws.ReadMessage()
+	if err != nil {
+		s.fail(readErrorReason(err))
+		return false
 	}
+	p, err := DecodePacket(b, typ == websocket.BinaryMessage)
+	if err != nil {
+		s.fail(ReasonParseError)
+		return false
+	}
+	switch p.Type {
+	case PacketMessage:
+		_, more := s.deliver(Message{Binary: p.Binary, Data: p.Data})
+		return more
+	case PacketPong:
+		s.onPong()
+	case PacketClose:
+		s.fail(ReasonClientClose)
+		return false
+	case PacketPing:
+		s.fail(ReasonParseError) // in v4 only the server pings
+		return false
+	}
+	return true
 }
 
 func readErrorReason(err error) CloseReason {

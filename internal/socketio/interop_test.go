@@ -26,67 +26,70 @@ import (
 // "kick".
 
 // echoServer serves one Engine.IO session as a minimal Socket.IO server.
-func echoServer(sess *engineio.Session) {
-	var dec socketio.Decoder
-	send := func(p *socketio.Packet) {
-		text, atts := socketio.Encode(p)
-		msgs := []engineio.Message{{Data: text}}
-		for _, a := range atts {
-			msgs = append(msgs, engineio.Message{Binary: true, Data: a})
-		}
-		_ = sess.Send(msgs...)
+type echoServer struct {
+	sess *engineio.Session
+	dec  socketio.Decoder
+}
+
+func (e *echoServer) send(p *socketio.Packet) {
+	text, atts := socketio.Encode(p)
+	msgs := []engineio.Message{{Data: text}}
+	for _, a := range atts {
+		msgs = append(msgs, engineio.Message{Binary: true, Data: a})
 	}
-	for {
-		m, err := sess.ReadMessage()
-		if err != nil {
-			return
+	_ = e.sess.Send(msgs...)
+}
+
+func (e *echoServer) Closed() {}
+
+func (e *echoServer) Message(m engineio.Message) bool {
+	sess, send := e.sess, e.send
+	p, err := e.dec.Decode(m.Binary, m.Data)
+	if err != nil {
+		sess.Close(engineio.ReasonParseError)
+		return false
+	}
+	if p == nil {
+		return true // attachments due
+	}
+	switch p.Type {
+	case socketio.Connect:
+		if p.Namespace != socketio.MainNamespace {
+			data, _ := socketio.ConnectErrorData("Invalid namespace", nil)
+			send(&socketio.Packet{Type: socketio.ConnectError, Namespace: p.Namespace, Data: data})
+			return true
 		}
-		p, err := dec.Decode(m.Binary, m.Data)
+		sid, _ := engineio.RandomSID("")
+		data, _ := json.Marshal(map[string]string{"sid": sid})
+		send(&socketio.Packet{Type: socketio.Connect, Data: data})
+	case socketio.Event, socketio.BinaryEvent:
+		name, _, args, err := p.Event()
 		if err != nil {
 			sess.Close(engineio.ReasonParseError)
-			return
+			return false
 		}
-		if p == nil {
-			continue // attachments due
+		switch name {
+		case "echo":
+			if !p.HasID {
+				return true
+			}
+			ack := &socketio.Packet{Type: socketio.Ack, Namespace: p.Namespace, ID: p.ID, HasID: true, Data: socketio.ArrayData(args...)}
+			if p.Type == socketio.BinaryEvent {
+				ack.Type, ack.Attachments = socketio.BinaryAck, p.Attachments
+			}
+			send(ack)
+		case "kick":
+			sess.Close(engineio.ReasonShutdown)
 		}
-		switch p.Type {
-		case socketio.Connect:
-			if p.Namespace != socketio.MainNamespace {
-				data, _ := socketio.ConnectErrorData("Invalid namespace", nil)
-				send(&socketio.Packet{Type: socketio.ConnectError, Namespace: p.Namespace, Data: data})
-				continue
-			}
-			sid, _ := engineio.RandomSID("")
-			data, _ := json.Marshal(map[string]string{"sid": sid})
-			send(&socketio.Packet{Type: socketio.Connect, Data: data})
-		case socketio.Event, socketio.BinaryEvent:
-			name, _, args, err := p.Event()
-			if err != nil {
-				sess.Close(engineio.ReasonParseError)
-				return
-			}
-			switch name {
-			case "echo":
-				if !p.HasID {
-					continue
-				}
-				ack := &socketio.Packet{Type: socketio.Ack, Namespace: p.Namespace, ID: p.ID, HasID: true, Data: socketio.ArrayData(args...)}
-				if p.Type == socketio.BinaryEvent {
-					ack.Type, ack.Attachments = socketio.BinaryAck, p.Attachments
-				}
-				send(ack)
-			case "kick":
-				sess.Close(engineio.ReasonShutdown)
-			}
-		case socketio.Disconnect:
-			// The client left the namespace; it may connect again.
-		}
+	case socketio.Disconnect:
+		// The client left the namespace; it may connect again.
 	}
+	return true
 }
 
 func startServer(t *testing.T, cfg engineio.Config) *httptest.Server {
 	t.Helper()
-	cfg.OnSession = echoServer
+	cfg.OnOpen = func(sess *engineio.Session) engineio.Handler { return &echoServer{sess: sess} }
 	srv, err := engineio.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package relay
+package wsread
 
 import (
 	"bufio"
@@ -38,7 +38,7 @@ func TestSkipPongs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			br := bufio.NewReaderSize(bytes.NewReader(tt.in), wsReadBuffer)
+			br := bufio.NewReaderSize(bytes.NewReader(tt.in), BufferSize)
 			skipped, err := skipPongs(br)
 			if skipped != tt.skipped || (err != nil) != tt.err {
 				t.Fatalf("skipPongs = %v, %v; want %v, error %v", skipped, err, tt.skipped, tt.err)
@@ -59,7 +59,7 @@ func FuzzSkipPongs(f *testing.F) {
 	f.Add(append(pongFrame("xy"), 0x81, 0x80, 0, 0, 0, 0))
 	f.Add([]byte{0x8A, 0xFF})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		br := bufio.NewReaderSize(bytes.NewReader(in), wsReadBuffer)
+		br := bufio.NewReaderSize(bytes.NewReader(in), BufferSize)
 		skipped, _ := skipPongs(br)
 		rest, err := io.ReadAll(br)
 		if err != nil || len(rest) > len(in) || !bytes.Equal(rest, in[len(in)-len(rest):]) {
