@@ -9,6 +9,7 @@ package relay
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"testing"
@@ -202,7 +203,7 @@ func benchEngineIO(b *testing.B, n int) (*engineio.Server, []*engineio.Session) 
 	b.Helper()
 	opened := make(chan *engineio.Session, n)
 	eio, err := engineio.NewServer(engineio.Config{
-		OnOpen: func(sess *engineio.Session) engineio.Handler {
+		OnOpen: func(sess *engineio.Session, _ *http.Request) engineio.Handler {
 			opened <- sess
 			return ignore{}
 		},

@@ -76,8 +76,8 @@ func (s *Server) serveSocketIO(w http.ResponseWriter, r *http.Request) {
 // connection of the relay, whose reader (sioReader) is the session's
 // Handler. It holds no goroutine: engineio calls the reader for each
 // message, on a POST's goroutine or the WebSocket's reader's.
-func (s *Server) openSIOSession(sess *engineio.Session) engineio.Handler {
-	adm, _ := sess.Request().Context().Value(sioAdmissionKey{}).(*sioAdmission)
+func (s *Server) openSIOSession(sess *engineio.Session, r *http.Request) engineio.Handler {
+	adm, _ := r.Context().Value(sioAdmissionKey{}).(*sioAdmission)
 	if adm == nil || !adm.taken.CompareAndSwap(false, true) { // every handshake passes serveSocketIO, once
 		return nil
 	}

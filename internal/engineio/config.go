@@ -32,11 +32,13 @@ const (
 // Config configures a Server. Zero values take the defaults noted on each
 // field; OnOpen is required.
 type Config struct {
-	// OnOpen is called once per session, when it opens, and returns the
-	// session's Handler (nil: close the session at once). It must not
-	// block: it runs on the handshake's goroutine, before the client
-	// learns the session id.
-	OnOpen func(*Session) Handler
+	// OnOpen is called once per session, when it opens, with the
+	// handshake request (headers, URL and query, remote address, context
+	// values), and returns the session's Handler (nil: close the session
+	// at once). The session keeps nothing of the request: take what it
+	// needs now. It must not block: it runs on the handshake's goroutine,
+	// before the client learns the session id.
+	OnOpen func(*Session, *http.Request) Handler
 
 	// PingInterval is how often the server pings (default
 	// DefaultPingInterval); PingTimeout is how long it then waits for the

@@ -185,7 +185,7 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, isWS bool) {
 		s.refuse(w, r, http.StatusInternalServerError, CodeBadRequest)
 		return
 	}
-	sess := newSession(s, sid, r)
+	sess := newSession(s, sid)
 	if isWS {
 		s.openWebSocket(w, r, sess)
 		return
@@ -194,7 +194,7 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, isWS bool) {
 		s.refuse(w, r, http.StatusServiceUnavailable, CodeBadRequest)
 		return
 	}
-	sess.open()
+	sess.open(r)
 	open := AppendPacket(nil, Packet{Type: PacketOpen, Data: s.openData(sid, !s.cfg.DisableWebSocket)})
 	writePoll(w, r, open, s.cfg.WriteTimeout)
 }

@@ -46,8 +46,8 @@ func echo(sess *Session) {
 // script makes an OnOpen that runs fn on a goroutine of its own per session:
 // a session's side of a test, written in the blocking style that reads best,
 // reading the client's messages with next.
-func script(fn func(*Session)) func(*Session) Handler {
-	return func(s *Session) Handler {
+func script(fn func(*Session)) func(*Session, *http.Request) Handler {
+	return func(s *Session, _ *http.Request) Handler {
 		in := &inbox{s: s, in: make(chan Message)}
 		inboxes.Store(s, in)
 		go fn(s)
@@ -147,10 +147,10 @@ func newTestServer(t *testing.T, cfg Config) *testServer {
 	ts := &testServer{ended: map[string]CloseReason{}, endedCh: make(chan struct{}, 100)}
 	open := cfg.OnOpen
 	if open == nil {
-		open = func(s *Session) Handler { return echoer{s} }
+		open = func(s *Session, _ *http.Request) Handler { return echoer{s} }
 	}
-	cfg.OnOpen = func(s *Session) Handler {
-		return recorder{open(s), ts, s}
+	cfg.OnOpen = func(s *Session, r *http.Request) Handler {
+		return recorder{open(s, r), ts, s}
 	}
 	srv, err := NewServer(cfg)
 	if err != nil {
@@ -865,11 +865,13 @@ func TestUpgradeUnderLoad(t *testing.T) {
 
 func TestCloseFlushesWebSocket(t *testing.T) {
 	reqs := make(chan *http.Request, 1)
-	ts := newTestServer(t, Config{OnOpen: script(func(s *Session) {
-		reqs <- s.Request()
-		s.Send(Message{Data: []byte("a")}, Message{Binary: true, Data: []byte{7}})
-		s.Close(ReasonServerClose)
-	})})
+	ts := newTestServer(t, Config{OnOpen: func(s *Session, r *http.Request) Handler {
+		reqs <- r
+		return script(func(s *Session) {
+			s.Send(Message{Data: []byte("a")}, Message{Binary: true, Data: []byte{7}})
+			s.Close(ReasonServerClose)
+		})(s, r)
+	}})
 	ws, _, err := websocket.DefaultDialer.Dial(wsURL(ts.url)+"&transport=websocket&token=x", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -888,7 +890,7 @@ func TestCloseFlushesWebSocket(t *testing.T) {
 	}
 	r := <-reqs
 	if r.URL.Query().Get("token") != "x" || r.RemoteAddr == "" {
-		t.Fatalf("Request() = %v %q", r.URL, r.RemoteAddr)
+		t.Fatalf("OnOpen's request: %v %q", r.URL, r.RemoteAddr)
 	}
 }
 
@@ -1042,16 +1044,15 @@ func TestSendWait(t *testing.T) {
 	}
 }
 
-// TestRequestKeepsContextValues: the session's request carries the
-// handshake's context values (a caller's admission state), not its
-// cancellation.
+// TestRequestKeepsContextValues: OnOpen sees the handshake request's
+// context values (a caller's admission state).
 func TestRequestKeepsContextValues(t *testing.T) {
 	type key struct{}
 	got := make(chan any, 1)
-	srv, err := NewServer(Config{OnOpen: script(func(s *Session) {
-		got <- s.Request().Context().Value(key{})
-		<-s.Done()
-	})})
+	srv, err := NewServer(Config{OnOpen: func(s *Session, r *http.Request) Handler {
+		got <- r.Context().Value(key{})
+		return echoer{s}
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1274,7 +1275,7 @@ func (h *stopper) Closed() {
 func TestHandlerEndsSession(t *testing.T) {
 	var h *stopper
 	newStopper := func(t *testing.T) *testServer {
-		return newTestServer(t, Config{OnOpen: func(s *Session) Handler {
+		return newTestServer(t, Config{OnOpen: func(s *Session, _ *http.Request) Handler {
 			h = &stopper{s: s, t: t, got: make(chan string, 10), ended: make(chan struct{})}
 			return h
 		}})
@@ -1331,7 +1332,7 @@ func TestIdleWebSocketHoldsNoGoroutine(t *testing.T) {
 		t.Skip("readers park only on asyncconn connections")
 	}
 	const n = 50
-	ts := newTestServer(t, Config{OnOpen: func(s *Session) Handler {
+	ts := newTestServer(t, Config{OnOpen: func(s *Session, _ *http.Request) Handler {
 		return &stopper{s: s, t: t, got: make(chan string, 10), ended: make(chan struct{})}
 	}})
 	base := runtime.NumGoroutine()

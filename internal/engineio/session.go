@@ -1,7 +1,6 @@
 package engineio
 
 import (
-	"context"
 	"net/http"
 	"sync"
 	"time"
@@ -41,7 +40,6 @@ const (
 type Session struct {
 	srv *Server
 	id  string
-	req *http.Request
 
 	done chan struct{} // closed on close
 
@@ -74,15 +72,10 @@ type Session struct {
 	awaiting  bool // a ping is out, its pong not yet in
 }
 
-func newSession(srv *Server, id string, r *http.Request) *Session {
-	// The request's values stay (a caller's admission state, for one);
-	// its cancellation does not: the session outlives the handshake.
-	req := r.Clone(context.WithoutCancel(r.Context()))
-	req.Body = http.NoBody
+func newSession(srv *Server, id string) *Session {
 	return &Session{
 		srv:   srv,
 		id:    id,
-		req:   req,
 		done:  make(chan struct{}),
 		wake:  make(chan struct{}, 1),
 		space: make(chan struct{}, 1),
@@ -91,10 +84,6 @@ func newSession(srv *Server, id string, r *http.Request) *Session {
 
 // ID returns the session id (sid).
 func (s *Session) ID() string { return s.id }
-
-// Request returns the handshake request (headers, URL and query, remote
-// address, its context's values), without its body or its cancellation.
-func (s *Session) Request() *http.Request { return s.req }
 
 // Transport returns the session's current transport.
 func (s *Session) Transport() string {
@@ -341,11 +330,12 @@ type Handler interface {
 	Closed()
 }
 
-// open asks Config.OnOpen for the session's handler and starts its
-// heartbeat. A nil handler closes the session (ReasonServerClose). Called
-// once, after the session is added and before any message can reach it.
-func (s *Session) open() {
-	h := s.srv.cfg.OnOpen(s)
+// open asks Config.OnOpen for the session's handler, showing it the
+// handshake request r, and starts its heartbeat. A nil handler closes the
+// session (ReasonServerClose). Called once, after the session is added and
+// before any message can reach it.
+func (s *Session) open(r *http.Request) {
+	h := s.srv.cfg.OnOpen(s, r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.h, s.opened = h, true

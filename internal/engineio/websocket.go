@@ -38,7 +38,7 @@ func (s *Server) openWebSocket(w http.ResponseWriter, r *http.Request, sess *Ses
 		closeWebSocket(ws, ReasonShutdown, time.Now().Add(s.cfg.WriteTimeout))
 		return
 	}
-	sess.open()
+	sess.open(r)
 	sess.startReader(hj.Buffer())
 }
 

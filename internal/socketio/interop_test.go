@@ -89,7 +89,7 @@ func (e *echoServer) Message(m engineio.Message) bool {
 
 func startServer(t *testing.T, cfg engineio.Config) *httptest.Server {
 	t.Helper()
-	cfg.OnOpen = func(sess *engineio.Session) engineio.Handler { return &echoServer{sess: sess} }
+	cfg.OnOpen = func(sess *engineio.Session, _ *http.Request) engineio.Handler { return &echoServer{sess: sess} }
 	srv, err := engineio.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
