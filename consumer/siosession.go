@@ -1,10 +1,6 @@
 package consumer
 
-import (
-	"maps"
-
-	"github.com/roomlog/roomlog/record"
-)
+import "github.com/roomlog/roomlog/record"
 
 // Socket.IO sessions for connection state recovery (docs/socketio.md): the
 // join and leave records of a Socket.IO connection carry its session's key
@@ -39,6 +35,52 @@ type SIOSession struct {
 	Rooms map[string]SIORoom `json:"rooms"`
 }
 
+// sioSession is a SIOSession as the fold keeps it: its rooms in a slice,
+// since most sessions hold one or two rooms per partition, and a map of one
+// room costs about 300 bytes where a slice of one costs 32; every relay
+// folds every connected Socket.IO client's session. A session holds at
+// most maxSIORooms rooms, so a search stays bounded.
+type sioSession struct {
+	SID, User, Conn, Relay, Session string
+	Gone                            int64
+	rooms                           []sioRoomAt
+}
+
+type sioRoomAt struct {
+	room string
+	SIORoom
+}
+
+// find returns the index of room in s.rooms, or -1.
+func (s *sioSession) find(room string) int {
+	for i := range s.rooms {
+		if s.rooms[i].room == room {
+			return i
+		}
+	}
+	return -1
+}
+
+// export returns s as a SIOSession, with a map of its own.
+func (s *sioSession) export() SIOSession {
+	out := SIOSession{SID: s.SID, User: s.User, Conn: s.Conn, Relay: s.Relay, Session: s.Session, Gone: s.Gone,
+		Rooms: make(map[string]SIORoom, len(s.rooms))}
+	for _, r := range s.rooms {
+		out.Rooms[r.room] = r.SIORoom
+	}
+	return out
+}
+
+// importSIO returns ss as the fold keeps it.
+func importSIO(ss SIOSession) *sioSession {
+	s := &sioSession{SID: ss.SID, User: ss.User, Conn: ss.Conn, Relay: ss.Relay, Session: ss.Session, Gone: ss.Gone,
+		rooms: make([]sioRoomAt, 0, len(ss.Rooms))}
+	for room, r := range ss.Rooms {
+		s.rooms = append(s.rooms, sioRoomAt{room, r})
+	}
+	return s
+}
+
 // SIORoom is one of a session's rooms.
 type SIORoom struct {
 	// Start is the offset after which the socket receives the room's
@@ -54,10 +96,11 @@ func (p *Partition) sioJoin(ev *record.Event, off int64) {
 	ref := ev.SIO
 	s := p.sio[ref.Hash]
 	if s == nil {
-		s = &SIOSession{Rooms: make(map[string]SIORoom)}
+		s = &sioSession{}
 		p.sio[ref.Hash] = s
 	}
-	if _, ok := s.Rooms[ev.Room]; !ok && len(s.Rooms) >= maxSIORooms {
+	i := s.find(ev.Room)
+	if i < 0 && len(s.rooms) >= maxSIORooms {
 		return
 	}
 	s.SID, s.User, s.Conn, s.Relay, s.Session, s.Gone = ref.SID, ev.User, ev.From, ev.Relay, ev.Session, 0
@@ -65,7 +108,12 @@ func (p *Partition) sioJoin(ev *record.Event, off int64) {
 	if ref.Since >= 0 && ref.Since < off {
 		start = ref.Since
 	}
-	s.Rooms[ev.Room] = SIORoom{Start: start, Presence: ref.Presence}
+	r := SIORoom{Start: start, Presence: ref.Presence}
+	if i < 0 {
+		s.rooms = append(s.rooms, sioRoomAt{ev.Room, r})
+	} else {
+		s.rooms[i].SIORoom = r
+	}
 }
 
 // sioLeave folds a Socket.IO connection's leave at record time ts: a leave
@@ -83,8 +131,13 @@ func (p *Partition) sioLeave(ev *record.Event, ts int64) {
 		}
 		return
 	}
-	delete(s.Rooms, ev.Room)
-	if len(s.Rooms) == 0 {
+	if i := s.find(ev.Room); i >= 0 {
+		last := len(s.rooms) - 1
+		s.rooms[i] = s.rooms[last]
+		s.rooms[last] = sioRoomAt{}
+		s.rooms = s.rooms[:last]
+	}
+	if len(s.rooms) == 0 {
 		delete(p.sio, ev.SIO.Hash)
 	}
 }
@@ -123,9 +176,7 @@ func (p *Partition) SIOSession(hash string) (SIOSession, bool) {
 	if s == nil {
 		return SIOSession{}, false
 	}
-	c := *s
-	c.Rooms = maps.Clone(s.Rooms)
-	return c, true
+	return s.export(), true
 }
 
 func (p *Partition) sioDump() map[string]SIOSession {
@@ -134,7 +185,7 @@ func (p *Partition) sioDump() map[string]SIOSession {
 	}
 	out := make(map[string]SIOSession, len(p.sio))
 	for h, s := range p.sio {
-		out[h] = *s
+		out[h] = s.export() // its own maps: a snapshot encodes them after the lock is released
 	}
 	return out
 }

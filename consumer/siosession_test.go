@@ -1,6 +1,8 @@
 package consumer
 
 import (
+	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -89,5 +91,49 @@ func TestFoldSIOSessions(t *testing.T) {
 	f.apply(lease("b", "b2"))
 	if s, _ = f.p.SIOSession(sioKey); s.Gone == 0 {
 		t.Fatalf("after the relay restarted: %+v", s)
+	}
+}
+
+// TestSnapshotWhileFoldingSIO: a snapshot encodes the Socket.IO sessions
+// after it has released the partition's lock, so what it encodes must be its
+// own copy: under -race this fails if the fold can still write to it (it
+// shared each session's rooms map until the sessions were kept compact).
+func TestSnapshotWhileFoldingSIO(t *testing.T) {
+	f := newFolder(t, 0)
+	f.apply(lease("a", "a1"))
+	f.apply(sioJoinEv("r0", "a1-1", "a", "a1", -1))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 300 {
+			f.apply(sioJoinEv("r"+strconv.Itoa(i%7), "a1-1", "a", "a1", -1))
+			if i%3 == 0 {
+				f.apply(sioLeaveEv("r"+strconv.Itoa(i%5), "a1-1", false))
+			}
+		}
+	}()
+	for range 50 {
+		data, _, err := f.p.EncodeSnapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := DecodeSnapshot(data, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+	// The session survives a snapshot whole.
+	data, _, err := f.p.EncodeSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := DecodeSnapshot(data, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := f.p.SIOSession(sioKey)
+	got, ok := q.SIOSession(sioKey)
+	if !ok || !reflect.DeepEqual(got, want) || len(got.Rooms) == 0 {
+		t.Fatalf("after a snapshot: %+v, want %+v", got, want)
 	}
 }

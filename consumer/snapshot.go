@@ -276,11 +276,7 @@ func DecodeSnapshot(data []byte, window int) (*Partition, error) {
 		if !record.ValidSIOHash(h) || ss.SID == "" {
 			return nil, fmt.Errorf("snapshot: Socket.IO session %q is invalid", h)
 		}
-		ss := ss
-		if ss.Rooms == nil {
-			ss.Rooms = make(map[string]SIORoom)
-		}
-		p.sio[h] = &ss
+		p.sio[h] = importSIO(ss)
 	}
 	p.sioPruned = b.SIOPruned
 	return p, nil

@@ -139,7 +139,7 @@ type Partition struct {
 	rehomedQ    []rehomedEntry          // FIFO of rehomed's keys, oldest first
 	rehomedHead int
 	rehomedHigh map[int32]int64        // source partition → highest origin offset applied
-	sio         map[string]*SIOSession // Socket.IO sessions by key (siosession.go)
+	sio         map[string]*sioSession // Socket.IO sessions by key (siosession.go)
 	sioPruned   int64                  // record time of the last prune
 }
 
@@ -152,7 +152,7 @@ func newPartition(id int32, window int) *Partition {
 		sessions: make(map[string]map[memberKey]struct{}),
 		dedupe:   make(map[dedupeKey]int64),
 		window:   window,
-		sio:      make(map[string]*SIOSession),
+		sio:      make(map[string]*sioSession),
 	}
 }
 
