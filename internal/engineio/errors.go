@@ -39,8 +39,9 @@ func (c ErrorCode) String() string {
 	return "Unknown error"
 }
 
-// ErrClosed is the kind of the errors ReadMessage and Send return once the
-// session has closed; the error is a *CloseError that names the reason.
+// ErrClosed is the kind of the errors Send, TrySend and SendWait return
+// once the session has closed; the error is a *CloseError that names the
+// reason.
 var ErrClosed = errors.New("engineio: session closed")
 
 // CloseReason says why a session ended. Code is the WebSocket close code
@@ -78,7 +79,7 @@ var (
 
 func (r CloseReason) String() string { return r.Text }
 
-// CloseError is returned by a closed session's ReadMessage and Send.
+// CloseError is returned by a closed session's Send, TrySend and SendWait.
 type CloseError struct {
 	Reason CloseReason
 }
