@@ -39,6 +39,10 @@ type Info struct {
 	Partitions int32
 }
 
+// errNotYet: the topic is not ready yet (unknown to the broker asked, a
+// partition without a leader, or the log unreachable); waiting may help.
+var errNotYet = errors.New("not ready yet")
+
 // Ensure creates s.Topic when it does not exist and waits until the brokers
 // report it with a topic ID and every partition with a leader. An existing
 // topic is used as it is.
@@ -74,29 +78,33 @@ func Ensure(ctx context.Context, cl *kgo.Client, s Spec, log *slog.Logger) (Info
 		backoff = min(backoff*2, 5*time.Second)
 	}
 	for {
-		info, ready, err := describe(ctx, cl, s.Topic)
-		if ready || err != nil {
-			return info, err
+		info, err := describe(ctx, cl, s.Topic)
+		switch {
+		case err == nil:
+			return info, nil
+		case !errors.Is(err, errNotYet):
+			return Info{}, err
 		}
 		select {
 		case <-ctx.Done():
-			return Info{}, fmt.Errorf("waiting for topic %q: %w", s.Topic, ctx.Err())
+			return Info{}, fmt.Errorf("waiting for topic %q: %w (%v)", s.Topic, ctx.Err(), err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
 
-// describe asks the brokers for topic's metadata, uncached. ready reports
-// that the topic has an ID and partitions that all have leaders; err is an
-// answer that waiting will not change.
-func describe(ctx context.Context, cl *kgo.Client, topic string) (info Info, ready bool, err error) {
+// describe asks the brokers for topic's metadata, uncached: the topic once
+// it has an ID and partitions that all have leaders, an error wrapping
+// errNotYet while waiting may help, or another error, which waiting will not
+// change.
+func describe(ctx context.Context, cl *kgo.Client, topic string) (Info, error) {
 	req := kmsg.NewPtrMetadataRequest()
 	rt := kmsg.NewMetadataRequestTopic()
 	rt.Topic = kmsg.StringPtr(topic)
 	req.Topics = append(req.Topics, rt)
-	resp, rerr := req.RequestWith(ctx, cl)
-	if rerr != nil {
-		return Info{}, false, nil // unreachable for now: the caller's ctx bounds the wait
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return Info{}, fmt.Errorf("%w: %w", errNotYet, err) // the caller's ctx bounds the wait
 	}
 	for _, t := range resp.Topics {
 		if t.Topic == nil || *t.Topic != topic {
@@ -105,19 +113,19 @@ func describe(ctx context.Context, cl *kgo.Client, topic string) (info Info, rea
 		switch terr := kerr.ErrorForCode(t.ErrorCode); {
 		case terr == nil:
 		case errors.Is(terr, kerr.UnknownTopicOrPartition), errors.Is(terr, kerr.LeaderNotAvailable):
-			return Info{}, false, nil
+			return Info{}, fmt.Errorf("%w: %w", errNotYet, terr)
 		default:
-			return Info{}, false, fmt.Errorf("metadata of topic %q: %w", topic, terr)
+			return Info{}, fmt.Errorf("metadata of topic %q: %w", topic, terr)
 		}
 		if len(t.Partitions) == 0 || t.TopicID == ([16]byte{}) {
-			return Info{}, false, nil
+			return Info{}, fmt.Errorf("%w: no partitions or no topic ID reported", errNotYet)
 		}
 		for _, p := range t.Partitions {
 			if p.Leader < 0 {
-				return Info{}, false, nil
+				return Info{}, fmt.Errorf("%w: partition %d has no leader", errNotYet, p.Partition)
 			}
 		}
-		return Info{ID: t.TopicID, Partitions: int32(len(t.Partitions))}, true, nil
+		return Info{ID: t.TopicID, Partitions: int32(len(t.Partitions))}, nil
 	}
-	return Info{}, false, nil
+	return Info{}, fmt.Errorf("%w: not in the metadata answer", errNotYet)
 }
