@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,16 +28,13 @@ import (
 
 	"github.com/roomlog/roomlog/relay"
 	"github.com/roomlog/roomlog/relay/auth"
+	"github.com/roomlog/roomlog/testenv/kafkatest"
 )
 
 // backend is a log the suite runs against.
 type backend struct {
 	name    string
 	brokers []string
-}
-
-func required() bool {
-	return os.Getenv("CI") == "true" || os.Getenv("ROOMLOG_REQUIRE_KAFKA") == "1"
 }
 
 // forEachBackend runs fn as a subtest per backend.
@@ -52,14 +48,7 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, b backend)) {
 		fn(t, backend{name: "kfake", brokers: c.ListenAddrs()})
 	})
 	t.Run("kafka", func(t *testing.T) {
-		env := os.Getenv("ROOMLOG_TEST_BROKERS")
-		if env == "" {
-			if required() {
-				t.Fatal("ROOMLOG_TEST_BROKERS is not set: the real-broker run is required here (start one with testenv/kafka/start.sh)")
-			}
-			t.Skip("ROOMLOG_TEST_BROKERS not set; start a broker with testenv/kafka/start.sh")
-		}
-		fn(t, backend{name: "kafka", brokers: strings.Split(env, ",")})
+		fn(t, backend{name: "kafka", brokers: kafkatest.Brokers(t)})
 	})
 }
 
@@ -356,7 +345,7 @@ func kcat(t *testing.T) string {
 			return p
 		}
 	}
-	if required() {
+	if kafkatest.Required() {
 		t.Fatal("kcat is not installed (apt-get install kcat); required here")
 	}
 	t.Skip("kcat not installed")

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/roomlog/roomlog/testenv/kafkatest"
 )
 
 type procBackend struct {
@@ -34,14 +35,7 @@ func forEachProcBackend(t *testing.T, fn func(t *testing.T, b procBackend)) {
 		fn(t, procBackend{"embedded", addr})
 	})
 	t.Run("kafka", func(t *testing.T) {
-		env := os.Getenv("ROOMLOG_TEST_BROKERS")
-		if env == "" {
-			if os.Getenv("CI") == "true" || os.Getenv("ROOMLOG_REQUIRE_KAFKA") == "1" {
-				t.Fatal("ROOMLOG_TEST_BROKERS is not set: the real-broker run is required here")
-			}
-			t.Skip("ROOMLOG_TEST_BROKERS not set")
-		}
-		fn(t, procBackend{"kafka", env})
+		fn(t, procBackend{"kafka", strings.Join(kafkatest.Brokers(t), ",")})
 	})
 }
 

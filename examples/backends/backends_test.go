@@ -32,6 +32,7 @@ import (
 	"github.com/roomlog/roomlog/record"
 	"github.com/roomlog/roomlog/relay"
 	"github.com/roomlog/roomlog/relay/auth"
+	"github.com/roomlog/roomlog/testenv/kafkatest"
 )
 
 const partitions = 8
@@ -64,13 +65,7 @@ func snippets(cache string) []snippet {
 }
 
 func TestBackendSnippets(t *testing.T) {
-	brokers := os.Getenv("ROOMLOG_TEST_BROKERS")
-	if brokers == "" {
-		if os.Getenv("CI") == "true" || os.Getenv("ROOMLOG_REQUIRE_KAFKA") == "1" {
-			t.Fatal("ROOMLOG_TEST_BROKERS is not set: the backend snippets run on a real broker (testenv/kafka/start.sh)")
-		}
-		t.Skip("ROOMLOG_TEST_BROKERS not set; start a broker with testenv/kafka/start.sh")
-	}
+	brokers := strings.Join(kafkatest.Brokers(t), ",") // the backend snippets run on a real broker
 	if out, err := exec.Command("bash", "setup.sh").CombinedOutput(); err != nil {
 		t.Fatalf("setup.sh: %v\n%s", err, out)
 	}

@@ -8,8 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/roomlog/roomlog/internal/logtopic"
+	"github.com/roomlog/roomlog/testenv/kafkatest"
 )
 
 // brokers runs fn against kfake and, when ROOMLOG_TEST_BROKERS names one
@@ -32,16 +31,7 @@ func brokers(t *testing.T, fn func(t *testing.T, seeds []string)) {
 		t.Cleanup(c.Close)
 		fn(t, c.ListenAddrs())
 	})
-	t.Run("kafka", func(t *testing.T) {
-		env := os.Getenv("ROOMLOG_TEST_BROKERS")
-		if env == "" {
-			if os.Getenv("CI") == "true" || os.Getenv("ROOMLOG_REQUIRE_KAFKA") == "1" {
-				t.Fatal("ROOMLOG_TEST_BROKERS is not set: the real-broker run is required here")
-			}
-			t.Skip("ROOMLOG_TEST_BROKERS not set; start a broker with testenv/kafka/start.sh")
-		}
-		fn(t, strings.Split(env, ","))
-	})
+	t.Run("kafka", func(t *testing.T) { fn(t, kafkatest.Brokers(t)) })
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

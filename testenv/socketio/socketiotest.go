@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/roomlog/roomlog/testenv/kafkatest"
 )
 
 // Script returns the node binary and the absolute path of script (a file of
@@ -19,7 +21,7 @@ func Script(t testing.TB, script string) (node, path string) {
 	t.Helper()
 	missing := func(what string) {
 		msg := what + ": run testenv/setup.sh (or npm ci in testenv/socketio)"
-		if os.Getenv("CI") == "true" || os.Getenv("ROOMLOG_REQUIRE_KAFKA") == "1" {
+		if kafkatest.Required() {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
