@@ -96,10 +96,6 @@ type Config struct {
 	// Host header when proxying, since the owner checks the Origin again.
 	Forward func(sid string, r *http.Request) http.Handler
 
-	// OnRefuse, if set, is told of every request refused with an Engine.IO
-	// error (for metrics and logs): the HTTP status and the error code.
-	OnRefuse func(r *http.Request, status int, code ErrorCode)
-
 	// WriteBufferSize sizes the buffer a WebSocket holds while it writes a
 	// message (gorilla's default when zero). The read buffer is always
 	// wsread.BufferSize bytes, one the reader sees, so that it can park.

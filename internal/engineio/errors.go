@@ -90,10 +90,7 @@ func (e *CloseError) Error() string { return "engineio: session closed: " + e.Re
 func (e *CloseError) Is(target error) bool { return target == ErrClosed }
 
 // refuse writes an Engine.IO error response.
-func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, code ErrorCode) {
-	if s.cfg.OnRefuse != nil {
-		s.cfg.OnRefuse(r, status, code)
-	}
+func (s *Server) refuse(w http.ResponseWriter, status int, code ErrorCode) {
 	body, _ := json.Marshal(struct {
 		Code    ErrorCode `json:"code"`
 		Message string    `json:"message"`

@@ -21,13 +21,13 @@ func (s *Session) servePoll(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.ws != nil || s.final {
 		s.mu.Unlock()
-		s.srv.refuse(w, r, http.StatusBadRequest, CodeBadRequest)
+		s.srv.refuse(w, http.StatusBadRequest, CodeBadRequest)
 		return
 	}
 	if s.polling {
 		s.closeLocked(ReasonTransportError, false)
 		s.mu.Unlock()
-		s.srv.refuse(w, r, http.StatusBadRequest, CodeBadRequest)
+		s.srv.refuse(w, http.StatusBadRequest, CodeBadRequest)
 		return
 	}
 	s.polling = true
@@ -94,13 +94,13 @@ func (s *Session) servePost(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.ws != nil || s.closed {
 		s.mu.Unlock()
-		s.srv.refuse(w, r, http.StatusBadRequest, CodeBadRequest)
+		s.srv.refuse(w, http.StatusBadRequest, CodeBadRequest)
 		return
 	}
 	if s.posting {
 		s.closeLocked(ReasonTransportError, false)
 		s.mu.Unlock()
-		s.srv.refuse(w, r, http.StatusBadRequest, CodeBadRequest)
+		s.srv.refuse(w, http.StatusBadRequest, CodeBadRequest)
 		return
 	}
 	s.posting = true
@@ -114,7 +114,7 @@ func (s *Session) servePost(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Content-Type") == "application/octet-stream" {
 		// Engine.IO v4 polling payloads are text; binary is base64.
 		s.fail(ReasonParseError)
-		s.srv.refuse(w, r, http.StatusBadRequest, CodeBadRequest)
+		s.srv.refuse(w, http.StatusBadRequest, CodeBadRequest)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.srv.cfg.MaxPayload)))
@@ -155,10 +155,10 @@ func (s *Session) servePost(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrMalformed):
 		s.fail(ReasonParseError)
-		s.srv.refuse(w, r, http.StatusBadRequest, CodeBadRequest)
+		s.srv.refuse(w, http.StatusBadRequest, CodeBadRequest)
 		return
 	case err != nil && err != errServed && !s.isClosedBy(ReasonClientClose):
-		s.srv.refuse(w, r, http.StatusBadRequest, CodeBadRequest)
+		s.srv.refuse(w, http.StatusBadRequest, CodeBadRequest)
 		return
 	}
 	h := w.Header()

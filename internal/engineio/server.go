@@ -112,7 +112,7 @@ func (s *Server) remove(sess *Session) {
 // packets, or a WebSocket (new, or an upgrade of a polling session).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.cfg.CheckOrigin(r) {
-		s.refuse(w, r, http.StatusForbidden, CodeForbidden)
+		s.refuse(w, http.StatusForbidden, CodeForbidden)
 		return
 	}
 	if r.Method == http.MethodOptions {
@@ -127,17 +127,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case transport == TransportPolling && !s.cfg.DisablePolling:
 	case transport == TransportWebSocket && !s.cfg.DisableWebSocket:
 	default:
-		s.refuse(w, r, http.StatusBadRequest, CodeUnknownTransport)
+		s.refuse(w, http.StatusBadRequest, CodeUnknownTransport)
 		return
 	}
 	if q.Get("EIO") != "4" {
-		s.refuse(w, r, http.StatusBadRequest, CodeUnsupportedProtocol)
+		s.refuse(w, http.StatusBadRequest, CodeUnsupportedProtocol)
 		return
 	}
 	if q.Has("j") || (transport == TransportWebSocket) != isWS {
 		// JSONP (gone from the v4 client), or a transport that does not
 		// match the request.
-		s.refuse(w, r, http.StatusBadRequest, CodeBadRequest)
+		s.refuse(w, http.StatusBadRequest, CodeBadRequest)
 		return
 	}
 	sid := q.Get("sid")
@@ -153,7 +153,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		s.refuse(w, r, http.StatusBadRequest, CodeUnknownSID)
+		s.refuse(w, http.StatusBadRequest, CodeUnknownSID)
 		return
 	}
 	switch {
@@ -164,25 +164,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost:
 		sess.servePost(w, r)
 	default:
-		s.refuse(w, r, http.StatusBadRequest, CodeBadRequest)
+		s.refuse(w, http.StatusBadRequest, CodeBadRequest)
 	}
 }
 
 func (s *Server) handshake(w http.ResponseWriter, r *http.Request, isWS bool) {
 	if r.Method != http.MethodGet {
-		s.refuse(w, r, http.StatusBadRequest, CodeBadHandshakeMethod)
+		s.refuse(w, http.StatusBadRequest, CodeBadHandshakeMethod)
 		return
 	}
 	s.mu.Lock()
 	closing := s.closing
 	s.mu.Unlock()
 	if closing {
-		s.refuse(w, r, http.StatusServiceUnavailable, CodeBadRequest)
+		s.refuse(w, http.StatusServiceUnavailable, CodeBadRequest)
 		return
 	}
 	sid, err := s.cfg.NewSID()
 	if err != nil {
-		s.refuse(w, r, http.StatusInternalServerError, CodeBadRequest)
+		s.refuse(w, http.StatusInternalServerError, CodeBadRequest)
 		return
 	}
 	sess := newSession(s, sid)
@@ -191,7 +191,7 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, isWS bool) {
 		return
 	}
 	if !s.add(sess) {
-		s.refuse(w, r, http.StatusServiceUnavailable, CodeBadRequest)
+		s.refuse(w, http.StatusServiceUnavailable, CodeBadRequest)
 		return
 	}
 	sess.open(r)

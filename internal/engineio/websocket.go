@@ -51,7 +51,7 @@ func (s *Session) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.closed || s.ws != nil || s.upgrading || cfg.DisablePolling {
 		s.mu.Unlock()
-		s.srv.refuse(w, r, http.StatusBadRequest, CodeBadRequest)
+		s.srv.refuse(w, http.StatusBadRequest, CodeBadRequest)
 		return
 	}
 	// Claim the upgrade before the handshake so a second one is refused.
