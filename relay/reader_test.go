@@ -47,6 +47,19 @@ func readPong(t *testing.T, ws *websocket.Conn, id string) {
 	}
 }
 
+// extraGoroutines waits up to waitLimit for the goroutines beyond base to
+// fall under limit, and returns how many there are then.
+func extraGoroutines(base, limit int) int {
+	deadline := time.Now().Add(waitLimit)
+	for {
+		extra := runtime.NumGoroutine() - base
+		if extra < limit || time.Now().After(deadline) {
+			return extra
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestReaderParks: a connection's reader holds no goroutine while its
 // client is silent or sends only pongs, and parking loses nothing: frames
 // that arrive in one segment (several in gorilla's buffer at once, pongs
@@ -109,16 +122,7 @@ func TestReaderParks(t *testing.T) {
 		for i := range clients {
 			clients[i] = dialURL(t, url, false) // no reader goroutine of its own
 		}
-		settled := func() int {
-			deadline := time.Now().Add(waitLimit)
-			for {
-				extra := runtime.NumGoroutine() - base
-				if extra < n/2 || time.Now().After(deadline) {
-					return extra
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-		}
+		settled := func() int { return extraGoroutines(base, n/2) }
 		if extra := settled(); extra >= n/2 {
 			t.Fatalf("%d idle connections: %d more goroutines, want fewer than %d", n, extra, n/2)
 		}
@@ -185,11 +189,7 @@ func TestSocketIOReaderParks(t *testing.T) {
 		}
 		conns[i] = ws
 	}
-	deadline := time.Now().Add(waitLimit)
-	for runtime.NumGoroutine()-base >= n/2 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if extra := runtime.NumGoroutine() - base; extra >= n/2 {
+	if extra := extraGoroutines(base, n/2); extra >= n/2 {
 		t.Fatalf("%d idle Socket.IO sessions: %d more goroutines, want fewer than %d", n, extra, n/2)
 	}
 	for i, ws := range conns {
