@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -199,6 +201,73 @@ func checkExactlyOnce(t *testing.T, subs []*resumingSub, n int) {
 	}
 }
 
+// checkChildProcs: the children share the cores out through GOMAXPROCS
+// (each at least 1, none more than one above another, together the cores
+// or one each), or all inherit the GOMAXPROCS the supervisor was given.
+func checkChildProcs(t *testing.T, kids []int) {
+	t.Helper()
+	var got []int
+	for _, k := range kids {
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var vals []string
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if v, ok := strings.CutPrefix(kv, "GOMAXPROCS="); ok {
+				vals = append(vals, v)
+			}
+		}
+		if len(vals) == 0 {
+			t.Fatalf("child %d has no GOMAXPROCS in its environment", k)
+		}
+		v := vals[len(vals)-1] // the last one is the one Go reads
+		if set := os.Getenv("GOMAXPROCS"); set != "" {
+			if v != set {
+				t.Errorf("child %d: GOMAXPROCS=%s, want the supervisor's %s", k, v, set)
+			}
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("child %d: GOMAXPROCS=%q", k, v)
+		}
+		got = append(got, n)
+	}
+	if len(got) == 0 {
+		return
+	}
+	sum := 0
+	for _, n := range got {
+		sum += n
+	}
+	if lo, hi := slices.Min(got), slices.Max(got); hi-lo > 1 || sum > max(runtime.NumCPU(), len(got)) {
+		t.Errorf("children's GOMAXPROCS %v: want the %d cores shared out evenly", got, runtime.NumCPU())
+	}
+}
+
+func TestChildProcs(t *testing.T) {
+	for _, tc := range []struct {
+		cores, procs int
+		want         []int
+	}{
+		{2, 1, []int{2}},
+		{2, 2, []int{1, 1}},
+		{2, 7, []int{1, 1, 1, 1, 1, 1, 1}},
+		{8, 3, []int{3, 3, 2}},
+		{16, 4, []int{4, 4, 4, 4}},
+		{1, 3, []int{1, 1, 1}},
+	} {
+		var got []int
+		for i := 0; i < tc.procs; i++ {
+			got = append(got, childProcs(tc.cores, tc.procs, i))
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%d cores, %d procs: %v, want %v", tc.cores, tc.procs, got, tc.want)
+		}
+	}
+}
+
 // runProcsScenario starts `roomlog relay --procs 3`, subscribers and a
 // publisher, applies disrupt(supervisor pid, children) a quarter of the way
 // through, and checks that every subscriber got every message exactly once.
@@ -221,6 +290,7 @@ func runProcsScenario(t *testing.T, b procBackend, disrupt func(t *testing.T, su
 		_ = sup.Wait()
 	})
 	kids := waitChildren(t, sup.Process.Pid, 3, nil)
+	checkChildProcs(t, kids)
 	for deadline := time.Now().Add(60 * time.Second); ; {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err == nil {

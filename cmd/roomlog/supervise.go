@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -20,7 +21,24 @@ import (
 // restarted; SIGHUP replaces the children one at a time (each drains: it
 // stops accepting, closes its clients with 1001 so they reconnect to the
 // others and resume with their positions, flushes, exits), so a binary
-// upgrade drops no message. The supervisor itself serves nothing.
+// upgrade drops no message. The supervisor itself serves nothing. The
+// children share the cores out through GOMAXPROCS (childProcs).
+
+// childProcs is the GOMAXPROCS of child i of procs when the supervisor's
+// environment sets none: the cores the supervisor may use (its own
+// GOMAXPROCS, which follows CPU affinity and cgroup limits) shared out, so
+// that the children together run as many threads as there are cores (the
+// first cores%procs children get one more), and each at least one. Every
+// child sized to all the cores oversubscribes them: on a lightly loaded host
+// each goroutine woken wakes another thread, which costs CPU in the
+// scheduler and the kernel (docs/operations.md has the measurement).
+func childProcs(cores, procs, i int) int {
+	n := cores / procs
+	if i < cores%procs {
+		n++
+	}
+	return max(n, 1)
+}
 
 // readyFDEnv tells a child relay which inherited file descriptor to write
 // "ready\n" to once it serves.
@@ -40,6 +58,8 @@ func signalReady() {
 type supervisor struct {
 	args    []string // the child's command line, after "roomlog"
 	name    string   // relay name base; child i is name-i
+	procs   int      // the children's count
+	cores   int      // the cores shared among the children; 0: GOMAXPROCS is set, children inherit it
 	log     *slog.Logger
 	stderr  io.Writer
 	slots   []*slot
@@ -57,7 +77,10 @@ type slot struct {
 // runSupervisor runs procs children with args (plus per-child overrides)
 // until ctx ends, then stops them all.
 func runSupervisor(ctx context.Context, args []string, procs int, name string, log *slog.Logger, stderr io.Writer) error {
-	sv := &supervisor{args: args, name: name, log: log, stderr: stderr, stopped: make(chan struct{})}
+	sv := &supervisor{args: args, name: name, procs: procs, log: log, stderr: stderr, stopped: make(chan struct{})}
+	if os.Getenv("GOMAXPROCS") == "" {
+		sv.cores = runtime.GOMAXPROCS(0)
+	}
 	var wg sync.WaitGroup
 	for i := 0; i < procs; i++ {
 		sl := &slot{i: i, ready: make(chan struct{})}
@@ -68,7 +91,7 @@ func runSupervisor(ctx context.Context, args []string, procs int, name string, l
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	log.Info("supervisor started", "procs", procs, "relay_name", name)
+	log.Info("supervisor started", "procs", procs, "relay_name", name, "cores", sv.cores)
 	for {
 		select {
 		case <-ctx.Done():
@@ -143,6 +166,9 @@ func (sv *supervisor) start(sl *slot) (*exec.Cmd, error) {
 	cmd.Stdout, cmd.Stderr = sv.stderr, sv.stderr
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.Env = append(os.Environ(), readyFDEnv+"=3")
+	if sv.cores > 0 {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(childProcs(sv.cores, sv.procs, sl.i)))
+	}
 	if err := cmd.Start(); err != nil {
 		r.Close()
 		w.Close()
