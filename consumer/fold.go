@@ -124,7 +124,7 @@ func (p *Partition) Advance() {
 func (p *Partition) room(name string) *Room {
 	r := p.rooms[name]
 	if r == nil {
-		r = &Room{Members: make(map[string]*Member), KV: make(map[string]*Entry), dropped: -1}
+		r = &Room{Members: make(map[string]*Member), KV: make(map[string]*Entry), name: name, dropped: -1}
 		p.rooms[name] = r
 	}
 	return r
@@ -233,7 +233,8 @@ func (p *Partition) expireDedupe(now int64) {
 }
 
 func (p *Partition) join(ev *record.Event, off, ts int64, res *Result) {
-	if !p.LiveSession(ev.Relay, ev.Session) {
+	l := p.liveLease(ev.Relay, ev.Session)
+	if l == nil {
 		// The relay's session ended before this join was folded (it
 		// crashed or restarted): the member would never leave.
 		res.Code = CodeStale
@@ -246,14 +247,17 @@ func (p *Partition) join(ev *record.Event, off, ts int64, res *Result) {
 	if _, ok := r.Members[ev.From]; ok {
 		return
 	}
-	m := &Member{Conn: ev.From, User: ev.User, Relay: ev.Relay, Session: ev.Session, JoinedAt: ts, Offset: off}
+	// Every relay folds every member: the relay's name and session and
+	// the room's name are the lease's and the room's copies, not this
+	// record's.
+	m := &Member{Conn: ev.From, User: ev.User, Relay: l.name, Session: l.Session, JoinedAt: ts, Offset: off}
 	r.Members[ev.From] = m
-	conns := p.sessions[ev.Session]
+	conns := p.sessions[l.Session]
 	if conns == nil {
 		conns = make(map[memberKey]struct{})
-		p.sessions[ev.Session] = conns
+		p.sessions[l.Session] = conns
 	}
-	conns[memberKey{conn: ev.From, room: ev.Room}] = struct{}{}
+	conns[memberKey{conn: ev.From, room: r.name}] = struct{}{}
 	res.Joined = m
 }
 
@@ -317,7 +321,7 @@ func (p *Partition) dropSession(session, reason string, res *Result) {
 func (p *Partition) lease(ev *record.Event, off, ts int64, res *Result) {
 	l := p.relays[ev.Relay]
 	if l == nil {
-		p.relays[ev.Relay] = &relayLease{Session: ev.Session, LeaseOffset: off, LeaseTime: ts}
+		p.relays[ev.Relay] = &relayLease{name: ev.Relay, Session: ev.Session, LeaseOffset: off, LeaseTime: ts}
 		return
 	}
 	if l.Session != ev.Session {
@@ -325,7 +329,7 @@ func (p *Partition) lease(ev *record.Event, off, ts int64, res *Result) {
 		res.Ended = l.Session
 		p.dropSession(l.Session, ReasonRestarted, res)
 		p.sioSessionEnded(l.Session, ts)
-		*l = relayLease{Session: ev.Session, LeaseOffset: off, LeaseTime: ts}
+		*l = relayLease{name: l.name, Session: ev.Session, LeaseOffset: off, LeaseTime: ts}
 		return
 	}
 	if !l.Expired {

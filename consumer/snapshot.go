@@ -235,6 +235,11 @@ func DecodeSnapshot(data []byte, window int) (*Partition, error) {
 	p := newPartition(b.Partition, window)
 	p.next, p.floor = b.Next, b.Next
 	p.hwm.Store(b.Next)
+	for name, l := range b.Relays {
+		l := l
+		l.name = name
+		p.relays[name] = &l
+	}
 	for name, sr := range b.Rooms {
 		r := p.room(name)
 		for _, sm := range sr.Members {
@@ -242,6 +247,12 @@ func DecodeSnapshot(data []byte, window int) (*Partition, error) {
 			m.Session, m.Offset = sm.Session, sm.Offset
 			if m.Conn == "" {
 				return nil, fmt.Errorf("snapshot: room %q has a member without a connection id", name)
+			}
+			if l := p.relays[m.Relay]; l != nil { // one copy of the relay's name and session
+				m.Relay = l.name
+				if m.Session == l.Session {
+					m.Session = l.Session
+				}
 			}
 			r.Members[m.Conn] = &m
 			conns := p.sessions[m.Session]
@@ -255,10 +266,6 @@ func DecodeSnapshot(data []byte, window int) (*Partition, error) {
 			e := e
 			r.KV[k] = &e
 		}
-	}
-	for name, l := range b.Relays {
-		l := l
-		p.relays[name] = &l
 	}
 	if err := decodeDedupe(b.Dedupe, p); err != nil {
 		return nil, err

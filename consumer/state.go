@@ -69,6 +69,8 @@ type Room struct {
 	Members map[string]*Member
 	KV      map[string]*Entry
 
+	name string // the room's name (the map's key), shared by its members' keys
+
 	// history holds the room's most recent publishes (a ring), at
 	// most Config.HistoryWindow. It is a cache of the log, not part of
 	// the state's identity: dropped is the offset of the newest publish
@@ -92,6 +94,9 @@ func (p *Partition) History(r *Room) ([]Message, int64) {
 }
 
 type relayLease struct {
+	// name is the relay's name (the map's key), so that members share
+	// one copy of their relay's name and session.
+	name        string
 	Session     string `json:"session"`
 	LeaseOffset int64  `json:"lease_offset"`
 	LeaseTime   int64  `json:"lease_time"`
@@ -188,8 +193,16 @@ func (p *Partition) Room(name string) *Room { return p.rooms[name] }
 // LiveSession reports whether relay name's current session is session and
 // has not expired. Call with the read lock held.
 func (p *Partition) LiveSession(name, session string) bool {
+	return p.liveLease(name, session) != nil
+}
+
+// liveLease is the lease of relay name's session when it is live, or nil.
+func (p *Partition) liveLease(name, session string) *relayLease {
 	l := p.relays[name]
-	return l != nil && l.Session == session && !l.Expired
+	if l == nil || l.Session != session || l.Expired {
+		return nil
+	}
+	return l
 }
 
 // Dump is a canonical, comparable view of a partition's state: what two

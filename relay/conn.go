@@ -34,7 +34,7 @@ type conn struct {
 	enc     codec
 
 	mu        sync.Mutex // guards rooms, lastWrite and publishes
-	rooms     map[string]*joined
+	rooms     joinedRooms
 	lastWrite writeMarks                 // partition → offset of this conn's newest record
 	publishes map[string]*pendingPublish // request id → publish the log has not settled yet
 
@@ -153,13 +153,10 @@ func (c *conn) join(f *clientFrame) {
 		}
 	}
 	c.mu.Lock()
-	_, already := c.rooms[f.Room]
-	full := !already && len(c.rooms) >= c.s.cfg.MaxRoomsPerConn
+	already := c.rooms.get(f.Room) != nil
+	full := !already && c.rooms.len() >= c.s.cfg.MaxRoomsPerConn
 	if !already && !full {
-		if c.rooms == nil {
-			c.rooms = make(map[string]*joined)
-		}
-		c.rooms[f.Room] = &joined{presence: f.Presence, since: f.since, hasSince: f.hasSince, id: f.ID, resume: f.resume}
+		c.rooms.set(f.Room, &joined{presence: f.Presence, since: f.since, hasSince: f.hasSince, id: f.ID, resume: f.resume})
 	}
 	c.mu.Unlock()
 	switch {
@@ -376,7 +373,7 @@ func (c *conn) freeSlot() {
 func (c *conn) room(name string) *joined {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.rooms[name]
+	return c.rooms.get(name)
 }
 
 // sioStamp is the connection's Socket.IO delivery position, nil unless it
@@ -391,7 +388,7 @@ func (c *conn) sioStamp() *sioStamp {
 // forget drops room from the connection's rooms.
 func (c *conn) forget(room string) {
 	c.mu.Lock()
-	delete(c.rooms, room)
+	c.rooms.remove(room)
 	c.mu.Unlock()
 }
 
@@ -400,9 +397,9 @@ func (c *conn) forget(room string) {
 func (c *conn) cleanup() {
 	c.mu.Lock()
 	rooms := c.rooms
-	c.rooms = nil
+	c.rooms = joinedRooms{}
 	c.mu.Unlock()
-	for room := range rooms {
+	rooms.each(func(room string, _ *joined) {
 		c.s.hub.remove(room, c)
 		ev := &record.Event{Type: record.TypeLeave, Room: room, From: c.id, User: c.user()}
 		if c.sio != nil {
@@ -411,7 +408,7 @@ func (c *conn) cleanup() {
 			ev.SIO = c.sio.ref(-1, false, !c.sio.left)
 		}
 		c.s.produce(ev, nil)
-	}
+	})
 	c.s.removeConn(c)
 	c.closeConnSec()
 }

@@ -205,8 +205,7 @@ func (s *Server) localConns() []*conn {
 // already, or is told by the caller) and tells the client why.
 func (c *conn) removedFrom(room, reason string, pos *record.Pos) {
 	c.mu.Lock()
-	_, in := c.rooms[room]
-	delete(c.rooms, room)
+	in := c.rooms.remove(room)
 	c.mu.Unlock()
 	if !in {
 		return
@@ -223,18 +222,20 @@ func (c *conn) removedFrom(room, reason string, pos *record.Pos) {
 func (c *conn) leaveForbidden(p *auth.Principal) {
 	c.mu.Lock()
 	var gone, muted []string
-	for room, j := range c.rooms {
+	c.rooms.each(func(room string, j *joined) {
 		switch {
 		case !p.Perms.Allows(auth.Join, room):
 			gone = append(gone, room)
 		case j.presence && !p.Perms.Allows(auth.Presence, room):
-			// A copy: the consumer may be reading j (joinFolded); a join
-			// not yet folded subscribes without presence.
-			nj := *j
-			nj.presence = false
-			c.rooms[room] = &nj
 			muted = append(muted, room)
 		}
+	})
+	for _, room := range muted {
+		// A copy: the consumer may be reading the join (joinFolded); a
+		// join not yet folded subscribes without presence.
+		nj := *c.rooms.get(room)
+		nj.presence = false
+		c.rooms.set(room, &nj)
 	}
 	c.mu.Unlock()
 	for _, room := range muted {

@@ -47,13 +47,13 @@ type wsWriter struct {
 	ws    *websocket.Conn
 	async *asyncconn.Conn // nil: writes may block, a writer goroutine writes
 
-	mu        sync.Mutex // guards queue, closed, closeWith, writing
+	mu        sync.Mutex // guards queue, closed, closeWith, writing, space
 	queue     []outFrame
 	closed    bool
 	closeWith Disconnect
 
 	writing  bool          // a writer goroutine runs (or, once closed, the finisher)
-	space    chan struct{} // cap 1: the writer took the queue
+	space    chan struct{} // cap 1: the writer took the queue; made by the first enqueueWait that waits
 	finished chan struct{} // closed once the socket is closed
 	pinger   *time.Timer
 	heard    atomic.Int64 // unix nanoseconds of the client's last frame (the reader's stamp)
@@ -62,7 +62,7 @@ type wsWriter struct {
 var _ transport = (*wsWriter)(nil)
 
 func newWSWriter(c *conn, ws *websocket.Conn) *wsWriter {
-	w := &wsWriter{c: c, ws: ws, space: make(chan struct{}, 1), finished: make(chan struct{})}
+	w := &wsWriter{c: c, ws: ws, finished: make(chan struct{})}
 	if ws != nil && asyncconn.Enable(ws.NetConn()) {
 		w.async = asyncconn.Find(ws.NetConn())
 		// A client that takes nothing before its write deadline, or
@@ -137,13 +137,17 @@ func (w *wsWriter) enqueueWait(fs []outFrame) {
 			start = !w.writing
 			w.writing = true
 		}
+		if len(fs) > 0 && w.space == nil {
+			w.space = make(chan struct{}, 1)
+		}
+		space := w.space
 		w.mu.Unlock()
 		if start {
 			go w.writeLoop() // a backlog: never written on the caller's goroutine
 		}
 		if len(fs) > 0 {
 			select {
-			case <-w.space:
+			case <-space:
 			case <-w.c.done:
 				return
 			}
@@ -187,10 +191,13 @@ func (w *wsWriter) writeLoop() {
 			return
 		}
 		batch, w.queue = w.queue, batch[:0]
+		space := w.space
 		w.mu.Unlock()
-		select {
-		case w.space <- struct{}{}:
-		default:
+		if space != nil {
+			select {
+			case space <- struct{}{}:
+			default:
+			}
 		}
 		if w.async != nil && len(batch) > 1 {
 			w.async.Cork() // the batch in one system call
