@@ -190,13 +190,9 @@ func (p *Partition) Progress() (int64, <-chan struct{}) {
 // Room returns a room's state, or nil. Call with the read lock held.
 func (p *Partition) Room(name string) *Room { return p.rooms[name] }
 
-// LiveSession reports whether relay name's current session is session and
-// has not expired. Call with the read lock held.
-func (p *Partition) LiveSession(name, session string) bool {
-	return p.liveLease(name, session) != nil
-}
-
-// liveLease is the lease of relay name's session when it is live, or nil.
+// liveLease is the lease of relay name's session when it is live (the
+// relay's current session is session and has not expired), or nil. Call
+// with the read lock held.
 func (p *Partition) liveLease(name, session string) *relayLease {
 	l := p.relays[name]
 	if l == nil || l.Session != session || l.Expired {
