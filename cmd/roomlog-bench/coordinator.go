@@ -51,7 +51,8 @@ type Result struct {
 	DeliveryRate float64 `json:"delivery_rate"`
 	ChurnRate    float64 `json:"churn_rate"`
 
-	Latency Latency `json:"latency_ms"`
+	Latency    Latency `json:"latency_ms"`
+	AckLatency Latency `json:"ack_latency_ms"` // publish written → its ack read (the log has it, for roomlog)
 
 	Servers          []ProcStat `json:"servers"`
 	ServerCPUSeconds float64    `json:"server_cpu_s"`
@@ -342,6 +343,7 @@ func runCoordinator(args []string) error {
 
 	// Results.
 	h := hdrhistogram.New(1, 600_000_000, 3)
+	ah := hdrhistogram.New(1, 600_000_000, 3)
 	for _, wp := range workers {
 		p, err := next(wp, "result")
 		if err != nil {
@@ -350,6 +352,9 @@ func runCoordinator(args []string) error {
 		res.Counts.add(&p.Counts)
 		if p.Hist != nil {
 			h.Merge(hdrhistogram.Import(p.Hist))
+		}
+		if p.AckHist != nil {
+			ah.Merge(hdrhistogram.Import(p.AckHist))
 		}
 	}
 	for _, wp := range workers {
@@ -361,11 +366,14 @@ func runCoordinator(args []string) error {
 	res.DeliveryRate = float64(res.DeliveriesWindow) / d
 	res.ChurnRate = float64(res.ChurnConnects) / (cfg.Warmup + cfg.Duration).Seconds()
 	ms := func(us int64) float64 { return float64(us) / 1000 }
-	res.Latency = Latency{
-		Count: h.TotalCount(), Mean: h.Mean() / 1000,
-		P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)), P99: ms(h.ValueAtQuantile(99)),
-		P999: ms(h.ValueAtQuantile(99.9)), Max: ms(h.Max()),
+	latency := func(h *hdrhistogram.Histogram) Latency {
+		return Latency{
+			Count: h.TotalCount(), Mean: h.Mean() / 1000,
+			P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)), P99: ms(h.ValueAtQuantile(99)),
+			P999: ms(h.ValueAtQuantile(99.9)), Max: ms(h.Max()),
+		}
 	}
+	res.Latency, res.AckLatency = latency(h), latency(ah)
 	res.ServerCPUCores = res.ServerCPUSeconds / d
 	if res.ServerCPUSeconds > 0 {
 		res.DeliveriesPerCPU = float64(res.DeliveriesWindow) / res.ServerCPUSeconds
@@ -391,16 +399,17 @@ func runCoordinator(args []string) error {
 }
 
 func markdownHeader() string {
-	return "| system | conns | rooms | pub/s | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | server CPU (cores) | deliveries/CPU-s | RSS/conn KiB | connect/s | lost | dup | ooo | reconnects |\n" +
-		"| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+	return "| system | conns | rooms | pub/s | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | server CPU (cores) | deliveries/CPU-s | RSS/conn KiB | connect/s | lost | dup | ooo | reconnects | ack p50 ms | ack p99 ms |\n" +
+		"| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 }
 
 func markdownRow(r *Result) string {
-	return fmt.Sprintf("| %s | %d | %d | %.0f | %.0f | %s | %s | %s | %s | %s | %.2f | %.0f | %.1f | %.0f | %d | %d | %d | %d |",
+	return fmt.Sprintf("| %s | %d | %d | %.0f | %.0f | %s | %s | %s | %s | %s | %.2f | %.0f | %.1f | %.0f | %d | %d | %d | %d | %s | %s |",
 		r.System, r.Connected, r.Rooms, r.PublishRate, r.DeliveryRate,
 		fmtMS(r.Latency.P50, r.Latency.Count), fmtMS(r.Latency.P90, r.Latency.Count), fmtMS(r.Latency.P99, r.Latency.Count),
 		fmtMS(r.Latency.P999, r.Latency.Count), fmtMS(r.Latency.Max, r.Latency.Count),
-		r.ServerCPUCores, r.DeliveriesPerCPU, r.RSSPerConnKiB, r.ConnectRate, r.Lost, r.Dup, r.OOO, r.Reconnects)
+		r.ServerCPUCores, r.DeliveriesPerCPU, r.RSSPerConnKiB, r.ConnectRate, r.Lost, r.Dup, r.OOO, r.Reconnects,
+		fmtMS(r.AckLatency.P50, r.AckLatency.Count), fmtMS(r.AckLatency.P99, r.AckLatency.Count))
 }
 
 func fmtMS(v float64, n int64) string {

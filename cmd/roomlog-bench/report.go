@@ -150,6 +150,9 @@ const methodText = `## How it is measured
   Rooms are split between workers so that every publish and all of its deliveries are timed by the same process clock.
 - **Latency**: publish→deliver, per delivery, the publisher's send time carried in the message; HDR histogram
   (1 µs - 10 min, 3 significant digits), only deliveries inside the measured window (after the warm-up).
+- **Ack latency** (ack p50, ack p99): from writing a publish to reading its acknowledgement, per publish in the measured
+  window. What an ack promises differs: roomlog acks once the log has the record (acks=all), Centrifugo once its
+  publish went to Redis, the Socket.IO server (testenv/bench/socketio) right after its emit to the room.
 - **Throughput**: deliveries received per second in the measured window.
 - **Server CPU**: utime+stime from ` + "`/proc/<pid>/stat`" + ` of every server process over the measured window: relays and the
   broker (embedded broker or the Kafka JVM) for roomlog, nodes and Redis for the peers. **deliveries/CPU-s** = deliveries in
@@ -163,18 +166,19 @@ const methodText = `## How it is measured
 
 `
 
-const tableHeader = "| system | conns | rooms | target/s | pub/s | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | server CPU cores | deliveries / server CPU-s | RSS/conn KiB | connect/s | lost / expected | dup | ooo | reconnects | gen CPU cores |\n" +
-	"| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+const tableHeader = "| system | conns | rooms | target/s | pub/s | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | ack p50 ms | ack p99 ms | server CPU cores | deliveries / server CPU-s | RSS/conn KiB | connect/s | lost / expected | dup | ooo | reconnects | gen CPU cores |\n" +
+	"| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
 
 func tableRow(r *Result) string {
 	conns := fmt.Sprint(r.Connected)
 	if r.ConnectFailed > 0 || r.Connected != r.Conns {
 		conns = fmt.Sprintf("%d of %d", r.Connected, r.Conns)
 	}
-	return fmt.Sprintf("| %s | %s | %d | %g | %.0f | %.0f | %s | %s | %s | %s | %s | %.2f | %.0f | %.1f | %.0f | %d / %d | %d | %d | %d | %.2f |\n",
+	return fmt.Sprintf("| %s | %s | %d | %g | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s | %.2f | %.0f | %.1f | %.0f | %d / %d | %d | %d | %d | %.2f |\n",
 		r.System, conns, r.Rooms, r.Rate, r.PublishRate, r.DeliveryRate,
 		fmtMS(r.Latency.P50, r.Latency.Count), fmtMS(r.Latency.P90, r.Latency.Count), fmtMS(r.Latency.P99, r.Latency.Count),
 		fmtMS(r.Latency.P999, r.Latency.Count), fmtMS(r.Latency.Max, r.Latency.Count),
+		fmtMS(r.AckLatency.P50, r.AckLatency.Count), fmtMS(r.AckLatency.P99, r.AckLatency.Count),
 		r.ServerCPUCores, r.DeliveriesPerCPU, r.RSSPerConnKiB, r.ConnectRate, r.Lost, r.Expected, r.Dup, r.OOO, r.Reconnects,
 		r.GeneratorCPUSec/r.Duration)
 }

@@ -39,7 +39,8 @@ type partial struct {
 
 	Counts
 
-	Hist *hdrhistogram.Snapshot `json:"hist,omitempty"`
+	Hist    *hdrhistogram.Snapshot `json:"hist,omitempty"`
+	AckHist *hdrhistogram.Snapshot `json:"ack_hist,omitempty"`
 }
 
 type worker struct {
@@ -58,6 +59,8 @@ type worker struct {
 
 	hmu  [histShards]sync.Mutex
 	hist [histShards]*hdrhistogram.Histogram
+	amu  sync.Mutex
+	ackH *hdrhistogram.Histogram // publish written → its ack read, measured window only
 
 	deliveries, deliveriesWindow        atomic.Uint64
 	published, publishedWindow, pubErrs atomic.Uint64
@@ -84,10 +87,11 @@ type client struct {
 
 	smu     sync.Mutex
 	streams map[int32]*stream
-	lastPos string // roomlog (either protocol): position of the last message
-	cEpoch  string // centrifugo: stream epoch
-	cOffset uint64 // centrifugo: last offset
-	acked   bitset // publisher: acknowledged sequences
+	lastPos string  // roomlog (either protocol): position of the last message
+	cEpoch  string  // centrifugo: stream epoch
+	cOffset uint64  // centrifugo: last offset
+	acked   bitset  // publisher: acknowledged sequences
+	sentAt  []int64 // publisher: when each sequence was written, ns since the worker's epoch
 	nAcked  uint64
 	dup     uint64
 	ooo     uint64
@@ -139,6 +143,7 @@ func runWorker(args []string) error {
 	for i := range w.hist {
 		w.hist[i] = hdrhistogram.New(1, 600_000_000, 3) // microseconds, 1 µs to 10 min, 3 significant digits
 	}
+	w.ackH = hdrhistogram.New(1, 600_000_000, 3)
 	w.makeDialers()
 
 	// This shard's rooms, connections and publishers.
@@ -591,9 +596,33 @@ func parseMarker(b []byte) (pub int, seq uint64, t int64, rest []byte, ok bool) 
 }
 
 func (c *client) ack(seq uint64) {
+	now := int64(time.Since(c.w.epoch))
 	c.smu.Lock()
+	at := int64(-1)
 	if !c.acked.set(seq) {
 		c.nAcked++
+		if seq < uint64(len(c.sentAt)) {
+			at = c.sentAt[seq]
+		}
+	}
+	c.smu.Unlock()
+	if w := c.w; at >= 0 && w.measuring.Load() {
+		w.amu.Lock()
+		_ = w.ackH.RecordValue(max((now-at)/1000, 1))
+		w.amu.Unlock()
+	}
+}
+
+// sent notes when sequence seq is written (before the write: its ack may
+// come back before the writer returns). A failed write's sequence is
+// written again by the next publish.
+func (c *client) sent(seq uint64) {
+	now := int64(time.Since(c.w.epoch))
+	c.smu.Lock()
+	if seq < uint64(len(c.sentAt)) {
+		c.sentAt[seq] = now
+	} else {
+		c.sentAt = append(c.sentAt, now)
 	}
 	c.smu.Unlock()
 }
@@ -614,6 +643,7 @@ func (w *worker) publishLoop(ctx context.Context, c *client, winStart, winEnd ti
 		if now.After(winEnd) || ctx.Err() != nil {
 			return
 		}
+		c.sent(c.seq)
 		if err := w.ad.publish(c, c.seq, w.payload(c.pub, c.seq)); err != nil {
 			w.pubErrs.Add(1)
 		} else {
@@ -729,5 +759,8 @@ func (w *worker) tally() partial {
 		w.hmu[i].Unlock()
 	}
 	p.Hist = h.Export()
+	w.amu.Lock()
+	p.AckHist = w.ackH.Export()
+	w.amu.Unlock()
 	return p
 }

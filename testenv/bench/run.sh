@@ -6,6 +6,7 @@
 #   SCALE=small testenv/bench/run.sh       1k connections, short: checks every adapter and scenario
 #   SYSTEMS="roomlog-embedded centrifugo" SCENARIOS="fanout failure" testenv/bench/run.sh
 #   REPORT=0 ...                           results only, no docs/benchmarks.md
+#   CONNS=5000 ROOMS=25 RATE=200 ...       another fan-out layout (full scale; a report of it is not the page's)
 #
 # Systems: roomlog-embedded and roomlog-kafka (native /ws clients), roomlog-socketio (the roomlog-embedded fleet
 # driven through the relays' /socket.io/ with the same Socket.IO client protocol as the peer), centrifugo, socketio
@@ -43,7 +44,7 @@ if [[ "$SCALE" == small ]]; then
   CONNS=1000 ROOMS=100 RATE=200 DUR=8s WARM=2s BIG_CONNS=500 BIG_DUR=8s IDLE_CONNS=2000 IDLE_NODES=2 IDLE_PROCS=1
   CHURN=100 PROCS=1 SWEEP_RATES="100 400" SWEEP_DUR=5s
 else
-  CONNS=10000 ROOMS=1000 RATE=2000 DUR=60s WARM=10s BIG_CONNS=5000 BIG_DUR="${BIG_DUR:-30s}" IDLE_CONNS="${IDLE_CONNS:-50000}"
+  CONNS="${CONNS:-10000}" ROOMS="${ROOMS:-1000}" RATE="${RATE:-2000}" DUR=60s WARM=10s BIG_CONNS=5000 BIG_DUR="${BIG_DUR:-30s}" IDLE_CONNS="${IDLE_CONNS:-50000}"
   IDLE_NODES="${IDLE_NODES:-4}" IDLE_PROCS="${IDLE_PROCS:-4}" CHURN=1000 PROCS=2 SWEEP_RATES="${SWEEP_RATES:-500 4000}"
   SWEEP_DUR="${SWEEP_DUR:-15s}"
 fi
