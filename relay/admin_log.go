@@ -118,7 +118,7 @@ func (s *Server) adminDeadline(r *http.Request) (context.Context, context.Cancel
 // adminRead reads [from, to) of partition pn, calling fn for each record
 // (false stops). It answers the error itself.
 func (s *Server) adminRead(ctx context.Context, w http.ResponseWriter, pn int32, from, to int64, fn func(*kgo.Record) bool) bool {
-	if _, err := consumer.ReadRange(ctx, s.clientOpts(), s.cfg.Topic, pn, from, to, fn); err != nil {
+	if _, err := consumer.ReadRange(ctx, s.clientOpts(kafkaClientAdmin), s.cfg.Topic, pn, from, to, fn); err != nil {
 		s.adminLogError(w, err)
 		return false
 	}
@@ -263,7 +263,7 @@ func (s *Server) adminExport(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.adminDeadline(r)
 	defer cancel()
 	var werr error
-	_, err = consumer.ReadRange(ctx, s.clientOpts(), s.cfg.Topic, sl.part.ID(), sl.from, sl.to, func(kr *kgo.Record) bool {
+	_, err = consumer.ReadRange(ctx, s.clientOpts(kafkaClientAdmin), s.cfg.Topic, sl.part.ID(), sl.from, sl.to, func(kr *kgo.Record) bool {
 		werr = ex.Add(kr)
 		return werr == nil
 	})

@@ -345,7 +345,7 @@ func (s *Server) readRoom(enc codec, st *sioStamp, room string, part *consumer.P
 	ctx, cancel := s.readDeadline()
 	defer cancel()
 	var frames []outFrame
-	logStart, err := consumer.ReadPublishes(ctx, s.clientOpts(), s.cfg.Topic, part, room, from, to, func(m consumer.Message) bool {
+	logStart, err := consumer.ReadPublishes(ctx, s.clientOpts(kafkaClientReader), s.cfg.Topic, part, room, from, to, func(m consumer.Message) bool {
 		frames = append(frames, backlogFrame(enc, st, room, m, part.Pos(s.epoch, m.Offset)))
 		return true
 	})

@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/roomlog/roomlog/consumer"
 	"github.com/roomlog/roomlog/record"
@@ -30,6 +32,8 @@ type metrics struct {
 	sioResumes     *prometheus.CounterVec
 	acme           *prometheus.CounterVec
 	limits         *prometheus.CounterVec
+	kafkaRequests  *prometheus.CounterVec
+	kafkaErrors    *prometheus.CounterVec
 }
 
 // Publish outcomes, delivery kinds and recovery sources (label values).
@@ -64,7 +68,9 @@ func newMetrics(s *Server) *metrics {
 	m.acme = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_acme_events_total", Help: "Certificate management events (cert_obtaining, cert_obtained, cert_failed, ...)."}, []string{"event"})
 	m.limits = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_limit_violations_total", Help: "Requests and frames refused by a limit or a security check, by reason."}, []string{"reason"})
 	m.sioResumes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_socketio_recoveries_total", Help: "Socket.IO CONNECTs with a pid (connection state recovery), by outcome: recovered, or why not (unknown, expired, retention, other_epoch, other_user, bad_offset, forbidden, log_unavailable)."}, []string{"outcome"})
-	for _, c := range []prometheus.Collector{m.sioResumes, m.connsTotal, m.forwards, m.joins, m.publishes, m.deliveries, m.produceLatency, m.deliverLatency, m.closes, m.errors, m.recoveries, m.acme, m.limits} {
+	m.kafkaRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_kafka_requests_total", Help: "Requests this relay's Kafka clients sent, by client (producer, consumer, snapshots, reader, admin) and API (Produce, Fetch, Metadata, ...)."}, []string{"client", "api"})
+	m.kafkaErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomlog_kafka_request_errors_total", Help: "Kafka requests whose write or response read failed (the connection broke or timed out), by client and API."}, []string{"client", "api"})
+	for _, c := range []prometheus.Collector{m.kafkaRequests, m.kafkaErrors, m.sioResumes, m.connsTotal, m.forwards, m.joins, m.publishes, m.deliveries, m.produceLatency, m.deliverLatency, m.closes, m.errors, m.recoveries, m.acme, m.limits} {
 		f(c)
 	}
 
@@ -136,6 +142,31 @@ func (l lagCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (m *metrics) since(h prometheus.Histogram, t time.Time) { h.Observe(time.Since(t).Seconds()) }
+
+// The relay's Kafka clients, as roomlog_kafka_requests_total names them.
+const (
+	kafkaClientProducer  = "producer"  // every record the relay appends
+	kafkaClientConsumer  = "consumer"  // the fold
+	kafkaClientSnapshots = "snapshots" // loading and writing partition snapshots
+	kafkaClientReader    = "reader"    // history and recovery reads behind the window
+	kafkaClientAdmin     = "admin"     // the admin API's log reads and redrives
+)
+
+// kafkaHook counts a franz-go client's requests once each is answered or
+// has failed (kgo.HookBrokerE2E). Hooks run on the client's connection
+// goroutines; the counters are safe for that.
+type kafkaHook struct {
+	role string
+	m    *metrics
+}
+
+func (h kafkaHook) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e2e kgo.BrokerE2E) {
+	api := kmsg.NameForKey(key)
+	h.m.kafkaRequests.WithLabelValues(h.role, api).Inc()
+	if e2e.Err() != nil {
+		h.m.kafkaErrors.WithLabelValues(h.role, api).Inc()
+	}
+}
 
 // CountACMEEvent counts a certificate management event (certmagic's event
 // names) in roomlog_acme_events_total.

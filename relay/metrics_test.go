@@ -87,6 +87,19 @@ func TestMetricsFollowTraffic(t *testing.T) {
 		if !strings.Contains(after, `roomlog_consumer_lag_records{partition="0"}`) {
 			t.Error("no consumer lag per partition")
 		}
+		// The six records went out in at least one produce request, and
+		// the fold fetched them back; no request failed.
+		for _, series := range []string{
+			`roomlog_kafka_requests_total{api="Produce",client="producer"}`,
+			`roomlog_kafka_requests_total{api="Fetch",client="consumer"}`,
+		} {
+			if got := metric(after, series) - metric(before, series); got < 1 {
+				t.Errorf("%s grew by %v, want at least 1", series, got)
+			}
+		}
+		if strings.Contains(after, "roomlog_kafka_request_errors_total{") {
+			t.Error("Kafka request errors counted on a healthy broker")
+		}
 		c.ws.Close()
 		deadline := time.Now().Add(10 * time.Second)
 		for metric(scrape(t, addr), `roomlog_closes_total{reason="normal"}`) != 1 {

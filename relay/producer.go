@@ -29,7 +29,7 @@ func (s *Server) startProducer() error {
 		kgo.ProducerBatchMaxBytes(int32(MaxMessageBytesLimit + 16<<10)),
 		kgo.RecordPartitioner(record.NewPartitioner()),
 		kgo.ProducerBatchCompression(codec),
-	}, s.clientOpts()...)...)
+	}, s.clientOpts(kafkaClientProducer)...)...)
 	if err != nil {
 		return fmt.Errorf("relay: producer: %w", err)
 	}

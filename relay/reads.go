@@ -161,7 +161,7 @@ func (s *Server) readHistory(room string, p *consumer.Partition, upTo int64, lim
 	for hi := upTo; hi > 0 && len(out) < limit && scanned < historyMaxScan; {
 		lo := max(hi-chunk, 0)
 		var page []consumer.Message
-		logStart, err := consumer.ReadPublishes(ctx, s.clientOpts(), s.cfg.Topic, p, room, lo, hi, func(m consumer.Message) bool {
+		logStart, err := consumer.ReadPublishes(ctx, s.clientOpts(kafkaClientReader), s.cfg.Topic, p, room, lo, hi, func(m consumer.Message) bool {
 			m.Data = append(json.RawMessage(nil), m.Data...) // kept past the call: not the fetch buffer's
 			page = append(page, m)
 			return true

@@ -399,8 +399,14 @@ func (s *Server) Ready() bool { return s.ready.Load() && !s.draining.Load() }
 // Consumer is the relay's consumer: its folded state, for tests and tools.
 func (s *Server) Consumer() *consumer.Consumer { return s.cons }
 
-func (s *Server) clientOpts() []kgo.Opt {
-	return append([]kgo.Opt{kgo.SeedBrokers(s.cfg.Brokers...)}, s.cfg.ClientOpts...)
+// clientOpts are the options of every franz-go client the relay makes;
+// role names the client in roomlog_kafka_requests_total (kafkaClient*).
+func (s *Server) clientOpts(role string) []kgo.Opt {
+	opts := []kgo.Opt{kgo.SeedBrokers(s.cfg.Brokers...)}
+	if s.metrics != nil {
+		opts = append(opts, kgo.WithHooks(kafkaHook{role: role, m: s.metrics}))
+	}
+	return append(opts, s.cfg.ClientOpts...)
 }
 
 // Addr is the address the relay listens on, once started.
@@ -522,7 +528,7 @@ func (s *Server) startConsumer(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	cc := consumer.Config{
-		ClientOpts:    s.clientOpts(),
+		ClientOpts:    s.clientOpts(kafkaClientConsumer),
 		Topic:         s.cfg.Topic,
 		Epoch:         s.epoch,
 		Sink:          s,

@@ -32,7 +32,7 @@ func (s *Server) loadSnapshots(ctx context.Context) (map[int32]*consumer.Partiti
 		Topic:       s.cfg.SnapshotTopic,
 		EventsTopic: s.cfg.Topic,
 		Epoch:       s.epoch,
-		ClientOpts:  s.clientOpts(),
+		ClientOpts:  s.clientOpts(kafkaClientSnapshots),
 		Logger:      s.cfg.Logger,
 	}
 	if err := s.snaps.Ensure(ctx, s.prod, s.partitions, s.cfg.ReplicationFactor); err != nil {
