@@ -390,6 +390,9 @@ func runCoordinator(args []string) error {
 	} else {
 		fmt.Println(string(b))
 	}
+	for _, l := range res.LossSamples {
+		fmt.Fprintln(os.Stderr, "lost:", l)
+	}
 	fmt.Println(markdownHeader())
 	fmt.Println(markdownRow(res))
 	if res.Connected == 0 {

@@ -27,10 +27,13 @@ type Counts struct {
 
 	ErrorFrames  uint64   `json:"error_frames"`
 	ErrorSamples []string `json:"error_samples,omitempty"`
+	// LossSamples say who lost what: the first (member, publisher) pairs
+	// with acknowledged publishes the member never received.
+	LossSamples []string `json:"loss_samples,omitempty"`
 }
 
-// add sums o into c, keeping the first 10 error samples (each cut at 300
-// bytes).
+// add sums o into c, keeping the first 10 error and loss samples (each
+// cut at 300 bytes).
 func (c *Counts) add(o *Counts) {
 	c.Published += o.Published
 	c.PublishedWindow += o.PublishedWindow
@@ -51,12 +54,18 @@ func (c *Counts) add(o *Counts) {
 	c.ChurnFailed += o.ChurnFailed
 	c.ChurnDisconnects += o.ChurnDisconnects
 	c.ErrorFrames += o.ErrorFrames
-	for _, e := range o.ErrorSamples {
-		if len(c.ErrorSamples) < 10 {
+	c.ErrorSamples = addSamples(c.ErrorSamples, o.ErrorSamples)
+	c.LossSamples = addSamples(c.LossSamples, o.LossSamples)
+}
+
+func addSamples(to, from []string) []string {
+	for _, e := range from {
+		if len(to) < 10 {
 			if len(e) > 300 {
 				e = e[:300] + "..."
 			}
-			c.ErrorSamples = append(c.ErrorSamples, e)
+			to = append(to, e)
 		}
 	}
+	return to
 }

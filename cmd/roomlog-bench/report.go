@@ -116,6 +116,9 @@ func runReport(args []string) error {
 		md.WriteString("\n")
 		md.WriteString(serverTable(rows))
 		for _, r := range rows {
+			if len(r.LossSamples) > 0 {
+				fmt.Fprintf(&md, "Losses of %s (%d acknowledged publishes not received; first ones):\n\n```\n%s\n```\n\n", r.System, r.Lost, strings.Join(r.LossSamples, "\n"))
+			}
 			if len(r.ErrorSamples) > 0 {
 				fmt.Fprintf(&md, "Errors seen by the clients of %s (%d error frames; first ones):\n\n```\n%s\n```\n\n", r.System, r.ErrorFrames, strings.Join(r.ErrorSamples, "\n"))
 			}

@@ -737,15 +737,28 @@ func (w *worker) tally() partial {
 		for _, pc := range w.roomPubs[c.room] {
 			a := acked[pc.pub]
 			st := c.streams[int32(pc.pub)]
+			var expected, missed uint64
+			first := int64(-1)
 			for wi, word := range a {
 				for word != 0 {
 					bit := uint64(wi*64) + uint64(bits.TrailingZeros64(word))
 					word &= word - 1
-					p.Expected++
+					expected++
 					if st == nil || !st.got.has(bit) {
-						p.Lost++
-						lostRooms[c.room] = true
+						missed++
+						if first < 0 {
+							first = int64(bit)
+						}
 					}
+				}
+			}
+			p.Expected += expected
+			p.Lost += missed
+			if missed > 0 {
+				lostRooms[c.room] = true
+				if len(p.LossSamples) < 10 {
+					p.LossSamples = append(p.LossSamples, fmt.Sprintf("room %s: connection %d (last on %s; this worker saw %d reconnects) missed %d of %d acknowledged publishes of publisher %d, the first at sequence %d",
+						c.roomName, c.idx, w.cfg.URLs[c.ep%len(w.cfg.URLs)], w.reconnects.Load(), missed, expected, pc.pub, first))
 				}
 			}
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -36,5 +37,49 @@ func TestAckLatency(t *testing.T) {
 	}
 	if us := w.ackH.Max(); us >= 20_000 {
 		t.Errorf("ack timed at %d µs: from the first attempt, not the retry", us)
+	}
+}
+
+// TestTallyLosses: a member that missed acknowledged publishes counts one
+// loss per publish, and a sample names the room, the connection, the
+// publisher and the first sequence missed; a member that got them all
+// counts none.
+func TestTallyLosses(t *testing.T) {
+	w := &worker{cfg: &config{URLs: []string{"ws://a", "ws://b"}, Rooms: 1, Conns: 3}, ad: roomlogAdapter{}, epoch: time.Now(),
+		ackH: hdrhistogram.New(1, 600_000_000, 3), roomPubs: map[int][]*client{}}
+	for i := range w.hist {
+		w.hist[i] = hdrhistogram.New(1, 600_000_000, 3)
+	}
+	for i := range 3 {
+		w.clients = append(w.clients, w.newClient(i, 0, true))
+	}
+	pub := w.clients[0]
+	pub.pub = 0
+	w.pubs = []*client{pub}
+	w.roomPubs[0] = []*client{pub}
+	for seq := range uint64(4) {
+		pub.ack(seq)
+	}
+	got := func(c *client, seqs ...uint64) {
+		st := &stream{max: -1}
+		for _, s := range seqs {
+			st.got.set(s)
+		}
+		c.streams[0] = st
+	}
+	got(pub, 0, 1, 2, 3)
+	got(w.clients[1], 0, 1, 2, 3)
+	got(w.clients[2], 0, 3) // missed 1 and 2
+
+	p := w.tally()
+	if p.Expected != 12 || p.Lost != 2 || p.RoomsLost != 1 {
+		t.Fatalf("expected %d lost %d rooms lost %d; want 12, 2, 1", p.Expected, p.Lost, p.RoomsLost)
+	}
+	if len(p.LossSamples) != 1 {
+		t.Fatalf("loss samples %q, want one", p.LossSamples)
+	}
+	want := "connection 2 (last on ws://a; this worker saw 0 reconnects) missed 2 of 4 acknowledged publishes of publisher 0, the first at sequence 1"
+	if !strings.Contains(p.LossSamples[0], want) {
+		t.Errorf("loss sample %q, want it to say %q", p.LossSamples[0], want)
 	}
 }
