@@ -12,7 +12,7 @@
 # driven through the relays' /socket.io/ with the same Socket.IO client protocol as the peer), centrifugo, socketio
 # (Socket.IO 4.8 + Redis adapter).
 #
-# Results: testenv/bench/out/results/<scenario>-<system>[-<rate>].json; server logs in out/logs.
+# Results: testenv/bench/out/results/<scenario>-<system>[-<rate>].json; server logs in out/logs/<scenario>.
 # Each load run is bounded (roomlog-bench --timeout, and `timeout` around it); servers are
 # stopped by pid at the end, also on failure.
 set -euo pipefail
@@ -105,6 +105,7 @@ profile() {
 
 # Scenario by scenario, every system in turn (so that a cut-short run still compares them all).
 for sc in $SCENARIOS; do
+  export BENCH_LOGS="$out/logs/$sc"
   for sys in $SYSTEMS; do
     case "$sc" in
       fanout)

@@ -11,13 +11,15 @@
 # After start, out/run/SYSTEM.pids holds "name pid" lines (for roomlog-bench --pid-file) and
 # out/run/SYSTEM.urls the comma-separated WebSocket endpoints. NODES defaults to 2.
 # RELAY_FLAGS adds flags to every roomlog relay (an experiment, e.g. RELAY_FLAGS="--produce-linger 1ms").
+# Server logs go to out/logs, or BENCH_LOGS (run.sh gives each scenario its own, so that a later scenario does not
+# overwrite the logs of one that lost messages).
 # Every process is started by this script and stopped by pid; nothing else is touched.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 out="${BENCH_OUT:-$here/out}"
 run="$out/run"
-logs="$out/logs"
+logs="${BENCH_LOGS:-$out/logs}"
 mkdir -p "$run" "$logs"
 BIN="${BENCH_BIN:-$here/.bin}"
 ROOMLOG="${ROOMLOG_BIN:-$root/bin/roomlog}"
