@@ -65,6 +65,11 @@ type transport interface {
 	// close flushes what is queued (unless d is a slow client), tells the
 	// client d and closes the socket, without blocking the caller.
 	close(d Disconnect)
+	// cork holds what is written to the socket until the matching uncork,
+	// which writes it in one system call: the sender's ack and its own
+	// copy of a message. A transport that cannot does nothing.
+	cork()
+	uncork()
 }
 
 // codec encodes what a client is told, in its protocol. jsonCodec

@@ -137,10 +137,8 @@ func (s *Server) deliverPublish(d *consumer.Delivery, a *answerer) {
 	// The sender is usually a member of the room: its ack and its copy
 	// of the message leave in one system call.
 	if a.c != nil {
-		if w, ok := a.c.t.(*wsWriter); ok && w.async != nil {
-			w.async.Cork()
-			defer w.async.Uncork()
-		}
+		a.c.t.cork()
+		defer a.c.t.uncork()
 	}
 	a.ack(ack{pos: &d.Pos})
 	n := s.hub.broadcast(ev.Room, false, "", d.Pos, func(enc codec) []byte {

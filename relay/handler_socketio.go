@@ -369,6 +369,11 @@ func appendMessages(msgs []engineio.Message, fs []outFrame) []engineio.Message {
 	return msgs
 }
 
+// cork and uncork do nothing: the Engine.IO session writes its packets
+// itself (its writer gathers a batch into one system call).
+func (t *sioTransport) cork()   {}
+func (t *sioTransport) uncork() {}
+
 func (t *sioTransport) freeSlots(fs []outFrame) {
 	for _, f := range fs {
 		if f.slot {

@@ -147,7 +147,7 @@ func (m *metrics) since(h prometheus.Histogram, t time.Time) { h.Observe(time.Si
 const (
 	kafkaClientProducer  = "producer"  // every record the relay appends
 	kafkaClientConsumer  = "consumer"  // the fold
-	kafkaClientSnapshots = "snapshots" // loading and writing partition snapshots
+	kafkaClientSnapshots = "snapshots" // loading partition snapshots (the producer writes them)
 	kafkaClientReader    = "reader"    // history and recovery reads behind the window
 	kafkaClientAdmin     = "admin"     // the admin API's log reads and redrives
 )

@@ -402,10 +402,7 @@ func (s *Server) Consumer() *consumer.Consumer { return s.cons }
 // clientOpts are the options of every franz-go client the relay makes;
 // role names the client in roomlog_kafka_requests_total (kafkaClient*).
 func (s *Server) clientOpts(role string) []kgo.Opt {
-	opts := []kgo.Opt{kgo.SeedBrokers(s.cfg.Brokers...)}
-	if s.metrics != nil {
-		opts = append(opts, kgo.WithHooks(kafkaHook{role: role, m: s.metrics}))
-	}
+	opts := []kgo.Opt{kgo.SeedBrokers(s.cfg.Brokers...), kgo.WithHooks(kafkaHook{role: role, m: s.metrics})}
 	return append(opts, s.cfg.ClientOpts...)
 }
 

@@ -212,7 +212,7 @@ func (w *wsWriter) writeLoop() {
 				}
 			}
 			if err := w.write(f); err != nil {
-				w.uncork(len(batch))
+				w.uncorkBatch(len(batch))
 				if errors.Is(err, asyncconn.ErrOverflow) {
 					w.c.shutdown(DisconnectSlow)
 				} else {
@@ -226,12 +226,24 @@ func (w *wsWriter) writeLoop() {
 			}
 			batch[i] = outFrame{}
 		}
-		w.uncork(len(batch))
+		w.uncorkBatch(len(batch))
 	}
 }
 
-func (w *wsWriter) uncork(batch int) {
+func (w *wsWriter) uncorkBatch(batch int) {
 	if w.async != nil && batch > 1 {
+		w.async.Uncork()
+	}
+}
+
+func (w *wsWriter) cork() {
+	if w.async != nil {
+		w.async.Cork()
+	}
+}
+
+func (w *wsWriter) uncork() {
+	if w.async != nil {
 		w.async.Uncork()
 	}
 }
