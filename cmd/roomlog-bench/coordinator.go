@@ -41,10 +41,13 @@ type Result struct {
 	KillName  string    `json:"kill,omitempty"`
 	KillAtSec float64   `json:"kill_at_s,omitempty"`
 
-	Connected      int     `json:"connected"`
-	ConnectFailed  int     `json:"connect_failed"`
-	ConnectSeconds float64 `json:"connect_s"`
-	ConnectRate    float64 `json:"connect_rate"`
+	Connected     int `json:"connected"`
+	ConnectFailed int `json:"connect_failed"`
+	// ConnectErrors are the first connections' reasons for failing
+	// (three attempts each); their members are left out of the loss count.
+	ConnectErrors  []string `json:"connect_errors,omitempty"`
+	ConnectSeconds float64  `json:"connect_s"`
+	ConnectRate    float64  `json:"connect_rate"`
 
 	Counts               // summed over the workers
 	PublishRate  float64 `json:"publish_rate"`
@@ -245,6 +248,7 @@ func runCoordinator(args []string) error {
 		}
 		res.Connected += p.Connected
 		res.ConnectFailed += p.ConnectFailed
+		res.ConnectErrors = addSamples(res.ConnectErrors, p.ConnectErrors)
 		cStart = min(cStart, p.ConnectStartNs)
 		cEnd = max(cEnd, p.ConnectEndNs)
 	}
@@ -256,6 +260,9 @@ func runCoordinator(args []string) error {
 		fmt.Fprintf(os.Stderr, "[%s/%s] "+format+"\n", append([]any{cfg.System, cfg.Scenario}, a...)...)
 	}
 	logf("%d/%d connected in %.1fs (%.0f/s), %d failed", res.Connected, cfg.Conns, res.ConnectSeconds, res.ConnectRate, res.ConnectFailed)
+	for _, e := range res.ConnectErrors {
+		logf("connect failed: %s", e)
+	}
 	time.Sleep(time.Second) // let the servers settle before the connected RSS
 	for _, s := range servers {
 		_, s.RSSConnKB, _ = procSample(s.PID)

@@ -116,6 +116,9 @@ func runReport(args []string) error {
 		md.WriteString("\n")
 		md.WriteString(serverTable(rows))
 		for _, r := range rows {
+			if len(r.ConnectErrors) > 0 {
+				fmt.Fprintf(&md, "Connections of %s that failed to connect and join (%d, three attempts each, left out of the loss count; first ones):\n\n```\n%s\n```\n\n", r.System, r.ConnectFailed, strings.Join(r.ConnectErrors, "\n"))
+			}
 			if len(r.LossSamples) > 0 {
 				fmt.Fprintf(&md, "Losses of %s (%d acknowledged publishes not received; first ones):\n\n```\n%s\n```\n\n", r.System, r.Lost, strings.Join(r.LossSamples, "\n"))
 			}
@@ -162,7 +165,8 @@ const methodText = `## How it is measured
   the window / server CPU-seconds in the window.
 - **RSS per connection**: (sum of server VmRSS after connecting − before) / connections.
 - **Correctness**: each message carries (room, publisher, sequence). Lost = acknowledged publishes a stable member of the
-  room never received by the end of the drain; dup = the same (publisher, sequence) received twice by one connection;
+  room never received by the end of the drain (a member whose connect and join failed three times is left out: the
+  conns column shows it as "N of M"); dup = the same (publisher, sequence) received twice by one connection;
   ooo = received after a later sequence of the same publisher.
 - The generator shares the 2 cores with the servers, so all systems are CPU-starved the same way; its own CPU is shown
   as "gen CPU".

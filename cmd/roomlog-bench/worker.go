@@ -31,11 +31,12 @@ const histShards = 16
 type partial struct {
 	Type string `json:"type"` // "ready" or "result"
 
-	Conns          int   `json:"conns"`
-	Connected      int   `json:"connected"`
-	ConnectFailed  int   `json:"connect_failed"`
-	ConnectStartNs int64 `json:"connect_start_ns"`
-	ConnectEndNs   int64 `json:"connect_end_ns"`
+	Conns          int      `json:"conns"`
+	Connected      int      `json:"connected"`
+	ConnectFailed  int      `json:"connect_failed"`
+	ConnectErrors  []string `json:"connect_errors,omitempty"` // the first failures' reasons
+	ConnectStartNs int64    `json:"connect_start_ns"`
+	ConnectEndNs   int64    `json:"connect_end_ns"`
 
 	Counts
 
@@ -84,6 +85,10 @@ type client struct {
 	wmu  sync.Mutex
 	ws   *websocket.Conn
 	dead atomic.Bool // closing on purpose: no reconnect
+	// joined is set once the first connect's join is acknowledged. A
+	// connection that never joined was promised nothing: tally leaves it
+	// out (the run counts it as a failed connect instead).
+	joined atomic.Bool
 
 	smu     sync.Mutex
 	streams map[int32]*stream
@@ -181,9 +186,9 @@ func runWorker(args []string) error {
 	// Connect phase.
 	ready := partial{Type: "ready", Conns: len(w.clients)}
 	ready.ConnectStartNs = time.Now().UnixNano()
-	connected, failed := w.connectAll(ctx)
+	connected, failed, errs := w.connectAll(ctx)
 	ready.ConnectEndNs = time.Now().UnixNano()
-	ready.Connected, ready.ConnectFailed = connected, failed
+	ready.Connected, ready.ConnectFailed, ready.ConnectErrors = connected, failed, errs
 	if err := out.Encode(ready); err != nil {
 		return err
 	}
@@ -298,7 +303,7 @@ func bindNoPort(network, address string, rc syscall.RawConn) error {
 	})
 }
 
-func (w *worker) connectAll(ctx context.Context) (ok, failed int) {
+func (w *worker) connectAll(ctx context.Context) (ok, failed int, errs []string) {
 	conc := w.cfg.ConnectConc
 	if conc < 1 {
 		conc = 1
@@ -311,6 +316,7 @@ func (w *worker) connectAll(ctx context.Context) (ok, failed int) {
 	}
 	jobs := make(chan *client)
 	var nOK, nFail atomic.Int64
+	var emu sync.Mutex
 	var wg sync.WaitGroup
 	for g := 0; g < conc; g++ {
 		wg.Add(1)
@@ -325,11 +331,16 @@ func (w *worker) connectAll(ctx context.Context) (ok, failed int) {
 					time.Sleep(200 * time.Millisecond)
 				}
 				if err != nil {
-					if nFail.Add(1) <= 5 {
+					nFail.Add(1)
+					emu.Lock()
+					if len(errs) < 10 {
+						errs = append(errs, fmt.Sprintf("connection %d (room %s, %s): %v", c.idx, c.roomName, w.cfg.URLs[c.ep], err))
 						w.logf("connect %d: %v", c.idx, err)
 					}
+					emu.Unlock()
 					continue
 				}
+				c.joined.Store(true)
 				nOK.Add(1)
 				go c.readLoop(ctx)
 			}
@@ -354,7 +365,7 @@ func (w *worker) connectAll(ctx context.Context) (ok, failed int) {
 	}
 	close(jobs)
 	wg.Wait()
-	return int(nOK.Load()), int(nFail.Load())
+	return int(nOK.Load()), int(nFail.Load()), errs
 }
 
 // connect dials, runs the protocol hello and joins the room (resuming after
@@ -702,8 +713,10 @@ func (w *worker) churnLoop(ctx context.Context, end time.Time) {
 	}
 }
 
-// tally counts losses: for every stable member of a room, every
-// acknowledged publish to the room that it did not receive.
+// tally counts losses: for every stable member of a room that joined it,
+// every acknowledged publish to the room that it did not receive. A member
+// whose first connect failed (three attempts) is not counted: no server
+// acknowledged its join, and the run reports it as a failed connect.
 func (w *worker) tally() partial {
 	var p partial
 	p.Conns = len(w.clients)
@@ -725,6 +738,9 @@ func (w *worker) tally() partial {
 	}
 	lostRooms, dupRooms, oooRooms := map[int]bool{}, map[int]bool{}, map[int]bool{}
 	for _, c := range w.clients {
+		if !c.joined.Load() {
+			continue
+		}
 		c.smu.Lock()
 		if c.dup > 0 {
 			dupRooms[c.room] = true

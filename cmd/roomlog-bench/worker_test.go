@@ -45,13 +45,15 @@ func TestAckLatency(t *testing.T) {
 // publisher and the first sequence missed; a member that got them all
 // counts none.
 func TestTallyLosses(t *testing.T) {
-	w := &worker{cfg: &config{URLs: []string{"ws://a", "ws://b"}, Rooms: 1, Conns: 3}, ad: roomlogAdapter{}, epoch: time.Now(),
+	w := &worker{cfg: &config{URLs: []string{"ws://a", "ws://b"}, Rooms: 1, Conns: 4}, ad: roomlogAdapter{}, epoch: time.Now(),
 		ackH: hdrhistogram.New(1, 600_000_000, 3), roomPubs: map[int][]*client{}}
 	for i := range w.hist {
 		w.hist[i] = hdrhistogram.New(1, 600_000_000, 3)
 	}
-	for i := range 3 {
-		w.clients = append(w.clients, w.newClient(i, 0, true))
+	for i := range 4 {
+		c := w.newClient(i, 0, true)
+		c.joined.Store(i < 3) // connection 3's connect failed: it never joined
+		w.clients = append(w.clients, c)
 	}
 	pub := w.clients[0]
 	pub.pub = 0
@@ -70,10 +72,11 @@ func TestTallyLosses(t *testing.T) {
 	got(pub, 0, 1, 2, 3)
 	got(w.clients[1], 0, 1, 2, 3)
 	got(w.clients[2], 0, 3) // missed 1 and 2
+	// connection 3 received nothing, but no server acknowledged its join
 
 	p := w.tally()
 	if p.Expected != 12 || p.Lost != 2 || p.RoomsLost != 1 {
-		t.Fatalf("expected %d lost %d rooms lost %d; want 12, 2, 1", p.Expected, p.Lost, p.RoomsLost)
+		t.Fatalf("expected %d lost %d rooms lost %d; want 12, 2, 1 (a member that never joined is not counted)", p.Expected, p.Lost, p.RoomsLost)
 	}
 	if len(p.LossSamples) != 1 {
 		t.Fatalf("loss samples %q, want one", p.LossSamples)
