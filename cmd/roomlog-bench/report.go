@@ -16,7 +16,7 @@ import (
 )
 
 var scenarios = []struct{ key, title, what string }{
-	{"fanout", "1. Fan-out", "10k connections, 1k rooms of 10, 2k messages/s published (one publisher per room), 100-byte messages."},
+	{"fanout", "1. Fan-out", "10k connections, 1k rooms of 10, 2k messages/s published (one publisher per room), 100-byte messages. The traffic runs 90 s before the 60 s window, so that every system is measured warm: a freshly started Kafka JVM spends its first minute or so of traffic compiling (with a 10 s warm-up, its compiler threads took about 12 of its 30 CPU-seconds in the window)."},
 	{"bigroom", "2. Big rooms", "5k connections in one room, 50 messages/s (10 publishers)."},
 	{"idle", "3. Idle", "Connections joined to rooms of 10, no traffic: server RSS per connection (RSS after connecting minus RSS before, over the connections) and connect rate."},
 	{"churn", "4. Churn", "Fan-out traffic (rooms of 10) while extra connections connect, join, stay 2 s and disconnect at the churn rate."},

@@ -7,6 +7,8 @@
 #   SYSTEMS="roomlog-embedded centrifugo" SCENARIOS="fanout failure" testenv/bench/run.sh
 #   REPORT=0 ...                           results only, no docs/benchmarks.md
 #   CONNS=5000 ROOMS=25 RATE=200 ...       another fan-out layout (full scale; a report of it is not the page's)
+#   FANOUT_WARM=10s ...                    scenario 1's warm-up (default 90s: a fresh Kafka JVM compiles for a minute)
+#   RELAY_ENV=GOMAXPROCS=1 ...             environment for the relays (BROKER_ENV: roomlog broker; NODE_ENV: Centrifugo)
 #
 # Systems: roomlog-embedded and roomlog-kafka (native /ws clients), roomlog-socketio (the roomlog-embedded fleet
 # driven through the relays' /socket.io/ with the same Socket.IO client protocol as the peer), centrifugo, socketio
@@ -41,10 +43,10 @@ BENCH="$out/roomlog-bench"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 if [[ "$SCALE" == small ]]; then
-  CONNS=1000 ROOMS=100 RATE=200 DUR=8s WARM=2s BIG_CONNS=500 BIG_DUR=8s IDLE_CONNS=2000 IDLE_NODES=2 IDLE_PROCS=1
+  CONNS=1000 ROOMS=100 RATE=200 DUR=8s WARM=2s FANOUT_WARM=2s BIG_CONNS=500 BIG_DUR=8s IDLE_CONNS=2000 IDLE_NODES=2 IDLE_PROCS=1
   CHURN=100 PROCS=1 SWEEP_RATES="100 400" SWEEP_DUR=5s
 else
-  CONNS="${CONNS:-10000}" ROOMS="${ROOMS:-1000}" RATE="${RATE:-2000}" DUR=60s WARM=10s BIG_CONNS=5000 BIG_DUR="${BIG_DUR:-30s}" IDLE_CONNS="${IDLE_CONNS:-50000}"
+  CONNS="${CONNS:-10000}" ROOMS="${ROOMS:-1000}" RATE="${RATE:-2000}" DUR=60s WARM="${WARM:-10s}" FANOUT_WARM="${FANOUT_WARM:-90s}" BIG_CONNS=5000 BIG_DUR="${BIG_DUR:-30s}" IDLE_CONNS="${IDLE_CONNS:-50000}"
   IDLE_NODES="${IDLE_NODES:-4}" IDLE_PROCS="${IDLE_PROCS:-4}" CHURN=1000 PROCS=2 SWEEP_RATES="${SWEEP_RATES:-500 4000}"
   SWEEP_DUR="${SWEEP_DUR:-15s}"
 fi
@@ -90,13 +92,14 @@ bench() {
   timeout 900 "$BENCH" run "${args[@]}" | tail -1 || echo "!!! $sys / $name failed" >&2
 }
 
-# profile SYSTEM SECONDS: perf samples of the system's server processes while a run goes on.
+# profile SYSTEM SECONDS DELAY: perf samples of the system's server processes, from DELAY seconds after the
+# run starts (connecting takes up to about 10 s, then the warm-up).
 profile() {
-  local sys="$1" secs="$2"
+  local sys="$1" secs="$2" delay="$3"
   [[ "$PROFILE" == 1 ]] && command -v perf >/dev/null || return 0
   local pids
   pids="$(awk '{print $2}' "$out/run/$sys.pids" | paste -sd,)"
-  ( sleep 12
+  ( sleep "$delay"
     perf record -F 499 -g -o "$out/perf-$sys.data" -p "$pids" -- sleep "$secs" >/dev/null 2>&1 || exit 0
     perf report -i "$out/perf-$sys.data" --stdio --no-children --sort comm,dso,sym 2>/dev/null \
       | grep -v '^$' | grep -E '^ +[0-9]' | head -40 >"$out/profile-$sys-fanout.txt" || true
@@ -110,8 +113,8 @@ for sc in $SCENARIOS; do
     case "$sc" in
       fanout)
         "$here/servers.sh" start "$sys" 2
-        [[ "$sys" == roomlog-* || "$SCALE" == full ]] && profile "$sys" 20
-        bench "$sys" fanout "fanout-$sys" -conns "$CONNS" -rooms "$ROOMS" -rate "$RATE" -warmup "$WARM" -duration "$DUR" -procs "$PROCS"
+        [[ "$sys" == roomlog-* || "$SCALE" == full ]] && profile "$sys" 20 $((${FANOUT_WARM%s} + 12))
+        bench "$sys" fanout "fanout-$sys" -conns "$CONNS" -rooms "$ROOMS" -rate "$RATE" -warmup "$FANOUT_WARM" -duration "$DUR" -procs "$PROCS"
         wait
         ;;
       sweep)

@@ -10,7 +10,9 @@
 #
 # After start, out/run/SYSTEM.pids holds "name pid" lines (for roomlog-bench --pid-file) and
 # out/run/SYSTEM.urls the comma-separated WebSocket endpoints. NODES defaults to 2.
-# RELAY_FLAGS adds flags to every roomlog relay (an experiment, e.g. RELAY_FLAGS="--produce-linger 1ms").
+# RELAY_FLAGS adds flags to every roomlog relay (an experiment, e.g. RELAY_FLAGS="--produce-linger 1ms");
+# RELAY_ENV, BROKER_ENV and NODE_ENV add environment variables to the relays, to `roomlog broker` and to the
+# Centrifugo nodes (e.g. GOMAXPROCS=1).
 # Server logs go to out/logs, or BENCH_LOGS (run.sh gives each scenario its own, so that a later scenario does not
 # overwrite the logs of one that lost messages).
 # Every process is started by this script and stopped by pid; nothing else is touched.
@@ -67,7 +69,7 @@ start_relays() { # SYSTEM NODES BROKERS EXTRA...
   if [[ "$help" == *--anonymous* ]]; then set -- "$@" --anonymous; fi
   for i in $(seq 1 "$n"); do
     local port=$((18080 + i))
-    "$ROOMLOG" relay --brokers "$brokers" --listen "127.0.0.1:$port" --topic "$topic" \
+    env ${RELAY_ENV:-} "$ROOMLOG" relay --brokers "$brokers" --listen "127.0.0.1:$port" --topic "$topic" \
       --relay-name "bench-$sys-$i" --log-level warn "$@" ${RELAY_FLAGS:-} >"$logs/$sys-relay$i.log" 2>&1 &
     echo "relay$i $!" >>"$run/$sys.pids"
     urls+=("ws://127.0.0.1:$port/ws")
@@ -84,7 +86,7 @@ start() {
     roomlog-embedded | roomlog-socketio)
       local data="$out/data/broker-$(date +%s)"
       mkdir -p "$data"
-      "$ROOMLOG" broker --listen "127.0.0.1:$BROKER_PORT" --data-dir "$data" --log-level warn >"$logs/$sys-broker.log" 2>&1 &
+      env ${BROKER_ENV:-} "$ROOMLOG" broker --listen "127.0.0.1:$BROKER_PORT" --data-dir "$data" --log-level warn >"$logs/$sys-broker.log" 2>&1 &
       echo "broker $!" >>"$run/$sys.pids"
       wait_port "$BROKER_PORT" 30
       start_relays "$sys" "$n" "127.0.0.1:$BROKER_PORT"
@@ -105,7 +107,7 @@ start() {
         local port=$((18100 + i))
         CENTRIFUGO_HTTP_SERVER_PORT="$port" CENTRIFUGO_HTTP_SERVER_ADDRESS=127.0.0.1 \
           CENTRIFUGO_ENGINE_REDIS_ADDRESS="redis://127.0.0.1:$REDIS_PORT" CENTRIFUGO_NODE_NAME="bench-$i" \
-          "$BIN/centrifugo" --config "$here/centrifugo.json" >"$logs/$sys-node$i.log" 2>&1 &
+          env ${NODE_ENV:-} "$BIN/centrifugo" --config "$here/centrifugo.json" >"$logs/$sys-node$i.log" 2>&1 &
         echo "node$i $!" >>"$run/$sys.pids"
         urls+=("ws://127.0.0.1:$port/connection/websocket")
       done
