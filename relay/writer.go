@@ -199,20 +199,26 @@ func (w *wsWriter) writeLoop() {
 			default:
 			}
 		}
-		if w.async != nil && len(batch) > 1 {
-			w.async.Cork() // the batch in one system call
+		corked := len(batch) > 1
+		if corked {
+			w.cork() // the batch in one system call
 		}
 		for i, f := range batch {
 			if i%16 == 0 {
 				select {
 				case <-w.c.done:
+					if corked {
+						w.uncork()
+					}
 					w.finish(batch[i:])
 					return
 				default:
 				}
 			}
 			if err := w.write(f); err != nil {
-				w.uncorkBatch(len(batch))
+				if corked {
+					w.uncork()
+				}
 				if errors.Is(err, asyncconn.ErrOverflow) {
 					w.c.shutdown(DisconnectSlow)
 				} else {
@@ -226,13 +232,9 @@ func (w *wsWriter) writeLoop() {
 			}
 			batch[i] = outFrame{}
 		}
-		w.uncorkBatch(len(batch))
-	}
-}
-
-func (w *wsWriter) uncorkBatch(batch int) {
-	if w.async != nil && batch > 1 {
-		w.async.Uncork()
+		if corked {
+			w.uncork()
+		}
 	}
 }
 

@@ -335,7 +335,6 @@ func (w *worker) connectAll(ctx context.Context) (ok, failed int, errs []string)
 					emu.Lock()
 					if len(errs) < 10 {
 						errs = append(errs, fmt.Sprintf("connection %d (room %s, %s): %v", c.idx, c.roomName, w.cfg.URLs[c.ep], err))
-						w.logf("connect %d: %v", c.idx, err)
 					}
 					emu.Unlock()
 					continue
